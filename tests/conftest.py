@@ -1,0 +1,6 @@
+"""Shared test setup: the tools are scripts in tools/, imported here as modules."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))

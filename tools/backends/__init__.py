@@ -1,0 +1,29 @@
+"""Inference backends, picked by a model's `backend` key in models.toml.
+
+Every backend takes a ModelSpec and answers a list of questions with `answer(questions)`, an
+iterator of (question index, result) in the order answers finish; a result is
+{"output", "tokens", "seconds"} or {"error"}. A failure in one question never stops the others.
+"""
+from __future__ import annotations
+
+
+def user_message(question: dict) -> str:
+    """The question as the user turn: the instruction, then its input if it has one."""
+    extra = (question.get("input") or "").strip()
+    return question["instruction"] + (f"\n\n{extra}" if extra else "")
+
+
+def chat_messages(question: dict, system_prompt: str | None) -> list[dict]:
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return messages + [{"role": "user", "content": user_message(question)}]
+
+
+def load_backend(spec):
+    """The backend object for a model; imports only what that backend needs."""
+    if spec.backend == "llama.cpp":
+        from backends.llama_backend import LlamaBackend
+        return LlamaBackend(spec)
+    if spec.backend == "transformers":
+        from backends.hf_backend import TransformersBackend
+        return TransformersBackend(spec)
+    raise ValueError(f"model '{spec.name}': unknown backend '{spec.backend}'")
