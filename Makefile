@@ -70,7 +70,7 @@ board: $(OUT)/output.json $(OUT)/reference.json ## judge every model against REF
 demo: ## set up, answer the tiny question set with the embedded models, judge, print the board
 	$(MAKE) --no-print-directory board
 
-test: setup ## run the tests
+test: models ## run the tests (sets up .venv and the embedded models first)
 	$(PY) -m pytest -q tests
 
 clean: ## remove OUT (answers, cache, board); models and .venv stay
