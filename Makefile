@@ -55,17 +55,27 @@ infer: $(ANSWERS) ## answer QUESTIONS with each of MODELS -> OUT/NAME.json
 
 merge: $(OUT)/output.json ## all models' answers in one alpaca_eval file -> OUT/output.json
 
-$(OUT)/output.json: $(ANSWERS)
+$(OUT)/output.json: $(ANSWERS) $(OUT)/stamps/models.txt
 	$(PY) tools/merge.py $(ANSWERS) --out $@
 
 reference: $(OUT)/reference.json ## the REFERENCE model's answers -> OUT/reference.json
 
-$(OUT)/reference.json: $(OUT)/$(REFERENCE_).json
+$(OUT)/reference.json: $(OUT)/$(REFERENCE_).json $(OUT)/stamps/reference.txt
 	$(PY) tools/reference.py $< --out $@
 
-board: $(OUT)/output.json $(OUT)/reference.json ## judge every model against REFERENCE -> OUT/board.csv
+board: $(OUT)/board.csv ## judge every model against REFERENCE -> OUT/board.csv, and print it
+	@$(PY) tools/board.py --show $<
+
+$(OUT)/board.csv: $(OUT)/output.json $(OUT)/reference.json $(OUT)/stamps/judge.txt $(TOOLS)
 	$(PY) tools/board.py --models-toml $(MODELS_TOML) --outputs $(OUT)/output.json \
 	  --reference $(OUT)/reference.json --judge $(JUDGE_) --out $(OUT)
+
+# Stamps of the model list, the reference and the judge: rewritten only when they change.
+STAMP_models = $(MODELS_)
+STAMP_reference = $(REFERENCE_)
+STAMP_judge = $(JUDGE_)
+$(OUT)/stamps/%.txt: FORCE | setup
+	@$(PY) tools/registry.py stamp-value $* $(STAMP_$*) --models-toml $(MODELS_TOML) --out $(OUT)
 
 demo: ## set up, answer the tiny question set with the embedded models, judge, print the board
 	$(MAKE) --no-print-directory board

@@ -21,7 +21,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from records import InputError, read_json
+from records import InputError, read_json, write_json_atomic
 from registry import RegistryError, load_registry
 
 BOARD_COLUMNS = ["win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total",
@@ -86,14 +86,35 @@ def judge_all(outputs: list[dict], reference: list[dict], annotators_config: str
     return board
 
 
+def show(board_path: Path) -> int:
+    """Print a board.csv as a table, with the judge and reference it was made with."""
+    import pandas as pd
+
+    try:
+        board = pd.read_csv(board_path, index_col="model")
+        about = read_json(board_path.with_name("board_info.json"))
+    except (FileNotFoundError, ValueError, InputError) as err:
+        print(f"error: cannot read {board_path} ({err}); run make board", file=sys.stderr)
+        return 2
+    print(f"\nLeaderboard (judge: {about['judge']}; reference: {about['reference']}; "
+          f"questions: {about['n_questions']}) -> {board_path}")
+    print(board.to_string(float_format=lambda v: f"{v:.2f}"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--outputs", required=True, type=Path, help="merged answers (OUT/output.json)")
-    parser.add_argument("--reference", required=True, type=Path, help="reference answers (OUT/reference.json)")
-    parser.add_argument("--judge", required=True, help="a model from models.toml, or an alpaca_eval annotator config")
+    parser.add_argument("--show", type=Path, metavar="BOARD_CSV", help="only print an existing board")
+    parser.add_argument("--outputs", type=Path, help="merged answers (OUT/output.json)")
+    parser.add_argument("--reference", type=Path, help="reference answers (OUT/reference.json)")
+    parser.add_argument("--judge", help="a model from models.toml, or an alpaca_eval annotator config")
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--out", default="out", type=Path)
     args = parser.parse_args(argv)
+    if args.show:
+        return show(args.show)
+    if not (args.outputs and args.reference and args.judge):
+        parser.error("--outputs, --reference and --judge are required (or --show BOARD_CSV)")
     try:
         registry = load_registry(args.models_toml)
         outputs, reference = read_json(args.outputs), read_json(args.reference)
@@ -132,12 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: judging failed: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
     board_path = args.out / "board.csv"
+    write_json_atomic(board_path.with_name("board_info.json"), {
+        "judge": args.judge, "reference": reference[0]["generator"],
+        "n_questions": len({(r["instruction"], r.get("input", "")) for r in reference}),
+    })
     tmp = board_path.with_suffix(".csv.tmp")
     board.to_csv(tmp)
     os.replace(tmp, board_path)
-    reference_name = reference[0]["generator"] if reference else "?"
-    print(f"\nLeaderboard (judge: {args.judge}; reference: {reference_name}) -> {board_path}")
-    print(board.to_string(float_format=lambda v: f"{v:.2f}"))
+    print(f"board: {len(board)} models -> {board_path}", file=sys.stderr)
     return 0
 
 

@@ -173,20 +173,25 @@ def write_stamp(registry: Registry, name: str, questions: Path, stamp: Path) -> 
                           "questions": str(questions),
                           "questions_sha256": hashlib.sha256(questions.read_bytes()).hexdigest()},
                          sort_keys=True, ensure_ascii=False, indent=1) + "\n"
-    if stamp.exists() and stamp.read_text(encoding="utf-8") == content:
+    return write_if_changed(stamp, content)
+
+
+def write_if_changed(path: Path, content: str) -> bool:
+    if path.exists() and path.read_text(encoding="utf-8") == content:
         return False
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(content, encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content, encoding="utf-8")
     return True
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`registry.py check` validates models.toml; `registry.py stamp NAME...` writes make stamps."""
+    """`check` validates models.toml; `stamp NAME...` writes one make stamp per model; `stamp-value
+    NAME VALUE...` writes OUT/stamps/NAME.txt (a model or judge table's entry when VALUE names one)."""
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(description="Validate models.toml or write make stamps.")
-    parser.add_argument("command", choices=["check", "stamp", "list"])
+    parser.add_argument("command", choices=["check", "stamp", "stamp-value", "list"])
     parser.add_argument("models", nargs="*")
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--questions", help="questions file (stamp)")
@@ -202,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise RegistryError(f"questions file not found: {args.questions} (set QUESTIONS)")
             for name in args.models:
                 write_stamp(registry, name, Path(args.questions), Path(args.out) / "stamps" / f"{name}.json")
+        elif args.command == "stamp-value":
+            stamp_name, *values = args.models
+            entries = [json.dumps(registry.models[v].raw, sort_keys=True) for v in values if v in registry.models]
+            write_if_changed(Path(args.out) / "stamps" / f"{stamp_name}.txt", "\n".join([*values, *entries]) + "\n")
     except RegistryError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
