@@ -18,8 +18,9 @@ VENV        ?= .venv
 
 PY := $(VENV)/bin/python
 TOOLS := $(wildcard tools/*.py tools/backends/*.py)
-# Defaults for MODELS / REFERENCE / JUDGE come from [defaults] in models.toml.
-defaults = $(shell $(PY) -c 'import tomllib; d = tomllib.load(open("$(MODELS_TOML)", "rb")).get("defaults", {}); v = d.get("$(1)", ""); print(" ".join(v) if isinstance(v, list) else v)' 2>/dev/null)
+# Defaults for MODELS / REFERENCE / JUDGE come from [defaults] in models.toml (read with the
+# system python3, 3.11+ for tomllib, since .venv may not exist yet).
+defaults = $(shell python3 -c 'import tomllib; d = tomllib.load(open("$(MODELS_TOML)", "rb")).get("defaults", {}); v = d.get("$(1)", ""); print(" ".join(v) if isinstance(v, list) else v)' 2>/dev/null)
 MODELS_ := $(or $(strip $(MODELS)),$(call defaults,models))
 REFERENCE_ := $(or $(strip $(REFERENCE)),$(call defaults,reference))
 JUDGE_ := $(or $(strip $(JUDGE)),$(call defaults,judge))
