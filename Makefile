@@ -15,6 +15,8 @@ REFERENCE   ?=
 JUDGE       ?=
 CUDA        ?= 0
 VENV        ?= .venv
+PARALLEL    ?=
+BENCH_MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 
 PY := $(VENV)/bin/python
 TOOLS := $(wildcard tools/*.py tools/backends/*.py)
@@ -26,7 +28,7 @@ REFERENCE_ := $(or $(strip $(REFERENCE)),$(call defaults,reference))
 JUDGE_ := $(or $(strip $(JUDGE)),$(call defaults,judge))
 ANSWERS := $(patsubst %,$(OUT)/%.json,$(MODELS_))
 
-.PHONY: help setup models infer merge reference board check-judge demo test clean FORCE
+.PHONY: help setup models infer merge reference board check-judge demo test bench clean FORCE
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -34,6 +36,8 @@ help: ## list targets and variables
 	@echo "Variables (now):"
 	@echo "  MODELS=\"$(MODELS_)\"  QUESTIONS=$(QUESTIONS)  REFERENCE=$(REFERENCE_)  JUDGE=$(JUDGE_)"
 	@echo "  OUT=$(OUT)  MODELS_TOML=$(MODELS_TOML)  CUDA=$(CUDA) (1 builds llama.cpp with CUDA)"
+	@echo "  PARALLEL=$(PARALLEL) (questions decoded together by llama.cpp; empty = models.toml's parallel)"
+	@echo "  BENCH_MODEL=$(BENCH_MODEL)"
 
 setup: $(VENV)/.done ## create .venv with the pinned packages (CUDA=1 for a GPU build of llama.cpp)
 
@@ -50,7 +54,8 @@ $(OUT)/stamps/%.json: FORCE | setup
 	@$(PY) tools/registry.py stamp $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT)
 
 $(OUT)/%.json: $(OUT)/stamps/%.json $(QUESTIONS) $(TOOLS) | models
-	$(PY) tools/infer.py $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT)
+	$(PY) tools/infer.py $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT) \
+	  $(if $(strip $(PARALLEL)),--parallel $(PARALLEL))
 
 infer: $(ANSWERS) ## answer QUESTIONS with each of MODELS -> OUT/NAME.json
 
@@ -86,6 +91,9 @@ demo: ## set up, answer the tiny question set with the embedded models, judge, p
 
 test: models ## run the tests (sets up .venv and the embedded models first)
 	$(PY) -m pytest -q tests
+
+bench: setup ## tokens/s of transformers, llama-cpp-python and our batched llama.cpp on BENCH_MODEL -> OUT/bench.json
+	$(PY) bench/bench.py --model $(BENCH_MODEL) --out $(OUT)
 
 clean: ## remove OUT (answers, cache, board); models and .venv stay
 	rm -rf $(OUT)/*

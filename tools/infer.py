@@ -11,6 +11,7 @@ the other models still run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -76,13 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--out", default="out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--parallel", type=int, metavar="N",
+                        help="llama.cpp: questions decoded together, overriding models.toml's "
+                             "parallel (0 = automatic)")
     args = parser.parse_args(argv)
+    if args.parallel is not None and args.parallel < 0:
+        parser.error(f"--parallel must be >= 0 (0 = automatic), got {args.parallel}")
     try:
         registry = load_registry(args.models_toml)
         names = args.models or registry.default_models
         if not names:
             raise RegistryError("no models given: pass MODELS=\"a b\" or set [defaults] models")
         specs = [registry.get(name) for name in names]
+        if args.parallel is not None:  # how fast, not what is answered: the settings id is unchanged
+            specs = [dataclasses.replace(spec, parallel=args.parallel) for spec in specs]
         questions = load_questions(args.questions)
     except (RegistryError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
