@@ -28,7 +28,7 @@ REFERENCE_ := $(or $(strip $(REFERENCE)),$(call defaults,reference))
 JUDGE_ := $(or $(strip $(JUDGE)),$(call defaults,judge))
 ANSWERS := $(patsubst %,$(OUT)/%.json,$(MODELS_))
 
-.PHONY: help setup models infer merge reference board check-judge demo test bench clean FORCE
+.PHONY: help setup models infer merge reference board check-judge judge-check demo test bench clean FORCE
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -75,9 +75,12 @@ board: check-judge $(OUT)/board.csv ## judge every model against REFERENCE -> OU
 check-judge: setup
 	@$(PY) tools/board.py --check-judge --judge $(JUDGE_) --models-toml $(MODELS_TOML)
 
+judge-check: check-judge | models ## judge pairs with a plainly right answer in both orders: accuracy, consistency
+	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT)
+
 $(OUT)/board.csv: $(OUT)/output.json $(OUT)/reference.json $(OUT)/stamps/judge.txt $(TOOLS)
 	$(PY) tools/board.py --models-toml $(MODELS_TOML) --outputs $(OUT)/output.json \
-	  --reference $(OUT)/reference.json --judge $(JUDGE_) --out $(OUT)
+	  --reference $(OUT)/reference.json --judge $(JUDGE_) --questions $(QUESTIONS) --out $(OUT)
 
 # Stamps of the model list, the reference and the judge: rewritten only when they change.
 STAMP_models = $(MODELS_)

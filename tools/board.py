@@ -1,118 +1,239 @@
-"""Judge every model against the reference with alpaca_eval: OUT/board.csv, printed as a table.
+"""Judge every model against the reference, both orders, and write the board's views.
 
-    python tools/board.py --outputs out/output.json --reference out/reference.json --judge smollm2_135m
+    python tools/board.py --outputs out/output.json --reference out/reference.json --judge smollm2_135m --out out
+    python tools/board.py --show out/board.csv      # print an existing board (make board does)
+    python tools/board.py --check-judge --judge chatgpt_fn   # stop early if the judge can't run
 
-The judge is either a model from models.toml (a local GGUF served by llama_cpp.server on
-127.0.0.1 for the length of the run, asked with alpaca_eval's logprob protocol: one token,
-`m` or `M`, read from its log-probabilities, so every pair gets a verdict even from a tiny
-model), or the name of one of alpaca_eval's own annotator configs (chatgpt_fn,
-alpaca_eval_gpt4, weighted_alpaca_eval_gpt4_turbo, claude, ...), which needs its API key.
-alpaca_eval is called through its Python API (its CLI crashes after writing the board), with
-the plain win rate (its length-controlled one downloads data from the Hub) and its annotation
-cache under OUT.
+For each model and question the judge sees the model's answer and the reference's twice, once
+in each order (tools/judge.py: protocols, cache, resume); the numbers come from
+tools/board_stats.py and the views from tools/board_views.py. It writes, under OUT:
+board.csv (last: it is make's target), board.md, board.png, board.html, board_pairs.json (every
+pair with both verdicts) and manifest.json (models and their file hashes, backends, versions,
+settings, judge, question-set hash, timings; never an API key).
+
+When a judge call fails the board is still written, the pair is left out and counted in
+n_failed, and board.csv is dated 1970 so that the next `make board` runs again and retries only
+the failed calls. Not handled: several reference models, judging models against each other.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
+import hashlib
+import json
 import os
+import platform
+import re
+import subprocess
 import sys
-import warnings
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from records import InputError, read_json, write_json_atomic
+from records import InputError, question_key, read_json
 from registry import RegistryError, load_registry
 
-BOARD_COLUMNS = ["win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total",
-                 "discrete_win_rate", "avg_length"]
-LOCAL_PROTOCOL = "logprob"  # alpaca_eval's weighted_alpaca_eval_gpt4_turbo protocol
+ROOT = Path(__file__).resolve().parent.parent
+# Settings named like a credential (api_key, hf_token, ...; not max_tokens) stay out of the manifest.
+SECRET_WORDS = re.compile(r"(?i)(^|_)(keys?|token|secrets?|password|auth)$")
 
 
-def alpaca_eval_configs_dir() -> Path:
-    import alpaca_eval
-
-    return Path(alpaca_eval.__file__).parent / "evaluators_configs"
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
-def api_key_for(config_name: str) -> str:
-    return "ANTHROPIC_API_KEY" if "claude" in config_name else "OPENAI_API_KEY"
+def load_answers(path: Path) -> list[dict]:
+    records = read_json(path)
+    if not isinstance(records, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("instruction"), str) and isinstance(r.get("output"), str)
+            and isinstance(r.get("generator"), str) for r in records):
+        raise InputError(f"{path}: expected a list of alpaca_eval records (instruction, output, generator); "
+                         "make it again with make merge / make reference")
+    return records
 
 
-def write_local_judge_config(out_dir: Path, judge: str, base_url: str) -> Path:
-    """An alpaca_eval annotator config that asks our local server with the logprob protocol."""
-    import yaml
+def make_pairs(outputs: list[dict], reference: list[dict]):
+    """Pair every model answer with the reference's answer to the same question."""
+    from judge import Pair
 
-    template = alpaca_eval_configs_dir() / "alpaca_eval_clf_gpt4_turbo" / "alpaca_eval_clf.txt"
-    name = f"local_{judge}_{LOCAL_PROTOCOL}"  # the cache is keyed by this name
-    config = {name: {
-        "prompt_template": str(template),
-        "fn_completions": "openai_completions",
-        "completions_kwargs": {
-            "model_name": judge, "max_tokens": 1, "temperature": 1, "logprobs": True, "top_logprobs": 5,
-            "requires_chatml": True, "num_procs": 1,  # llama_cpp.server answers one at a time
-            "openai_api_base": base_url, "openai_api_keys": ["local-judge-needs-no-key"],
-        },
-        "fn_completion_parser": "logprob_parser",
-        "completion_parser_kwargs": {"numerator_token": "m", "denominator_tokens": ["m", "M"],
-                                     "is_binarize": False},
-        "completion_key": "completions_all",
-        "batch_size": 1,
-    }}
-    path = (out_dir / "judge" / name / "configs.yaml").resolve()  # alpaca_eval resolves relative names itself
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    return path
+    ref_by_question = {question_key(r): r for r in reference}
+    question_ids = {key: i for i, key in enumerate(ref_by_question)}
+    pairs, unpaired = [], 0
+    for record in outputs:
+        key = question_key(record)
+        ref = ref_by_question.get(key)
+        if ref is None:  # the reference failed on this question
+            unpaired += 1
+            continue
+        instruction = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
+        pairs.append(Pair(record["generator"], instruction, record["output"], ref["output"], question_ids[key]))
+    return pairs, unpaired
 
 
-def judge_all(outputs: list[dict], reference: list[dict], annotators_config: str, out_dir: Path):
-    """One alpaca_eval evaluation per model; returns the leaderboard as a DataFrame."""
-    import pandas as pd
-    from alpaca_eval.main import evaluate
+def last_check(out_dir: Path, judge) -> dict | None:
+    """The last `make judge-check` of this judge (by name), marked current if its identity matches."""
+    from judge_check import check_path
 
-    logging.getLogger().setLevel(logging.ERROR)  # alpaca_eval logs every step, and warns about our local judge
-    rows = []
-    for generator in dict.fromkeys(r["generator"] for r in outputs):
-        model_outputs = [r for r in outputs if r["generator"] == generator]
-        leaderboard, _ = evaluate(
-            model_outputs=model_outputs, reference_outputs=reference, annotators_config=annotators_config,
-            name=generator, output_path=None, precomputed_leaderboard=None, is_cache_leaderboard=False,
-            fn_metric="get_winrate", sort_by="win_rate", is_return_instead_of_print=True,
-            caching_path=str(out_dir / "annotations_cache.json"),
-        )
-        rows.append(leaderboard.loc[[generator]])
-    board = pd.concat(rows)[BOARD_COLUMNS].sort_values("win_rate", ascending=False)
-    board.index.name = "model"
-    return board
+    path = check_path(out_dir, judge.name)
+    try:
+        check = read_json(path) if path.exists() else None
+    except InputError:
+        return None
+    if not isinstance(check, dict):
+        return None
+    summary = {k: check.get(k) for k in ("accuracy", "accuracy_right_first", "accuracy_right_second",
+                                          "consistency", "n_pairs", "created", "judge_id")}
+    summary["current"] = check.get("judge_id") == judge.judge_id
+    return summary
 
 
-def check_judge(judge: str, registry) -> bool:
-    """True for a local judge (a model in models.toml); for an API judge, check its key is set."""
-    if judge in registry.models:
-        return True
-    if not (alpaca_eval_configs_dir() / judge).is_dir():
-        raise InputError(f"judge '{judge}' is neither a model in {registry.source} nor an "
-                         "alpaca_eval annotator config (e.g. chatgpt_fn, alpaca_eval_gpt4)")
-    key = api_key_for(judge)
-    if not os.environ.get(key):
-        raise InputError(f"judge '{judge}' needs {key}; export it, or use a local judge "
-                         f"(JUDGE=<a model in {registry.source}>)")
-    return False
+def safe_settings(raw: dict) -> dict:
+    """A models.toml entry without anything that could be a secret (API keys live in the
+    environment; URLs lose any user:password part)."""
+    from judge import public_url
+
+    clean = {}
+    for key, value in raw.items():
+        if SECRET_WORDS.search(key) and key != "api_key_env":
+            continue
+        if isinstance(value, str) and "://" in value:
+            value = public_url(value)
+        clean[key] = value
+    return clean
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("alpaca-eval", "llama_cpp_python", "scipy", "scikit-learn", "pandas", "numpy",
+                    "matplotlib", "openai", "transformers", "torch"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    # llama-cpp-python vendors one llama.cpp commit: its version names it.
+    found["llama.cpp"] = f"as vendored by llama-cpp-python {found.get('llama_cpp_python', '?')}"
+    try:
+        found["llmeval_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                                 text=True, timeout=10).stdout.strip() or None
+    except OSError:
+        found["llmeval_commit"] = None
+    return found
+
+
+def model_entry(registry, name: str, out_dir: Path, answers: list[dict]) -> dict:
+    from judge import file_sha256
+
+    entry: dict = {"n_answers": len(answers),
+                   "answer_seconds": round(sum(float(r.get("seconds") or 0) for r in answers), 2),
+                   "answer_tokens": sum(int(r.get("tokens") or 0) for r in answers)}
+    spec = registry.models.get(name)
+    if spec is None:
+        entry["note"] = "no longer declared in models.toml"
+        return entry
+    path = getattr(spec, "path", None)
+    entry.update({"backend": spec.backend, "settings_id": spec.settings_id(),
+                  "settings": safe_settings(spec.raw)})
+    if path is not None:
+        entry["path"] = str(path)
+        if Path(path).is_file():
+            entry["weights_sha256"] = file_sha256(Path(path), out_dir / "judge" / "file_hashes.json")
+    return entry
+
+
+def question_set(reference: list[dict], outputs: list[dict], questions: Path | None) -> dict:
+    keys = sorted({question_key(r) for r in [*reference, *outputs]})
+    info = {"n": len({question_key(r) for r in reference}),
+            "set_sha256": hashlib.sha256(json.dumps(keys, ensure_ascii=False).encode("utf-8")).hexdigest()}
+    if questions is not None and questions.is_file():
+        info["file"] = str(questions)
+        info["file_sha256"] = hashlib.sha256(questions.read_bytes()).hexdigest()
+    return info
 
 
 def show(board_path: Path) -> int:
-    """Print a board.csv as a table, with the judge and reference it was made with."""
+    """Print a board.csv as a table, with the judge, the reference and the warnings."""
     import pandas as pd
+
+    from board_views import table_text
 
     try:
         board = pd.read_csv(board_path, index_col="model")
-        about = read_json(board_path.with_name("board_info.json"))
-    except (FileNotFoundError, ValueError, InputError) as err:
+        manifest = read_json(board_path.with_name("manifest.json"))
+        about, warnings = manifest["about"], manifest["warnings"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError, InputError) as err:
         print(f"error: cannot read {board_path} ({err}); run make board", file=sys.stderr)
         return 2
-    print(f"\nLeaderboard (judge: {about['judge']}; reference: {about['reference']}; "
-          f"questions: {about['n_questions']}) -> {board_path}")
-    print(board.to_string(float_format=lambda v: f"{v:.2f}"))
+    print(f"\nLeaderboard -> {board_path} (also board.md, board.html, board.png)")
+    print(table_text(board, about, warnings))
+    return 0
+
+
+def build_board(args, registry, judge) -> int:
+    import pandas as pd
+
+    from board_stats import board_table, judge_consistency, warnings_for, MIN_CONSISTENCY
+    from board_stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, LC_C
+    from board_views import write_all, write_csv, write_json
+    from judge import judge_pairs
+
+    started = time.monotonic()
+    outputs, reference = load_answers(args.outputs), load_answers(args.reference)
+    if not outputs:
+        raise InputError(f"{args.outputs} holds no answers; run make infer")
+    if not reference:
+        raise InputError(f"{args.reference} holds no answers; run make reference")
+    pairs, unpaired = make_pairs(outputs, reference)
+    if not pairs:
+        raise InputError(f"no model answer shares a question with {args.reference}; were they made "
+                         "from the same QUESTIONS?")
+    results, stats = judge_pairs(judge, pairs, args.out, progress=log)
+    for error in stats.errors[:3]:
+        log(f"judge call failed: {error}")
+
+    board = board_table(results)
+    consistency, n_swapped = judge_consistency(results)
+    check = last_check(args.out, judge)
+    n_questions = len({question_key(r) for r in reference})
+    about = {"judge": {"name": judge.name, "kind": judge.kind, "protocol": judge.protocol,
+                       "judge_id": judge.judge_id, "identity": judge.identity,
+                       "position_consistency": None if pd.isna(consistency) else round(consistency, 2),
+                       "n_pairs_judged": n_swapped, "last_check": check},
+             "reference": reference[0]["generator"], "n_questions": n_questions}
+    warnings = warnings_for(board, consistency, n_swapped, judge.name, n_questions, check)
+    low_consistency = bool(n_swapped) and consistency < MIN_CONSISTENCY
+
+    out = args.out
+    write_json(out / "board_pairs.json", results)
+    names = list(dict.fromkeys([*(r["generator"] for r in outputs), reference[0]["generator"]]))
+    write_json(out / "manifest.json", {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "about": about,
+        "warnings": warnings,
+        "models": {n: model_entry(registry, n, out, [r for r in outputs if r["generator"] == n] or
+                                  [r for r in reference if r["generator"] == n]) for n in names},
+        "questions": {**question_set(reference, outputs, args.questions), "n_pairs": len(pairs),
+                      "n_model_answers_without_reference": unpaired},
+        "judge_calls": {"made": stats.made, "reused_from_cache": stats.reused, "failed": stats.failed,
+                        "errors": stats.errors[:10], "seconds": round(stats.seconds, 2)},
+        "settings": {"both_orders": True, "combine": "mean of P(model better) over the two orders",
+                     "ci": f"percentile bootstrap 95%, {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}",
+                     "lc": f"logistic regression on tanh(length diff / std), L2 C={LC_C}, at diff 0",
+                     "min_consistency": MIN_CONSISTENCY},
+        "versions": versions(),
+        "timings": {"board_seconds": round(time.monotonic() - started, 2),
+                    "judging_seconds": round(stats.seconds, 2)},
+    })
+    write_all(board, about, warnings, results, out, low_consistency)
+    board_path = out / "board.csv"
+    write_csv(board, board_path)  # last: make's target, so a crash before it re-runs the stage
+    failed = int(board["n_failed"].sum())
+    if failed:
+        os.utime(board_path, (0, 0))  # out of date for make: the next make board retries the failed calls
+    log(f"board: {len(board)} models -> {board_path} (+ board.md, board.png, board.html, manifest.json); "
+        f"judge calls: {stats.made} made, {stats.reused} from cache, {stats.failed} failed")
+    if failed:
+        log(f"WARNING: {failed} pairs have no verdict; run make board again to retry them")
     return 0
 
 
@@ -121,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show", type=Path, metavar="BOARD_CSV", help="only print an existing board")
     parser.add_argument("--outputs", type=Path, help="merged answers (OUT/output.json)")
     parser.add_argument("--reference", type=Path, help="reference answers (OUT/reference.json)")
-    parser.add_argument("--judge", help="a model from models.toml, or an alpaca_eval annotator config")
+    parser.add_argument("--questions", type=Path, help="the questions file (recorded in the manifest)")
+    parser.add_argument("--judge", help="a model from models.toml, an alpaca_eval annotator config, "
+                                        "or a path to an annotator configs.yaml")
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--out", default="out", type=Path)
     parser.add_argument("--check-judge", action="store_true", help="only check that the judge can run")
@@ -130,47 +253,24 @@ def main(argv: list[str] | None = None) -> int:
         return show(args.show)
     if not args.judge or not args.check_judge and not (args.outputs and args.reference):
         parser.error("--outputs, --reference and --judge are required (or --show BOARD_CSV)")
+    from judge import JudgeError, resolve_judge
+
     try:
         registry = load_registry(args.models_toml)
-        local = check_judge(args.judge, registry)
+        judge = resolve_judge(args.judge, registry, args.out, check_only=args.check_judge)
         if args.check_judge:
             return 0
-        outputs, reference = read_json(args.outputs), read_json(args.reference)
-        if not outputs:
-            raise InputError(f"{args.outputs} holds no answers; run make infer")
+        return build_board(args, registry, judge)
     except (RegistryError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-
-    warnings.filterwarnings("ignore")  # alpaca_eval's deprecation noise
-    try:
-        if local:
-            from judge_server import judge_server
-
-            spec = registry.get(args.judge)
-            print(f"judging with local model '{spec.name}' ({LOCAL_PROTOCOL} protocol)...", file=sys.stderr)
-            server = judge_server(spec, args.out / "judge" / "server.log")
-        else:
-            server = contextlib.nullcontext(None)
-        with server as base_url:
-            config = str(write_local_judge_config(args.out, args.judge, base_url)) if local else args.judge
-            board = judge_all(outputs, reference, config, args.out)
-    except KeyboardInterrupt:
-        print("\ninterrupted: the judge server is stopped; run again to finish", file=sys.stderr)
-        return 130
-    except Exception as err:  # one line, not a traceback; the answers are untouched
-        print(f"error: judging failed: {type(err).__name__}: {err}", file=sys.stderr)
+    except JudgeError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 1
-    board_path = args.out / "board.csv"
-    write_json_atomic(board_path.with_name("board_info.json"), {
-        "judge": args.judge, "reference": reference[0]["generator"],
-        "n_questions": len({(r["instruction"], r.get("input", "")) for r in reference}),
-    })
-    tmp = board_path.with_suffix(".csv.tmp")
-    board.to_csv(tmp)
-    os.replace(tmp, board_path)
-    print(f"board: {len(board)} models -> {board_path}", file=sys.stderr)
-    return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted: every verdict so far is kept and the judge server is stopped; "
+              "run again to finish", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
         ...
 
 It binds to 127.0.0.1 only, on a free port, waits until /v1/models answers, and is always
-stopped on leaving the block (on errors and Ctrl-C too). Its log goes to a file, not the screen.
+stopped on leaving the block (on errors and Ctrl-C too); on Linux it also dies with its parent,
+so a judging run killed with SIGKILL leaves no server behind. Its log goes to a file, not the
+screen. It serves one request at a time (llama_cpp.server does).
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def judge_server(spec, log_path: Path, n_ctx: int | None = None, timeout: float 
                          "server; pick a judge whose GGUF has its own template")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         _wait_ready(proc, base_url, timeout, log_path)
@@ -49,6 +51,17 @@ def judge_server(spec, log_path: Path, n_ctx: int | None = None, timeout: float 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _die_with_parent() -> None:
+    """In the server's process, before it starts: ask Linux to SIGTERM it when its parent dies."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the server is still stopped on any normal exit
 
 
 def _wait_ready(proc: subprocess.Popen, base_url: str, timeout: float, log_path: Path) -> None:

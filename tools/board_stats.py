@@ -1,0 +1,152 @@
+"""The board's numbers, from one combined preference per (model, question) pair.
+
+A preference follows alpaca_eval: 1 = the reference's answer is better, 2 = the model's, 1.5 a
+tie, anything in between for a soft verdict. Per model:
+
+- alpaca_eval's own columns (win_rate, standard_error, n_wins, n_wins_base, n_draws, n_total,
+  discrete_win_rate) from alpaca_eval.metrics.get_winrate itself, and avg_length (characters
+  of the model's answers) as alpaca_eval computes it;
+- win_rate_ci_low / win_rate_ci_high: a percentile bootstrap 95% interval of the win rate over
+  questions (scipy.stats.bootstrap, fixed seed);
+- lc_win_rate: a length-controlled win rate: a logistic regression, fit on this run's own
+  pairs, of the preference on tanh(length difference / its standard deviation), read off at a
+  length difference of zero (in the spirit of AlpacaEval 2's, without its per-instruction
+  term and without any data from the network);
+- position_consistency: the share (%) of judged pairs whose two verdicts (model shown first,
+  then second) pick the same side; identical answers are not judged and do not count;
+- n_judge_calls, n_failed: calls this model's pairs need, and pairs left without a verdict.
+
+Pairs without a verdict (a call failed) are left out of every figure but n_failed.
+Not handled: per-instruction difficulty terms, ties between the bootstrap and LC of several
+models (each model is resampled on its own).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated")  # alpaca_eval imports it
+
+ALPACA_COLUMNS = ["win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total",
+                  "discrete_win_rate", "avg_length"]
+EXTRA_COLUMNS = ["win_rate_ci_low", "win_rate_ci_high", "lc_win_rate", "position_consistency",
+                 "n_judge_calls", "n_failed"]
+BOARD_COLUMNS = ALPACA_COLUMNS + EXTRA_COLUMNS
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+LC_C = 1.0  # L2 strength on the length slope (sklearn's C); the intercept is not penalized
+
+# Below these the board warns (see README, "Reading the board").
+MIN_CONSISTENCY = 60.0  # a coin-flip judge agrees with itself on about 50% of swapped pairs
+FEW_QUESTIONS = 30
+
+
+def win_rate_stats(preferences: pd.Series) -> dict:
+    """alpaca_eval's head-to-head numbers, by alpaca_eval itself."""
+    from alpaca_eval.metrics import get_winrate
+
+    return get_winrate(pd.DataFrame({"preference": preferences.astype(float)}))
+
+
+def bootstrap_ci(preferences: pd.Series) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the win rate (in %); NaN below two pairs."""
+    from scipy.stats import bootstrap
+
+    wins = preferences.to_numpy(dtype=float) - 1
+    if len(wins) < 2:
+        return math.nan, math.nan
+    if np.all(wins == wins[0]):  # every resample is the same: the interval is a point
+        return wins[0] * 100, wins[0] * 100
+    result = bootstrap((wins,), np.mean, confidence_level=0.95, n_resamples=BOOTSTRAP_RESAMPLES,
+                       method="percentile", rng=np.random.default_rng(BOOTSTRAP_SEED))
+    return result.confidence_interval.low * 100, result.confidence_interval.high * 100
+
+
+def length_controlled_win_rate(preferences: pd.Series, len_model: pd.Series, len_reference: pd.Series) -> float:
+    """P(model better | same length as the reference), in %, from a logistic regression of the
+    soft preference on tanh(length difference / std). NaN below two pairs."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    p = preferences.to_numpy(dtype=float) - 1
+    if len(p) < 2:
+        return math.nan
+    diff = len_model.to_numpy(dtype=float) - len_reference.to_numpy(dtype=float)
+    scale = diff.std()
+    x = np.tanh(diff / scale) if scale > 0 else np.zeros_like(diff)
+    # Soft labels: each pair counts as a win with weight p and a loss with weight 1 - p.
+    features = np.concatenate([x, x]).reshape(-1, 1)
+    labels = np.concatenate([np.ones_like(p), np.zeros_like(p)])
+    weights = np.concatenate([p, 1 - p])
+    if weights[labels == 1].sum() == 0 or weights[labels == 0].sum() == 0:
+        return float(p.mean() * 100)  # the model always wins (or always loses): nothing to control
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LogisticRegression(C=LC_C).fit(features, labels, sample_weight=weights)
+    return float(1 / (1 + math.exp(-model.intercept_[0])) * 100)
+
+
+def model_row(pairs: pd.DataFrame) -> dict:
+    """One board row from one model's pairs (columns: preference, consistent, identical,
+    model_output, reference_output, n_calls, n_failed)."""
+    judged = pairs[pairs["preference"].notna()]
+    prefs = judged["preference"].astype(float)
+    row = {c: math.nan for c in BOARD_COLUMNS}
+    if len(judged):
+        row.update(win_rate_stats(prefs))
+        row["win_rate_ci_low"], row["win_rate_ci_high"] = bootstrap_ci(prefs)
+        row["lc_win_rate"] = length_controlled_win_rate(
+            prefs, judged["model_output"].str.len(), judged["reference_output"].str.len())
+    swapped = judged[~judged["identical"].astype(bool)]
+    if len(swapped):
+        row["position_consistency"] = float(swapped["consistent"].astype(bool).mean() * 100)
+    row["avg_length"] = int(pairs["model_output"].str.len().mean()) if len(pairs) else 0
+    row["n_judge_calls"] = int(pairs["n_calls"].sum())
+    row["n_failed"] = int(pairs["preference"].isna().sum())
+    for key in ("n_wins", "n_wins_base", "n_draws", "n_total"):
+        row[key] = int(row[key]) if not pd.isna(row[key]) else 0
+    return row
+
+
+def board_table(results: list[dict]) -> pd.DataFrame:
+    """The board: one row per model, best win rate first."""
+    frame = pd.DataFrame(results)
+    rows = {model: model_row(group) for model, group in frame.groupby("model", sort=False)}
+    board = pd.DataFrame.from_dict(rows, orient="index")[BOARD_COLUMNS]
+    board.index.name = "model"
+    return board.sort_values("win_rate", ascending=False, na_position="last")
+
+
+def judge_consistency(results: list[dict]) -> tuple[float, int]:
+    """Over every model: (% of judged, non-identical pairs whose two orders agree, how many)."""
+    judged = [r for r in results if r["preference"] is not None and not r["identical"]]
+    if not judged:
+        return math.nan, 0
+    return sum(bool(r["consistent"]) for r in judged) / len(judged) * 100, len(judged)
+
+
+def warnings_for(board: pd.DataFrame, consistency: float, n_swapped: int, judge: str,
+                 n_questions: int, check: dict | None) -> list[str]:
+    """The warnings a reader must see before trusting the board, most serious first."""
+    found = []
+    if n_swapped and consistency < MIN_CONSISTENCY:
+        found.append(
+            f"JUDGE WITHOUT SIGNAL: '{judge}' picked the same answer in both orders on only "
+            f"{consistency:.0f}% of {n_swapped} pairs (a coin flip agrees on ~50%): its verdicts follow "
+            "where an answer is shown, not what it says, so this board ranks nothing. "
+            "Use a stronger judge (JUDGE=...) and run make judge-check.")
+    if check and check.get("accuracy") is not None and check["accuracy"] < 80:
+        found.append(f"judge-check: '{judge}' picked the plainly right answer on only "
+                     f"{check['accuracy']:.0f}% of {check['n_pairs']} test pairs.")
+    failed = int(board["n_failed"].sum()) if len(board) else 0
+    if failed:
+        found.append(f"{failed} pairs have no verdict (judge calls failed) and are left out; "
+                     "run make board again to retry them.")
+    if n_questions < FEW_QUESTIONS:
+        found.append(f"only {n_questions} questions: the intervals are wide and lc_win_rate is a rough "
+                     "estimate; differences inside the intervals mean nothing.")
+    return found

@@ -1,0 +1,159 @@
+"""Check a judge on pairs with a known winner: `make judge-check`.
+
+    python tools/judge_check.py --judge smollm2_135m --out out [--pairs data/judge_check.jsonl]
+
+Each line of the pairs file is {"instruction", "right", "wrong", "lang", "wrong_is"}: one answer
+plainly right, the other wrong, empty, degenerate, off-topic or a refusal (English and Chinese
+in data/judge_check.jsonl). The judge sees every pair in both orders, through the same code,
+protocol and verdict cache as the board (tools/judge.py). It reports:
+
+- accuracy: % of pairs whose combined verdict favours the right answer (a tie counts half);
+- accuracy with the right answer shown first, and shown second: a judge that always picks one
+  position scores ~100% on one and ~0% on the other;
+- consistency: % of pairs whose two verdicts pick the same answer.
+
+The result goes to OUT/judge/checks/NAME.json, which the board's manifest and header quote.
+Not handled: judging style or length; this only shows whether a judge can tell right from wrong.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from records import InputError, write_json_atomic
+from registry import RegistryError, load_registry
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PAIRS = ROOT / "data" / "judge_check.jsonl"
+GOOD_ACCURACY, GOOD_CONSISTENCY = 80.0, 60.0
+
+
+def check_path(out_dir: Path, judge_name: str) -> Path:
+    return Path(out_dir) / "judge" / "checks" / (re.sub(r"[^\w.-]", "_", judge_name) + ".json")
+
+
+def load_check_pairs(path: Path) -> list[dict]:
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"{path}: pairs file not found") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+    pairs = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("instruction", "right", "wrong")):
+            raise InputError(f"{path}:{lineno}: needs text fields 'instruction', 'right' and 'wrong'")
+        if item["right"].strip() == item["wrong"].strip():
+            raise InputError(f"{path}:{lineno}: 'right' and 'wrong' are the same answer")
+        pairs.append(item)
+    if not pairs:
+        raise InputError(f"{path}: no pairs found")
+    return pairs
+
+
+def run_check(judge, items: list[dict], out_dir: Path) -> dict:
+    """Judge each item both orders; the right answer plays the 'model', the wrong one the reference."""
+    from judge import Pair, judge_pairs
+
+    pairs = [Pair("right", item["instruction"], item["right"], item["wrong"], i) for i, item in enumerate(items)]
+    results, stats = judge_pairs(judge, pairs, out_dir, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    rows = []
+    for item, result in zip(items, results):
+        row = {"instruction": item["instruction"], "lang": item.get("lang", ""), "wrong_is": item.get("wrong_is", ""),
+               "p_right_when_first": None if result["pref_model_first"] is None else 2 - result["pref_model_first"],
+               "p_right_when_second": None if result["pref_reference_first"] is None else result["pref_reference_first"] - 1,
+               "p_right": None if result["preference"] is None else result["preference"] - 1,
+               "consistent": result["consistent"]}
+        rows.append(row)
+    done = [r for r in rows if r["p_right"] is not None]
+
+    def score(values) -> float | None:
+        values = [v for v in values if v is not None]
+        if not values:
+            return None
+        return sum(1.0 if v > 0.5 + 1e-9 else 0.5 if abs(v - 0.5) <= 1e-9 else 0.0 for v in values) / len(values) * 100
+
+    return {
+        "judge": judge.name, "judge_id": judge.judge_id, "kind": judge.kind, "protocol": judge.protocol,
+        "identity": judge.identity, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "n_pairs": len(done), "n_failed": len(rows) - len(done),
+        "accuracy": score(r["p_right"] for r in done),
+        "accuracy_right_first": score(r["p_right_when_first"] for r in done),
+        "accuracy_right_second": score(r["p_right_when_second"] for r in done),
+        "consistency": sum(bool(r["consistent"]) for r in done) / len(done) * 100 if done else None,
+        "calls": {"made": stats.made, "reused_from_cache": stats.reused, "failed": stats.failed},
+        "pairs": rows,
+    }
+
+
+def report(check: dict) -> str:
+    def pct(value) -> str:
+        return "n/a" if value is None else f"{value:.0f}%"
+
+    def p(value) -> str:
+        return "  -- " if value is None else f"{value:.2f}"
+
+    lines = [f"judge-check of '{check['judge']}' ({check['kind']}, {check['protocol']}): {check['n_pairs']} pairs, "
+             f"each judged in both orders; P = the judge's probability that the right answer is better",
+             f"{'lang':4} {'wrong is':10} {'right 1st':>9} {'right 2nd':>9} {'both':>5}  agree  question"]
+    for r in check["pairs"]:
+        agree = "-" if r["consistent"] is None else ("yes" if r["consistent"] else "no")
+        lines.append(f"{r['lang']:4} {r['wrong_is']:10} {p(r['p_right_when_first']):>9} {p(r['p_right_when_second']):>9} "
+                     f"{p(r['p_right']):>5}  {agree:5}  {r['instruction'][:50]}")
+    lines += ["",
+              f"accuracy:    {pct(check['accuracy'])} (combined verdict favours the right answer; a tie counts half)",
+              f"by order:    {pct(check['accuracy_right_first'])} with the right answer shown first, "
+              f"{pct(check['accuracy_right_second'])} shown second",
+              f"consistency: {pct(check['consistency'])} (both orders pick the same answer)"]
+    if check["n_failed"]:
+        lines.append(f"WARNING: {check['n_failed']} pairs got no verdict (judge calls failed); run again to retry them")
+    acc, cons = check["accuracy"], check["consistency"]
+    if acc is not None and (acc < GOOD_ACCURACY or (cons is not None and cons < GOOD_CONSISTENCY)):
+        lines.append(f"WARNING: '{check['judge']}' cannot be trusted as a judge (wanted accuracy >= {GOOD_ACCURACY:.0f}% "
+                     f"and consistency >= {GOOD_CONSISTENCY:.0f}%): its board would rank nothing.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--judge", required=True, help="a model from models.toml or an alpaca_eval annotator config")
+    parser.add_argument("--models-toml", default="models.toml")
+    parser.add_argument("--out", default="out", type=Path)
+    parser.add_argument("--pairs", default=DEFAULT_PAIRS, type=Path, help="JSONL of {instruction, right, wrong}")
+    parser.add_argument("--limit", type=int, help="only the first N pairs")
+    args = parser.parse_args(argv)
+    from judge import JudgeError, resolve_judge
+
+    try:
+        registry = load_registry(args.models_toml)
+        judge = resolve_judge(args.judge, registry, args.out)
+        items = load_check_pairs(args.pairs)[:args.limit]
+        check = run_check(judge, items, args.out)
+    except (RegistryError, InputError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except JudgeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: every verdict so far is kept; run again to finish", file=sys.stderr)
+        return 130
+    path = check_path(args.out, judge.name)
+    write_json_atomic(path, check)
+    print(report(check))
+    print(f"-> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
