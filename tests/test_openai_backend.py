@@ -1,0 +1,168 @@
+"""The openai backend over real HTTP on 127.0.0.1: against `python -m llama_cpp.server` with the
+embedded SmolLM2 (the judge server's code), and against a tiny http.server that answers 429/500
+first (retries), always fails for one question (an error for that question only), counts the
+requests in flight (concurrency), or refuses the key (which never shows in an error)."""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from backends import load_backend
+from backends.openai_backend import FatalAPIError, OpenAIBackend
+from conftest import ROOT
+from registry import load_registry
+
+SECRET = "sk-test-0123456789-do-not-print"
+
+
+def spec_for(tmp_path, base_url, extra="", api_model="m"):
+    toml = tmp_path / "models.toml"
+    toml.write_text(f'[models.api]\nbackend = "openai"\nbase_url = "{base_url}"\napi_model = "{api_model}"\n'
+                    f'max_tokens = 16\n{extra}\n', encoding="utf-8")
+    return load_registry(toml).get("api")
+
+
+def run(backend, questions):
+    try:
+        return dict(backend.answer(questions))
+    finally:
+        backend.close()
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    from judge_server import judge_server
+
+    smol = load_registry(ROOT / "models.toml").get("smollm2_135m")
+    if not smol.path.is_file():
+        pytest.skip("embedded model missing: run make models")
+    with judge_server(smol, tmp_path_factory.mktemp("server") / "server.log", n_ctx=2048) as base_url:
+        yield base_url
+
+
+def test_llama_cpp_server_answers_with_usage(llama_server, tmp_path):
+    spec = spec_for(tmp_path, llama_server, "concurrency = 3", api_model="smollm2_135m")
+    questions = [{"instruction": q} for q in ("What is 2+2?", "Name a colour.", "Say hi.", "What is rain?")]
+    results = run(load_backend(spec), questions)
+    assert sorted(results) == [0, 1, 2, 3]
+    for result in results.values():
+        assert "error" not in result, result
+        assert result["output"] and 0 < result["tokens"] <= 16  # usage.completion_tokens
+
+
+class FakeAPI(BaseHTTPRequestHandler):
+    """/v1/chat/completions with scripted failures; `server.script(question, attempt)` -> status."""
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        question = body["messages"][-1]["content"]
+        server = self.server
+        with server.lock:
+            server.calls.append((question, self.headers.get("Authorization")))
+            attempt = sum(1 for q, _ in server.calls if q == question)
+            server.in_flight += 1
+            server.max_in_flight = max(server.max_in_flight, server.in_flight)
+        time.sleep(server.delay)
+        status = server.script(question, attempt)
+        with server.lock:
+            server.in_flight -= 1
+        if status == 200:
+            reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                     "choices": [{"index": 0, "finish_reason": "stop",
+                                  "message": {"role": "assistant", "content": f"answer to {question}"}}],
+                     "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+        else:
+            reply = {"error": {"message": f"scripted {status}, key {self.headers.get('Authorization')}",
+                               "type": "server_error", "code": status}}
+        data = json.dumps(reply).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("retry-after-ms", "5")  # keeps the client's backoff short in tests
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_api():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeAPI)
+    server.lock, server.calls, server.in_flight, server.max_in_flight = threading.Lock(), [], 0, 0
+    server.delay, server.script = 0.0, lambda question, attempt: 200
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+QUESTIONS = [{"instruction": f"q{i}"} for i in range(6)]
+
+
+def test_concurrency_requests_in_flight(fake_api, tmp_path):
+    server, url = fake_api
+    server.delay = 0.3
+    results = run(load_backend(spec_for(tmp_path, url, "concurrency = 3")), QUESTIONS)
+    assert [results[i]["output"] for i in range(6)] == [f"answer to q{i}" for i in range(6)]
+    assert all(r["tokens"] == 3 for r in results.values())
+    assert server.max_in_flight == 3
+
+
+def test_429_and_500_are_retried(fake_api, tmp_path):
+    server, url = fake_api
+    server.script = lambda question, attempt: {1: 429, 2: 500}.get(attempt, 200)
+    results = run(load_backend(spec_for(tmp_path, url)), QUESTIONS[:3])
+    assert all("error" not in r for r in results.values()), results
+    assert len(server.calls) == 9  # three tries for each question
+
+
+def test_a_question_that_always_fails_fails_alone(fake_api, tmp_path):
+    server, url = fake_api
+    server.script = lambda question, attempt: 500 if question == "q2" else 200
+    results = run(OpenAIBackend(spec_for(tmp_path, url), max_retries=2), QUESTIONS)
+    assert "InternalServerError" in results[2]["error"]
+    assert sum(1 for q, _ in server.calls if q == "q2") == 3  # tried, then retried twice
+    assert all("error" not in results[i] for i in (0, 1, 3, 4, 5))
+
+
+def test_a_refused_key_stops_the_model_and_is_never_shown(fake_api, tmp_path, monkeypatch):
+    server, url = fake_api
+    monkeypatch.setenv("LLMEVAL_TEST_KEY", SECRET)
+    server.script = lambda question, attempt: 401
+    backend = load_backend(spec_for(tmp_path, url, 'api_key_env = "LLMEVAL_TEST_KEY"'))
+    with pytest.raises(FatalAPIError) as err:
+        run(backend, QUESTIONS)
+    assert server.calls[0][1] == f"Bearer {SECRET}"  # the key was sent...
+    assert SECRET not in str(err.value) and "***" in str(err.value)  # ...and is masked in the error
+    assert "LLMEVAL_TEST_KEY" in str(err.value)
+
+
+def test_missing_key_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("LLMEVAL_TEST_KEY", raising=False)
+    spec = spec_for(tmp_path, "http://127.0.0.1:9/v1", 'api_key_env = "LLMEVAL_TEST_KEY"')
+    with pytest.raises(RuntimeError, match="export LLMEVAL_TEST_KEY="):
+        load_backend(spec)
+
+
+def test_unreachable_server_is_an_error_per_question(tmp_path):
+    results = run(OpenAIBackend(spec_for(tmp_path, "http://127.0.0.1:9/v1"), max_retries=0), QUESTIONS[:2])
+    assert all("no answer from http://127.0.0.1:9/v1" in r["error"] for r in results.values())
+
+
+def test_reference_gpt35_without_key_stops_before_any_work():
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "registry.py"), "preflight", "smollm2_135m", "gpt35",
+                           "--models-toml", str(ROOT / "models.toml")], capture_output=True, text=True, env=env)
+    assert done.returncode == 2
+    assert "model 'gpt35'" in done.stderr and "export OPENAI_API_KEY=" in done.stderr
+    env["OPENAI_API_KEY"] = SECRET
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "registry.py"), "preflight", "gpt35",
+                           "--models-toml", str(ROOT / "models.toml")], capture_output=True, text=True, env=env)
+    assert (done.returncode, done.stderr) == (0, "")

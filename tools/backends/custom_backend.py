@@ -1,0 +1,114 @@
+"""custom backend: answers from a Python function of your own, registered by name.
+
+    # tools/custom/my_model.py
+    from backends.custom_backend import register_llm_infer
+
+    @register_llm_infer("my_model")
+    def my_model(questions: list[str]) -> list[str]:
+        return [call_my_system(q) for q in questions]
+
+and in models.toml: `[models.my_model]` with `backend = "custom"` (`function = "..."` when the
+registered name differs from the model's). Every tools/custom/*.py file (not starting with "_")
+is imported when a custom model runs, so a new file is all it takes.
+
+The function gets the questions as strings (instruction, then its input), up to CHUNK at a time
+so each answer is saved as soon as its chunk is done, and returns one answer per question: a
+string, or a dict {"output": str, "tokens": int}. With a parameter named `settings` it also gets
+the model's generation settings (max_tokens, temperature, top_p, seed, stop, system_prompt). When
+a call raises, its questions are retried one by one, so one bad question fails alone.
+Not handled: async functions, streaming; the function runs in this process, with its imports.
+"""
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from backends import user_message
+
+CUSTOM_DIR = Path(__file__).resolve().parent.parent / "custom"
+CHUNK = 16
+_REGISTRY: dict[str, Callable] = {}
+
+
+def register_llm_infer(name: str):
+    """Decorator: make `fn(questions: list[str]) -> list[str]` the custom model `name`."""
+    def decorate(fn: Callable) -> Callable:
+        if name in _REGISTRY and _REGISTRY[name] is not fn:
+            other = _REGISTRY[name]
+            if (other.__module__, other.__qualname__) != (fn.__module__, fn.__qualname__):
+                raise ValueError(f"custom function name '{name}' is registered twice "
+                                 f"({other.__module__}.{other.__qualname__} and {fn.__module__}.{fn.__qualname__})")
+        _REGISTRY[name] = fn
+        return fn
+    return decorate
+
+
+def discover(folder: Path = CUSTOM_DIR) -> dict[str, Callable]:
+    """Import every tools/custom/*.py once; returns the registered functions by name."""
+    for path in sorted(folder.glob("*.py")):
+        module_name = f"llmeval_custom_{path.stem}"
+        if path.name.startswith("_") or module_name in sys.modules:
+            continue
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:
+            del sys.modules[module_name]
+            raise RuntimeError(f"{path} failed to import: {type(err).__name__}: {err}") from None
+    return dict(_REGISTRY)
+
+
+class CustomBackend:
+    def __init__(self, spec):
+        functions = discover()
+        if spec.function not in functions:
+            known = ", ".join(sorted(functions)) or "none"
+            raise LookupError(f"no function registered as '{spec.function}' with @register_llm_infer in "
+                              f"{CUSTOM_DIR}/*.py (registered: {known})")
+        self.spec = spec
+        self.fn = functions[spec.function]
+        self.wants_settings = "settings" in inspect.signature(self.fn).parameters
+        self.settings = {k: getattr(spec, k) for k in
+                         ("max_tokens", "temperature", "top_p", "seed", "stop", "system_prompt")}
+
+    def answer(self, questions: list[dict]):
+        texts = [user_message(q) for q in questions]
+        for start in range(0, len(texts), CHUNK):
+            indices = range(start, min(start + CHUNK, len(texts)))
+            results = self._call([texts[i] for i in indices])
+            if results is None:  # the chunk failed: one by one, so a bad question fails alone
+                results = [(self._call([texts[i]]) or [None])[0] or self._last_error for i in indices]
+            yield from zip(indices, results)
+
+    def _call(self, texts: list[str]) -> list[dict] | None:
+        started = time.perf_counter()
+        try:
+            answers = self.fn(texts, settings=dict(self.settings)) if self.wants_settings else self.fn(texts)
+            answers = list(answers)
+            if len(answers) != len(texts):
+                raise ValueError(f"returned {len(answers)} answers for {len(texts)} questions")
+        except Exception as err:  # the function's own failure, recorded per question
+            self._last_error = {"error": f"custom function '{self.spec.function}': {type(err).__name__}: {err}"}
+            return None
+        seconds = (time.perf_counter() - started) / len(texts)
+        return [self._result(answer, seconds) for answer in answers]
+
+    def _result(self, answer, seconds: float) -> dict:
+        if isinstance(answer, dict) and isinstance(answer.get("output"), str):
+            tokens = answer.get("tokens")
+            return {"output": answer["output"].strip(),
+                    "tokens": tokens if isinstance(tokens, int) else len(answer["output"].split()),
+                    "seconds": seconds}
+        if isinstance(answer, str):  # no token count from the function: words stand in
+            return {"output": answer.strip(), "tokens": len(answer.split()), "seconds": seconds}
+        return {"error": f"custom function '{self.spec.function}' returned {type(answer).__name__}, "
+                         "not a string or {'output': ...}"}
+
+    def close(self) -> None:
+        pass

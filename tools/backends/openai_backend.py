@@ -1,0 +1,87 @@
+"""openai backend: any OpenAI-compatible chat API (OpenAI, vLLM, TGI, llama.cpp's server, Ollama).
+
+Each question is one /chat/completions request with the model's system prompt and generation
+settings (`max_tokens`, `temperature`, `top_p`, `seed`, `stop`); `concurrency` requests are in
+flight at once (threads). The `openai` package retries with exponential backoff on 408, 409, 429,
+5xx, timeouts and dropped connections, honouring Retry-After. A question that still fails gets
+an error of its own; the others go on. A wrong key, a missing model or a wrong URL stops the model
+at once with one clear line (every other question would fail the same way).
+
+The key is read from the environment variable named by `api_key_env` (OPENAI_API_KEY for the
+OpenAI API), never from models.toml, and never appears in answers, errors or logs.
+Not handled: the legacy /completions endpoint, streaming, tool calls, a `chat_template` (the
+server formats the prompt).
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from backends import chat_messages
+
+MAX_RETRIES = 6  # with the library's backoff (0.5 s doubling, at most 8 s): about half a minute
+
+
+class FatalAPIError(RuntimeError):
+    """An error every request would get (auth, unknown model, wrong URL): stop the model."""
+
+
+class OpenAIBackend:
+    def __init__(self, spec, max_retries: int = MAX_RETRIES, timeout: float = 600.0):
+        import openai
+
+        if spec.chat_template:
+            raise ValueError("chat_template does not apply to the openai backend (the server formats the "
+                             "prompt); remove it from models.toml")
+        self.key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
+        if spec.api_key_env and not self.key:
+            raise RuntimeError(f"{spec.base_url} needs an API key: export {spec.api_key_env}=... "
+                               "(read from the environment only)")
+        self.spec = spec
+        self.openai = openai
+        # Local servers ignore the key, but the client wants a non-empty one.
+        self.client = openai.OpenAI(base_url=spec.base_url, api_key=self.key or "not-needed",
+                                    max_retries=max_retries, timeout=timeout)
+
+    def answer(self, questions: list[dict]):
+        with ThreadPoolExecutor(max_workers=self.spec.concurrency) as pool:
+            futures = {pool.submit(self._answer_one, q): i for i, q in enumerate(questions)}
+            try:
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
+            except BaseException:  # FatalAPIError or Ctrl-C: don't send what is still queued
+                for future in futures:
+                    future.cancel()
+                raise
+
+    def _answer_one(self, question: dict) -> dict:
+        spec, openai = self.spec, self.openai
+        started = time.perf_counter()
+        extra = {"stop": spec.stop} if spec.stop else {}
+        try:
+            reply = self.client.chat.completions.create(
+                model=spec.api_model, messages=chat_messages(question, spec.system_prompt),
+                max_tokens=spec.max_tokens, temperature=spec.temperature, top_p=spec.top_p,
+                seed=spec.seed, **extra,
+            )
+        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as err:
+            raise FatalAPIError(f"{spec.base_url} refused model '{spec.api_model}': "
+                                f"{self._clean(err)} (check api_model, base_url and {spec.api_key_env or 'the key'})") from None
+        except openai.APIConnectionError as err:
+            return {"error": f"no answer from {spec.base_url} after {self.client.max_retries} retries: {self._clean(err)}"}
+        except openai.APIError as err:  # 429 / 5xx after the retries, or a 400 for this question
+            return {"error": f"{type(err).__name__}: {self._clean(err)}"}
+        if not reply.choices:
+            return {"error": "the server returned no choices"}
+        text = reply.choices[0].message.content or ""
+        tokens = reply.usage.completion_tokens if reply.usage and reply.usage.completion_tokens is not None else 0
+        return {"output": text.strip(), "tokens": int(tokens), "seconds": time.perf_counter() - started}
+
+    def _clean(self, err: Exception) -> str:
+        """The error's message on one line, with the key (if the server echoed it) masked."""
+        text = " ".join(str(getattr(err, "message", None) or err).split())[:300]
+        return text.replace(self.key, "***") if self.key else text
+
+    def close(self) -> None:
+        self.client.close()
