@@ -1,0 +1,176 @@
+"""Judging with the real embedded SmolLM2 behind the real llama_cpp.server: both orders, the
+verdict cache (reuse, resume after SIGKILL, failures not cached), answers cut to fit the
+context, the weights-hash cache, and alpaca_eval's annotator path with its order switch off."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from judge import Call, Judge, Pair, file_sha256, judge_calls, judge_pairs, resolve_judge
+from judge_server import judge_server
+from registry import load_registry
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+
+PAIRS = [
+    Pair("m", "What is the capital of France?", "Paris.", "Berlin.", 0),
+    Pair("m", "中国的首都是哪里？", "北京。", "上海。", 1),
+    Pair("m", "Say hi.", "Hi!", "Hi!", 2),  # identical: a tie, never sent to the judge
+]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("judge")
+    (folder / "models.toml").write_text(f"""
+[models.judge]
+path = "{SMOLLM2}"
+n_ctx = 2048
+
+[models.small_ctx_judge]
+path = "{SMOLLM2}"
+n_ctx = 640
+""", encoding="utf-8")
+    return load_registry(folder / "models.toml")
+
+
+@pytest.fixture(scope="module")
+def judged(registry, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    judge = resolve_judge("judge", registry, out)
+    results, stats = judge_pairs(judge, PAIRS, out)
+    return out, judge, results, stats
+
+
+def test_every_pair_judged_in_both_orders(judged):
+    out, judge, results, stats = judged
+    assert (stats.made, stats.reused, stats.failed) == (4, 0, 0)
+    for r in results[:2]:
+        assert 1 <= r["pref_model_first"] <= 2 and 1 <= r["pref_reference_first"] <= 2
+        assert r["preference"] == pytest.approx(1 + ((2 - r["pref_model_first"]) + (r["pref_reference_first"] - 1)) / 2)
+        assert isinstance(r["consistent"], bool)
+    assert results[2]["identical"] and results[2]["preference"] == 1.5 and results[2]["n_calls"] == 0
+    lines = [json.loads(line) for line in (out / "judge" / "verdicts.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 4 and {line["judge_id"] for line in lines} == {judge.judge_id}
+    assert all(line["protocol"] == "logprob-v1" for line in lines)
+
+
+def test_second_run_reuses_every_verdict_without_a_server(judged, registry):
+    out, judge, results, _ = judged
+    log = out / "judge" / "server.log"
+    before = log.stat().st_mtime_ns
+    again, stats = judge_pairs(resolve_judge("judge", registry, out), PAIRS, out)
+    assert (stats.made, stats.reused) == (0, 4)
+    assert [r["preference"] for r in again] == [r["preference"] for r in results]
+    assert log.stat().st_mtime_ns == before  # no server was started
+
+
+def test_judge_identity_is_the_weights_not_the_name(judged, registry, tmp_path):
+    out, judge, _, _ = judged
+    # Same weights under another name: the same judge. Different bytes: a different judge.
+    assert resolve_judge("small_ctx_judge", registry, out).judge_id == judge.judge_id
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"not the same weights")
+    cache = tmp_path / "hashes.json"
+    assert file_sha256(other, cache) != file_sha256(SMOLLM2, cache)
+    # The hash is remembered by path, size and mtime, and redone when the file changes.
+    entries = json.loads(cache.read_text(encoding="utf-8"))
+    assert len(entries) == 2
+    other.write_bytes(b"changed weights!!")
+    file_sha256(other, cache)
+    assert len(json.loads(cache.read_text(encoding="utf-8"))) == 3
+
+
+def test_long_answers_are_cut_to_fit_the_judge_context(judged, registry):
+    out, *_ = judged
+    judge = resolve_judge("small_ctx_judge", registry, out)
+    long = Call("Describe the sea.", "The sea is blue and deep. " * 80, "Waves. " * 150)
+    verdicts, stats = judge_calls(judge, [long], out)
+    assert stats.failed == 0, stats.errors
+    assert verdicts[long]["truncated"] is True and 1 <= verdicts[long]["preference"] <= 2
+
+
+def test_failed_calls_are_not_cached(tmp_path):
+    from judge_server import free_port
+
+    down = Judge("down", "openai", identity={"kind": "openai", "base_url": "x", "protocol": "logprob-v1"},
+                 base_url=f"http://127.0.0.1:{free_port()}/v1", api_model="none")
+    calls = [Call(f"q{i}", "a", "b") for i in range(8)]
+    verdicts, stats = judge_calls(down, calls, tmp_path)
+    assert verdicts == {} and stats.failed == 8 and stats.made == 0
+    assert "cannot reach the judge" in stats.errors[0]
+    assert not (tmp_path / "judge" / "verdicts.jsonl").exists()  # the next run tries them again
+
+
+def test_killed_run_resumes_without_losing_verdicts(tmp_path):
+    (tmp_path / "models.toml").write_text(f'[models.judge]\npath = "{SMOLLM2}"\nn_ctx = 2048\n', encoding="utf-8")
+    questions = ["What is 2 + 2?", "Name a colour.", "Who wrote Hamlet?"]
+    outputs = [{"instruction": q, "input": "", "output": f"answer {i}", "generator": "m"} for i, q in enumerate(questions)]
+    reference = [{**r, "output": f"other {i}", "generator": "ref"} for i, r in enumerate(outputs)]
+    (tmp_path / "output.json").write_text(json.dumps(outputs), encoding="utf-8")
+    (tmp_path / "reference.json").write_text(json.dumps(reference), encoding="utf-8")
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "tools" / "board.py"), "--models-toml", str(tmp_path / "models.toml"),
+           "--outputs", str(tmp_path / "output.json"), "--reference", str(tmp_path / "reference.json"),
+           "--judge", "judge", "--out", str(out)]
+    cache = out / "judge" / "verdicts.jsonl"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if cache.exists() and len(cache.read_text(encoding="utf-8").splitlines()) >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and its judge server, at once
+    finally:
+        proc.wait()
+    kept = len(cache.read_text(encoding="utf-8").splitlines())
+    assert 2 <= kept < 6 and not (out / "board.csv").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"{6 - kept} made, {kept} from cache, 0 failed" in again.stderr
+    board = (out / "board.csv").read_text(encoding="utf-8")
+    assert board.splitlines()[1].startswith("m,")
+
+
+def test_alpaca_eval_annotator_path_matches_our_protocol(judged, tmp_path):
+    """alpaca_eval's own annotator (weighted_alpaca_eval_gpt4_turbo's config, pointed at our local
+    server) run through judge.py: its order switch is off, so each call's verdict is the same as
+    our own protocol's for the same order."""
+    import yaml
+
+    out, judge, results, _ = judged
+    calls = [c for p in PAIRS[:2] for c in p.calls()]
+    ours = {c: judge_calls(judge, [c], out)[0][c]["preference"] for c in calls}
+    with judge_server(judge.spec, tmp_path / "server.log") as base_url:
+        config = tmp_path / "local_weighted" / "configs.yaml"
+        config.parent.mkdir()
+        config.write_text(yaml.safe_dump({"local_weighted": {
+            "prompt_template": "alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt",
+            "fn_completions": "openai_completions",
+            "completions_kwargs": {"model_name": "judge", "max_tokens": 1, "temperature": 1, "logprobs": True,
+                                   "top_logprobs": 20, "requires_chatml": True, "num_procs": 1,
+                                   "openai_api_base": base_url, "openai_api_keys": ["local-needs-no-key"]},
+            "fn_completion_parser": "logprob_parser",
+            "completion_parser_kwargs": {"numerator_token": "m", "denominator_tokens": ["m", "M"], "is_binarize": False},
+            "completion_key": "completions_all", "batch_size": 1}}), encoding="utf-8")
+        annotator = resolve_judge(str(config), load_registry_stub(), tmp_path)
+        assert annotator.kind == "alpaca_eval"
+        verdicts, stats = judge_calls(annotator, calls, tmp_path)
+    assert stats.failed == 0, stats.errors
+    for call in calls:
+        assert verdicts[call]["preference"] == pytest.approx(ours[call], abs=1e-3)
+
+
+def load_registry_stub():
+    class Stub:
+        models, source = {}, "models.toml"
+    return Stub()
