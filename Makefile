@@ -93,10 +93,12 @@ board: check-judge $(OUT)/board.csv ## judge every model against REFERENCE -> OU
 check-judge: setup
 	@$(PY) tools/board.py --check-judge --judge $(JUDGE_) --models-toml $(MODELS_TOML)
 
-judge-check: check-judge | models ## judge pairs with a plainly right answer in both orders: accuracy, consistency
+judge-check: check-judge | models judge-weights ## judge pairs with a plainly right answer in both orders: accuracy, consistency
 	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT)
 
-$(OUT)/board.csv: $(OUT)/output.json $(OUT)/reference.json $(OUT)/stamps/judge.txt $(TOOLS) | judge-weights
+# A new judge-check is quoted by the board: it remakes the views, with every verdict from the cache.
+$(OUT)/board.csv: $(OUT)/output.json $(OUT)/reference.json $(OUT)/stamps/judge.txt $(TOOLS) \
+  $(wildcard $(OUT)/judge/checks/*.json) | judge-weights
 	$(PY) tools/board.py --models-toml $(MODELS_TOML) --outputs $(OUT)/output.json \
 	  --reference $(OUT)/reference.json --judge $(JUDGE_) --questions $(QUESTIONS) --out $(OUT)
 

@@ -141,10 +141,10 @@ def test_killed_run_resumes_without_losing_verdicts(tmp_path):
     assert board.splitlines()[1].startswith("m,")
 
 
-def test_alpaca_eval_annotator_path_matches_our_protocol(judged, tmp_path):
+def test_api_judges_match_our_protocol(judged, tmp_path):
     """alpaca_eval's own annotator (weighted_alpaca_eval_gpt4_turbo's config, pointed at our local
     server) run through judge.py: its order switch is off, so each call's verdict is the same as
-    our own protocol's for the same order."""
+    our own protocol's for the same order. Then an OpenAI-compatible endpoint from models.toml."""
     import yaml
 
     out, judge, results, _ = judged
@@ -165,9 +165,19 @@ def test_alpaca_eval_annotator_path_matches_our_protocol(judged, tmp_path):
         annotator = resolve_judge(str(config), load_registry_stub(), tmp_path)
         assert annotator.kind == "alpaca_eval"
         verdicts, stats = judge_calls(annotator, calls, tmp_path)
-    assert stats.failed == 0, stats.errors
-    for call in calls:
-        assert verdicts[call]["preference"] == pytest.approx(ours[call], abs=1e-3)
+        assert stats.failed == 0, stats.errors
+        for call in calls:
+            assert verdicts[call]["preference"] == pytest.approx(ours[call], abs=1e-3)
+
+        # The same server as an OpenAI-compatible endpoint declared in models.toml (no grammar).
+        (tmp_path / "models.toml").write_text(
+            f'[models.api_judge]\nbackend = "openai"\nbase_url = "{base_url}"\napi_model = "judge"\n', encoding="utf-8")
+        api = resolve_judge("api_judge", load_registry(tmp_path / "models.toml"), tmp_path)
+        assert api.kind == "openai" and api.identity["base_url"] == base_url and api.judge_id != judge.judge_id
+        verdicts, stats = judge_calls(api, calls, tmp_path)
+        assert stats.failed == 0, stats.errors
+        for call in calls:
+            assert verdicts[call]["preference"] == pytest.approx(ours[call], abs=1e-3)
 
 
 def load_registry_stub():
