@@ -104,3 +104,19 @@ def test_manifest_settings_carry_no_secret():
     clean = safe_settings(raw)
     assert clean == {"path": "m.gguf", "api_key_env": "OPENAI_API_KEY",
                      "base_url": "https://example.test/v1", "max_tokens": 9}
+
+
+def test_logprob_reply_parsing_never_guesses():
+    from judge import parse_logprob_reply
+
+    def reply(text, top):
+        return {"choices": [{"message": {"content": text}, "logprobs": {"content": [
+            {"token": text, "logprob": 0.0, "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top]}]}}]}
+
+    assert parse_logprob_reply(reply("M", [("M", -0.1), ("m", -0.1)]))["preference"] == pytest.approx(1.5)
+    assert parse_logprob_reply(reply("m", [("m", -0.01), ("The", -5)]))["preference"] == 1.0  # only m: P(m) = 1
+    assert parse_logprob_reply(reply("M", [("M", 0.0), ("m", -2000.0)]))["preference"] == pytest.approx(2.0)
+    forced = parse_logprob_reply(reply("M", [("The", -0.5), ("A", -1.0)]))  # grammar-forced, not in the top
+    assert forced == {"preference": 2.0, "soft": False, "text": "M"}
+    assert "error" in parse_logprob_reply(reply("Output", [("Output", -0.1)]))
+    assert "error" in parse_logprob_reply({"unexpected": True})

@@ -267,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     except JudgeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except Exception as err:  # one line, not a traceback (LLMEVAL_DEBUG=1 shows it); verdicts are kept
+        if os.environ.get("LLMEVAL_DEBUG"):
+            raise
+        print(f"error: making the board failed: {type(err).__name__}: {err} (every verdict so far is kept; "
+              "LLMEVAL_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted: every verdict so far is kept and the judge server is stopped; "
               "run again to finish", file=sys.stderr)

@@ -17,8 +17,9 @@ tie, anything in between for a soft verdict. Per model:
 - n_judge_calls, n_failed: calls this model's pairs need, and pairs left without a verdict.
 
 Pairs without a verdict (a call failed) are left out of every figure but n_failed.
-Not handled: per-instruction difficulty terms, ties between the bootstrap and LC of several
-models (each model is resampled on its own).
+Not handled: AlpacaEval 2's per-instruction difficulty term; a joint bootstrap of several
+models (each is resampled on its own, so two intervals that overlap do not by themselves say
+how sure the difference between the two models is).
 """
 from __future__ import annotations
 

@@ -420,7 +420,7 @@ def parse_logprob_reply(reply: dict) -> dict:
     logprobs = {t.get("token"): t.get("logprob") for t in top if t.get("token") in ("m", "M")}
     if logprobs:
         lm, lM = logprobs.get("m", -math.inf), logprobs.get("M", -math.inf)
-        p_m = 1 / (1 + math.exp(lM - lm)) if lm > -math.inf else 0.0  # P(first better)
+        p_m = 1 / (1 + math.exp(min(lM - lm, 700))) if lm > -math.inf else 0.0  # P(first better); no overflow
         return {"preference": 2 - p_m, "soft": True, "logprobs": logprobs}
     if text.strip() in ("m", "M"):  # neither in the top logprobs: the (grammar-forced) token itself
         return {"preference": 1.0 if text.strip() == "m" else 2.0, "soft": False, "text": text.strip()}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from datetime import datetime, timezone
@@ -144,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except JudgeError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # one line, not a traceback (LLMEVAL_DEBUG=1 shows it); verdicts are kept
+        if os.environ.get("LLMEVAL_DEBUG"):
+            raise
+        print(f"error: checking the judge failed: {type(err).__name__}: {err} (every verdict so far is kept; "
+              "LLMEVAL_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted: every verdict so far is kept; run again to finish", file=sys.stderr)
