@@ -168,6 +168,10 @@ def test_api_judges_match_our_protocol(judged, tmp_path):
         assert stats.failed == 0, stats.errors
         for call in calls:
             assert verdicts[call]["preference"] == pytest.approx(ours[call], abs=1e-3)
+        # The config's API keys decide nothing: not in the judge's identity, nor in any file we wrote.
+        assert "local-needs-no-key" not in json.dumps(annotator.identity)
+        written = [p for p in tmp_path.rglob("*") if p.is_file() and p != config]
+        assert written and not [p for p in written if b"local-needs-no-key" in p.read_bytes()]
 
         # The same server as an OpenAI-compatible endpoint declared in models.toml (no grammar).
         (tmp_path / "models.toml").write_text(

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -33,10 +32,6 @@ from records import InputError, question_key, read_json
 from registry import RegistryError, load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
-# Settings named like a credential (api_key, hf_token, ...; not max_tokens) stay out of the manifest.
-SECRET_WORDS = re.compile(r"(?i)(^|_)(keys?|token|secrets?|password|auth)$")
-
-
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -89,16 +84,9 @@ def last_check(out_dir: Path, judge) -> dict | None:
 def safe_settings(raw: dict) -> dict:
     """A models.toml entry without anything that could be a secret (API keys live in the
     environment; URLs lose any user:password part)."""
-    from judge import public_url
+    from judge import scrub
 
-    clean = {}
-    for key, value in raw.items():
-        if SECRET_WORDS.search(key) and key != "api_key_env":
-            continue
-        if isinstance(value, str) and "://" in value:
-            value = public_url(value)
-        clean[key] = value
-    return clean
+    return scrub(raw)
 
 
 def versions() -> dict:
@@ -200,7 +188,8 @@ def build_board(args, registry, judge) -> int:
                        "position_consistency": None if pd.isna(consistency) else round(consistency, 2),
                        "n_pairs_judged": n_swapped, "last_check": check},
              "reference": reference[0]["generator"], "n_questions": n_questions}
-    warnings = warnings_for(board, consistency, n_swapped, judge.name, n_questions, check)
+    warnings = warnings_for(board, consistency, n_swapped, judge.name, n_questions,
+                            check if check and check["current"] else None)
     low_consistency = bool(n_swapped) and consistency < MIN_CONSISTENCY
 
     out = args.out

@@ -99,6 +99,21 @@ def file_sha256(path: Path, cache_path: Path) -> str:
     return cache[key]
 
 
+# Settings named like a credential (api_key, openai_api_keys, hf_token, ...; not max_tokens).
+SECRET_NAME = re.compile(r"(?i)(^|_)(keys?|token|secrets?|password|auth)$")
+
+
+def scrub(value, keep: tuple[str, ...] = ("api_key_env",)):
+    """`value` without credentials: keys named like one dropped, URLs without user:password."""
+    if isinstance(value, dict):
+        return {k: scrub(v, keep) for k, v in value.items() if k in keep or not SECRET_NAME.search(str(k))}
+    if isinstance(value, list):
+        return [scrub(v, keep) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return public_url(value)
+    return value
+
+
 def public_url(url: str) -> str:
     """A URL without any user:password part, fit for logs and manifests."""
     parts = urllib.parse.urlsplit(url)
@@ -119,7 +134,7 @@ class Judge:
     base_url: str | None = None  # openai
     api_model: str | None = None  # openai
     api_key_env: str | None = None  # openai: the NAME of the variable, never the key
-    config_path: Path | None = None  # alpaca_eval: our copy of the config, order switch off
+    annotator_config: dict | None = None  # alpaca_eval: the config, order switch off (may hold a key)
 
     @property
     def judge_id(self) -> str:
@@ -189,8 +204,9 @@ def _openai_judge(name: str, spec) -> Judge:
 
 
 def _alpaca_eval_judge(name: str, source: Path, out_dir: Path) -> Judge:
-    """Copy an alpaca_eval annotator config with its prompt paths made absolute and its random
-    order switch off (we show both orders ourselves)."""
+    """Read an alpaca_eval annotator config, with its prompt paths made absolute and its random
+    order switch off (we show both orders ourselves). It is written out only for the length of
+    the run, to a private temporary folder: a config of one's own may hold an API key."""
     import yaml
     from importlib.metadata import version
 
@@ -211,13 +227,9 @@ def _alpaca_eval_judge(name: str, source: Path, out_dir: Path) -> Judge:
             prompts.append(template.read_text(encoding="utf-8"))
     except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as err:
         raise InputError(f"judge '{name}': cannot read annotator config {source}: {err}") from None
-    safe = re.sub(r"[^\w.-]", "_", Path(name).stem if name.endswith((".yaml", ".yml")) else name)
-    path = out_dir.resolve() / "judge" / "alpaca_eval" / safe / "configs.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(configs, allow_unicode=True), encoding="utf-8")
     portable = {k: {**v, "prompt_template": Path(v["prompt_template"]).name} for k, v in configs.items()}
-    return Judge(name, "alpaca_eval", config_path=path, identity={
-        "kind": "alpaca_eval", "config": portable, "protocol": "alpaca_eval-annotator-v1",
+    return Judge(name, "alpaca_eval", annotator_config=configs, identity={
+        "kind": "alpaca_eval", "config": scrub(portable), "protocol": "alpaca_eval-annotator-v1",
         "prompt_sha256": [sha256_text(p) for p in prompts], "alpaca_eval": version("alpaca-eval"),
         "openai_api_base": public_url(os.environ["OPENAI_API_BASE"]) if os.environ.get("OPENAI_API_BASE") else ""})
 
@@ -527,14 +539,19 @@ class _session:
 
     def _ask_alpaca_eval(self, calls) -> Iterator[tuple[Call, dict]]:
         import logging
-        import warnings
+        import tempfile
 
+        import yaml
         from alpaca_eval.annotators import PairwiseAnnotator
 
         logging.getLogger().setLevel(logging.ERROR)  # alpaca_eval logs every step
         warnings.filterwarnings("ignore")
-        annotator = PairwiseAnnotator(annotators_config=str(self.judge.config_path), caching_path=None,
-                                      is_avoid_reannotations=False, is_store_missing_annotations=False)
+        with tempfile.TemporaryDirectory(prefix="llmeval-judge-") as folder:  # private (0700), removed after
+            config = Path(folder) / "annotator" / "configs.yaml"
+            config.parent.mkdir()
+            config.write_text(yaml.safe_dump(self.judge.annotator_config, allow_unicode=True), encoding="utf-8")
+            annotator = PairwiseAnnotator(annotators_config=str(config), caching_path=None,
+                                          is_avoid_reannotations=False, is_store_missing_annotations=False)
         chunk = 4  # alpaca_eval answers a whole batch at once: small batches lose little on a crash
         for start in range(0, len(calls), chunk):
             batch = calls[start:start + chunk]
