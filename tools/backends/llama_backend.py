@@ -1,67 +1,89 @@
-"""llama.cpp backend (llama-cpp-python) for GGUF weights.
+"""llama.cpp backend (llama-cpp-python) for GGUF weights, many questions decoded together.
 
 The prompt is the model's own chat template from the GGUF metadata (or the `chat_template`
 override) rendered with the same Jinja2 formatter llama-cpp-python uses, then tokenized with
 special tokens. All layers go to the GPU when the build has CUDA (`n_gpu_layers = -1`); a CPU
 build ignores that. The output is the generated text only, stripped of surrounding whitespace.
+
+Questions are decoded N at a time with continuous batching (llama_engine.py): N is the model's
+`parallel` key (0 = automatic: up to 32, fewer when the KV cache would not fit). The model's
+`n_ctx` is the context of each sequence. Greedy answers are those of one-at-a-time decoding
+(up to rare float differences between llama.cpp's batched and single kernels); a sampled
+answer depends only on its question and the seed, not on its batch neighbours.
+A prompt longer than n_ctx is an error for that question only.
 """
 from __future__ import annotations
 
-import time
-
 from backends import chat_messages
+
+CTX_ROUND = 256  # llama.cpp pads a sequence's context to this many tokens anyway
 
 
 class LlamaBackend:
-    def __init__(self, spec):
+    def __init__(self, spec, *, ignore_eog: bool = False, n_threads: int | None = None):
+        """`ignore_eog` (benchmarks only) keeps decoding past end-of-generation tokens."""
         import llama_cpp
+        from llama_cpp._internals import LlamaModel
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        from backends.llama_engine import BatchedEngine
 
         if not spec.path.is_file():
             raise FileNotFoundError(f"weights not found at {spec.path}; run: make models")
         self.spec = spec
-        self.llm = llama_cpp.Llama(
-            model_path=str(spec.path), n_ctx=spec.n_ctx, n_gpu_layers=spec.n_gpu_layers,
-            seed=spec.seed, verbose=False,
-        )
-        template = spec.chat_template or self.llm.metadata.get("tokenizer.chat_template")
+        self.ignore_eog = ignore_eog
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = spec.n_gpu_layers
+        self.model = LlamaModel(path_model=str(spec.path), params=params, verbose=False)
+        template = spec.chat_template or self.model.metadata().get("tokenizer.chat_template")
         if not template:
-            raise ValueError("the GGUF has no chat template; "
-                             "set chat_template in models.toml")
-        model = self.llm._model
-        eos_id, bos_id = self.llm.token_eos(), self.llm.token_bos()
+            self.model.close()
+            raise ValueError("the GGUF has no chat template; set chat_template in models.toml")
+        eos_id, bos_id = self.model.token_eos(), self.model.token_bos()
         self.formatter = Jinja2ChatFormatter(
             template=template,
-            eos_token=model.token_get_text(eos_id) if eos_id != -1 else "",
-            bos_token=model.token_get_text(bos_id) if bos_id != -1 else "",
+            eos_token=self.model.token_get_text(eos_id) if eos_id != -1 else "",
+            bos_token=self.model.token_get_text(bos_id) if bos_id != -1 else "",
         )
+        self.engine = BatchedEngine(self.model, spec.n_gpu_layers, n_threads)
 
     def prompt_tokens(self, question: dict) -> list[int]:
         rendered = self.formatter(messages=chat_messages(question, self.spec.system_prompt))
         # The template writes its own BOS and special tokens, so no extra BOS here.
-        return self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
+        return self.model.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
 
-    def answer(self, questions: list[dict]):
+    def answer(self, questions: list[dict], parallel: int | None = None):
+        """Yield (index, result) in finish order; `parallel` overrides spec.parallel."""
+        from backends.llama_engine import Settings
+
+        spec = self.spec
+        prompts = []
         for index, question in enumerate(questions):
-            yield index, self._answer_one(question)
-
-    def _answer_one(self, question: dict) -> dict:
-        started = time.perf_counter()
-        try:
-            tokens = self.prompt_tokens(question)
-            if len(tokens) >= self.spec.n_ctx:
-                return {"error": f"prompt is {len(tokens)} tokens, more than n_ctx={self.spec.n_ctx}"}
-            result = self.llm.create_completion(
-                prompt=tokens, max_tokens=self.spec.max_tokens, temperature=self.spec.temperature,
-                top_p=self.spec.top_p, seed=self.spec.seed, stop=self.spec.stop or None,
-            )
-        except Exception as err:  # one question's failure is recorded, the run goes on
-            return {"error": f"{type(err).__name__}: {err}"}
-        return {
-            "output": result["choices"][0]["text"].strip(),
-            "tokens": result["usage"]["completion_tokens"],
-            "seconds": time.perf_counter() - started,
-        }
+            try:
+                tokens = self.prompt_tokens(question)
+            except Exception as err:  # one question's failure is recorded, the run goes on
+                yield index, {"error": f"{type(err).__name__}: {err}"}
+                continue
+            if not tokens:
+                yield index, {"error": "the prompt is empty after tokenizing"}
+            elif len(tokens) >= spec.n_ctx:
+                yield index, {"error": f"prompt is {len(tokens)} tokens, more than n_ctx={spec.n_ctx}"}
+            else:
+                prompts.append((index, tokens))
+        if not prompts:
+            return
+        # Each sequence gets the cells its longest prompt plus max_tokens can use, never more
+        # than n_ctx: the same answers as n_ctx cells, in less memory.
+        need = max(len(tokens) for _, tokens in prompts) + spec.max_tokens
+        n_ctx_seq = min(spec.n_ctx, -(-need // CTX_ROUND) * CTX_ROUND)
+        n = spec.parallel if parallel is None else parallel
+        if n <= 0:
+            n = self.engine.auto_parallel(len(prompts), n_ctx_seq)
+        n = min(n, len(prompts))
+        settings = Settings(max_tokens=spec.max_tokens, temperature=spec.temperature,
+                            top_p=spec.top_p, seed=spec.seed, stop=list(spec.stop),
+                            ignore_eog=self.ignore_eog)
+        yield from self.engine.run(prompts, settings, n, n_ctx_seq)
 
     def close(self) -> None:
-        self.llm.close()
+        self.model.close()

@@ -1,0 +1,284 @@
+"""Continuous batching on llama.cpp's low-level API (llama-cpp-python 0.3.36 ctypes bindings).
+
+`BatchedEngine.run(prompts, settings, n_parallel)` decodes many token prompts together: one
+`llama_decode` per step over up to N sequences (sequence id = slot), each slot with its own
+sampler chain, and a finished slot is refilled with the next prompt at once (its KV cleared with
+`llama_memory_seq_rm`). Results are yielded in finish order, the moment each sequence ends.
+
+Handles: prompts fed in n_batch chunks beside the running sequences (logits only on each
+prompt's last token); stop on end-of-generation tokens, stop strings, max_tokens or a full
+per-sequence context; UTF-8 split over tokens (bytes are gathered and decoded once, at the end);
+greedy (temperature 0) or sampled decoding with a seed per sequence, so an answer does not
+depend on which other questions share its batch.
+Does not handle: chat templates or tokenizing text (see llama_backend.py), shared prompt
+prefixes, grammars, repetition penalties, embeddings, encoder-decoder or recurrent models.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import llama_cpp
+import numpy as np
+
+# llama-cpp-python's log callback prints every llama.cpp line unless its logger says otherwise.
+logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+llama_cpp.llama_backend_init()
+
+MAX_AUTO_PARALLEL = 32
+GPU_KV_BUDGET = 8 << 30  # bytes of KV cache an automatic N may use on a GPU (fits a 24 GB card)
+
+
+@dataclass
+class Settings:
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    stop: list[str] = field(default_factory=list)
+    ignore_eog: bool = False  # benchmarks only: keep going past end-of-generation tokens
+
+
+class _Slot:
+    """One sequence in flight: a question being fed or answered."""
+    __slots__ = ("index", "prompt", "fed", "pos", "last", "n_gen", "out", "sampler", "started",
+                 "row")
+
+    def __init__(self, index: int, prompt: list[int], sampler):
+        self.index, self.prompt, self.sampler = index, prompt, sampler
+        self.fed = 0          # prompt tokens decoded so far
+        self.pos = 0          # tokens in this sequence's KV cache
+        self.last = -1        # the sampled token to decode next
+        self.n_gen = 0
+        self.out = bytearray()
+        self.started = time.perf_counter()
+        self.row = -1         # batch index of this sequence's logits in the current step
+
+
+class BatchedEngine:
+    def __init__(self, model, n_gpu_layers: int, n_threads: int | None = None):
+        """`model` is a llama_cpp._internals.LlamaModel (owned by the caller)."""
+        self.model = model.model
+        self.vocab = model.vocab
+        self.offload = n_gpu_layers != 0 and llama_cpp.llama_supports_gpu_offload()
+        # llama-cpp-python's defaults, so the two paths compare on the same threads.
+        cpus = os.cpu_count() or 1
+        self.n_threads = n_threads or max(cpus // 2, 1)
+        self.n_threads_batch = n_threads or cpus
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        # Every token's bytes and end-of-generation flag, looked up once instead of per step.
+        self.pieces = [self._piece(t) for t in range(self.n_vocab)]
+        self.eog = {t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self.vocab, t)}
+        self.last_stats: dict = {}
+
+    def _piece(self, token: int) -> bytes:
+        size = 64
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, size, 0, False)
+            if n >= 0:
+                return buf.raw[:n]
+            size = -n
+
+    def kv_bytes_per_token(self) -> int:
+        """A rough K+V size per token in f16 (exact for plain multi-head / grouped-query attention)."""
+        n_layer = llama_cpp.llama_model_n_layer(self.model)
+        n_embd = llama_cpp.llama_model_n_embd(self.model)
+        n_head = max(llama_cpp.llama_model_n_head(self.model), 1)
+        n_head_kv = llama_cpp.llama_model_n_head_kv(self.model)
+        return 2 * n_layer * (n_embd // n_head) * n_head_kv * 2
+
+    def auto_parallel(self, n_prompts: int, n_ctx_seq: int) -> int:
+        """N for `parallel = 0`: up to 32 sequences, as many as a KV-cache budget allows."""
+        if self.offload:
+            budget = GPU_KV_BUDGET
+        else:  # a quarter of the free RAM
+            budget = _mem_available() // 4
+        fits = budget // max(n_ctx_seq * self.kv_bytes_per_token(), 1)
+        return max(1, min(MAX_AUTO_PARALLEL, n_prompts, fits))
+
+    def _sampler(self, s: Settings):
+        """A sampler chain for one sequence, or None for greedy (done for all rows at once)."""
+        if s.temperature == 0:
+            return None
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        # The same chain as llama-cpp-python's create_completion with its defaults (top_k=40,
+        # min_p=0.05), so sampled answers keep their character; the seed is per question.
+        for smpl in (llama_cpp.llama_sampler_init_top_k(40),
+                     llama_cpp.llama_sampler_init_top_p(s.top_p, 1),
+                     llama_cpp.llama_sampler_init_min_p(0.05, 1),
+                     llama_cpp.llama_sampler_init_temp(s.temperature),
+                     llama_cpp.llama_sampler_init_dist(s.seed & 0xFFFFFFFF)):
+            llama_cpp.llama_sampler_chain_add(chain, smpl)
+        return chain
+
+    def run(self, prompts: list[tuple[int, list[int]]], s: Settings, n_parallel: int,
+            n_ctx_seq: int, n_batch: int = 512):
+        """Decode (index, tokens) prompts; yield (index, result) as each sequence finishes.
+
+        The context holds n_parallel sequences of n_ctx_seq tokens each: llama.cpp gets
+        n_seq_max = N and n_ctx = N * n_ctx_seq, and with a non-unified KV cache every sequence
+        has its own n_ctx_seq cells (the model's n_ctx in models.toml is this per-sequence size).
+        """
+        n_batch = max(n_batch, n_parallel)
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_parallel * n_ctx_seq
+        params.n_seq_max = n_parallel
+        params.n_batch = n_batch
+        params.n_ubatch = min(n_batch, 512)
+        params.n_threads = self.n_threads
+        params.n_threads_batch = self.n_threads_batch
+        params.kv_unified = False  # a stream per sequence: attention reads only its own cells
+        params.no_perf = True
+        ctx = llama_cpp.llama_init_from_model(self.model, params)
+        if not ctx:
+            raise RuntimeError(f"llama.cpp could not create a context of {n_parallel} x "
+                               f"{n_ctx_seq} tokens (out of memory?); set a smaller parallel")
+        batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        slots: list[_Slot | None] = [None] * n_parallel
+        try:
+            limit = min(n_ctx_seq, llama_cpp.llama_n_ctx_seq(ctx))
+            yield from self._loop(ctx, batch, slots, list(prompts), s, n_batch, limit)
+        finally:
+            for slot in slots:
+                if slot is not None and slot.sampler is not None:
+                    llama_cpp.llama_sampler_free(slot.sampler)
+            llama_cpp.llama_batch_free(batch)
+            llama_cpp.llama_free(ctx)
+
+    def _loop(self, ctx, batch, slots, pending, s: Settings, n_batch: int, limit: int):
+        mem = llama_cpp.llama_get_memory(ctx)
+        stops = [x.encode("utf-8") for x in s.stop]
+        longest_stop = max((len(x) for x in stops), default=0)
+        pending.reverse()  # pop() from the end keeps the questions' order
+        stats = {"steps": 0, "generated": 0, "gen_steps_seconds": 0.0, "gen_steps_tokens": 0}
+        started = time.perf_counter()
+        tok, pos, seq, nseq, logits = batch.token, batch.pos, batch.seq_id, batch.n_seq_id, batch.logits
+
+        def finish(i: int, error: str | None = None):
+            slot = slots[i]
+            slots[i] = None
+            llama_cpp.llama_memory_seq_rm(mem, i, -1, -1)
+            if slot.sampler is not None:
+                llama_cpp.llama_sampler_free(slot.sampler)
+            if error:
+                return slot.index, {"error": error}
+            stats["generated"] += slot.n_gen
+            # errors="ignore" like llama-cpp-python: drops a character cut off by max_tokens.
+            text = slot.out.decode("utf-8", errors="ignore")
+            return slot.index, {"output": text.strip(), "tokens": slot.n_gen,
+                                "seconds": time.perf_counter() - slot.started}
+
+        while True:
+            step_started = time.perf_counter()
+            for i in range(len(slots)):  # refill free slots, lowest id first
+                if slots[i] is None and pending:
+                    index, prompt = pending.pop()
+                    slots[i] = _Slot(index, prompt, self._sampler(s))
+            if not pending:
+                self._compact(mem, slots)
+            if all(slot is None for slot in slots):
+                break
+
+            # One batch, ordered by sequence id: llama.cpp splits a non-unified batch into
+            # micro-batches of consecutive sequence ids, so order (and no gaps) keeps it to one.
+            n_gen_slots = sum(1 for x in slots if x is not None and x.fed == len(x.prompt))
+            budget = n_batch - n_gen_slots  # prompt tokens that fit beside the running ones
+            n = 0
+            for i, slot in enumerate(slots):
+                if slot is None:
+                    continue
+                slot.row = -1
+                if slot.fed == len(slot.prompt):  # answering: its last sampled token
+                    tok[n], pos[n], seq[n][0], nseq[n], logits[n] = slot.last, slot.pos, i, 1, 1
+                    slot.row = n
+                    n += 1
+                elif budget > 0:  # being fed: the next chunk of its prompt
+                    take = min(budget, len(slot.prompt) - slot.fed)
+                    for k in range(take):
+                        tok[n] = slot.prompt[slot.fed + k]
+                        pos[n], seq[n][0], nseq[n], logits[n] = slot.pos + k, i, 1, 0
+                        n += 1
+                    budget -= take
+                    slot.fed += take
+                    slot.pos += take
+                    if slot.fed == len(slot.prompt):  # logits only on the prompt's last token
+                        logits[n - 1] = 1
+                        slot.row = n - 1
+            batch.n_tokens = n
+            rc = llama_cpp.llama_decode(ctx, batch)
+            if rc != 0:  # which sequence broke is unknown: fail those in this batch, go on
+                for i in sorted({seq[k][0] for k in range(n)}):
+                    yield finish(i, f"llama_decode failed with code {rc} (out of memory?)")
+                continue
+
+            rows = [(i, slot) for i, slot in enumerate(slots) if slot is not None and slot.row >= 0]
+            if s.temperature == 0 and rows:
+                # Greedy for all sequences at once: the first maximum, as llama.cpp's greedy
+                # sampler picks, without copying the vocabulary once per sequence.
+                out = np.ctypeslib.as_array(llama_cpp.llama_get_logits(ctx),
+                                            shape=(len(rows), self.n_vocab))
+                picked = out.argmax(axis=1).tolist()
+            else:
+                picked = [llama_cpp.llama_sampler_sample(slot.sampler, ctx, slot.row)
+                          for _, slot in rows]
+            for (i, slot), token in zip(rows, picked):
+                if slot.n_gen > 0:  # the token decoded in this step is now in the KV cache
+                    slot.pos += 1
+                slot.n_gen += 1
+                if token in self.eog and not s.ignore_eog:
+                    slot.n_gen -= 1  # the end marker is not part of the answer
+                    yield finish(i)
+                    continue
+                before = len(slot.out)
+                slot.out += self.pieces[token]
+                if stops:
+                    tail = slot.out.find
+                    hits = [p for p in (tail(x, max(0, before - longest_stop)) for x in stops) if p >= 0]
+                    if hits:
+                        del slot.out[min(hits):]
+                        yield finish(i)
+                        continue
+                # max_tokens, or the context is full: prompt + answer = its n_ctx_seq cells
+                if slot.n_gen >= s.max_tokens or slot.pos + 1 >= limit:
+                    yield finish(i)
+                    continue
+                slot.last = token
+            stats["steps"] += 1
+            if n == len(rows):  # a pure generation step, what llama-batched-bench's S_TG times
+                stats["gen_steps_seconds"] += time.perf_counter() - step_started
+                stats["gen_steps_tokens"] += n
+        stats["wall_seconds"] = time.perf_counter() - started
+        self.last_stats = stats
+
+    @staticmethod
+    def _compact(mem, slots) -> None:
+        """Move the highest sequences into free lower slots once no question is waiting.
+
+        Without it the tail of a run leaves gaps in the sequence ids, and each gap costs a
+        micro-batch (a full pass over the weights) per step. The KV cells are copied as they
+        are (llama.cpp applies the copy at the next decode), so answers do not change.
+        """
+        while True:
+            free = [i for i, x in enumerate(slots) if x is None]
+            used = [i for i, x in enumerate(slots) if x is not None]
+            if not free or not used or free[0] > used[-1]:
+                return
+            dst, src = free[0], used[-1]
+            llama_cpp.llama_memory_seq_cp(mem, src, dst, -1, -1)
+            llama_cpp.llama_memory_seq_rm(mem, src, -1, -1)
+            slots[dst], slots[src] = slots[src], None
+
+
+def _mem_available() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
