@@ -28,7 +28,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from records import InputError, question_key, read_json
+from records import InputError, question_key, read_json, write_json_atomic as write_json
 from registry import RegistryError, load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,7 +162,7 @@ def build_board(args, registry, judge) -> int:
 
     from board_stats import board_table, judge_consistency, warnings_for, MIN_CONSISTENCY
     from board_stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, LC_C
-    from board_views import write_all, write_csv, write_json
+    from board_views import write_all, write_csv
     from judge import judge_pairs
 
     started = time.monotonic()

@@ -15,34 +15,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from board_stats import BOARD_COLUMNS
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; these are for anyone to read
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data: object) -> None:
-    write_atomic(path, (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
+from records import write_atomic
 
 
 def _num(value, digits: int = 1) -> str:

@@ -27,6 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from records import sha256_of
 from registry import ModelSpec, RegistryError, hub_cache_dir, load_registry
 
 # Top-level files a model folder needs besides its weights (config, tokenizer, remote code).
@@ -155,16 +156,6 @@ def _download_gguf(spec: ModelSpec) -> None:
     if spec.sha256 and len(gguf_files(spec)) == 1 and sha256_of(Path(path)) != spec.sha256.lower():
         raise DownloadError(f"model '{spec.name}': the sha256 of {spec.gguf_file} does not match models.toml; "
                             f"delete {path} and check 'sha256' and 'revision'")
-
-
-def sha256_of(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _download_folder(spec: ModelSpec) -> None:

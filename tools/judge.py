@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from records import InputError, read_json, write_json_atomic
+from records import InputError, read_json, sha256_of, write_json_atomic
 
 # alpaca_eval imports pkg_resources, which warns on every run: not our reader's concern.
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
@@ -90,11 +90,7 @@ def file_sha256(path: Path, cache_path: Path) -> str:
     if not isinstance(cache, dict):
         cache = {}
     if key not in cache:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        cache[key] = digest.hexdigest()
+        cache[key] = sha256_of(path)
         write_json_atomic(cache_path, cache)
     return cache[key]
 

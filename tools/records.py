@@ -7,6 +7,7 @@ datasplit, plus tokens, seconds and the settings id they were made with.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -73,21 +74,33 @@ def question_key(record: dict) -> tuple[str, str]:
     return record["instruction"], record.get("input", "") or ""
 
 
-def write_json_atomic(path: str | Path, data: object) -> None:
-    """Write JSON to a temporary file beside `path`, then rename: readers never see half a file."""
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=2)
-            f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are for anyone to read
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | Path, data: object) -> None:
+    write_atomic(path, (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_json(path: str | Path) -> object:
