@@ -1,15 +1,19 @@
 """The llama.cpp backend's batched decoding, on the embedded SmolLM2-135M through the real llama.cpp.
 
 Greedy answers decoded N at a time are compared with N = 1 and with llama-cpp-python's own
-`create_completion` (temperature 0). What was measured on this project's CPU machine (2 cores,
-AVX2), 32 questions x 64 tokens: N=1 equals create_completion on 32/32 when both use flash
-attention (llama.cpp's default, which the backend keeps; llama-cpp-python's default, off, changes
-4 in 5 answers of this tiny model from the first tokens, so the comparison turns it on);
-N=8 and N=32 equal N=1 on 30/32, the other two share the first 8 and 11 characters and then
-part, both Chinese answers, the same two at N=8 and N=32: llama.cpp's matrix kernels for
-several rows round differently from its one-row kernels, and a 135M model at Q4_1 has
-near-ties. On the 8 questions x 32 tokens here all were identical; the test allows one in
-eight to part after a common start, and asks every first token (max_tokens = 1) to match.
+`create_completion` (temperature 0, its defaults). Measured on this project's CPU machine
+(2 cores, AVX2), 32 questions x 64 tokens: N=8 and N=32 equal N=1 on 32/32, and N=1 equals
+create_completion on 32/32 (in 5 of them create_completion ran one token past max_tokens to
+finish a Chinese character, which ours, capped at max_tokens, drops). That needs flash attention
+off on the CPU (the backend does so): with it on, its f16 sums depend on the micro-batch's
+shape and N=8/N=32 kept 30/32. Other models keep fewer: Gemma-3-270M (Q4_K_M; llama.cpp's CPU
+kernels for K-quants round differently for one row than for several) 12/32 over 32 tokens at
+N=8 and N=32, every first token equal, and equal to create_completion on 32/32 at N=1; a
+7B-shaped model with random weights on an H200 (flash attention on) 0/32 over 128 tokens
+(random logits are all near-ties). So the test asks all first tokens (max_tokens = 1) to match
+and allows one answer in eight to part after a common start. At N=4 the haiku ends early, so
+the tail moves a running sequence into the freed slot (llama_memory_seq_cp): the equality
+covers that path too, and the shared system prompt (decoded once, copied) as well.
 No speed is asserted here: `make bench` measures it.
 """
 import dataclasses
@@ -88,13 +92,17 @@ def test_one_at_a_time_equals_llama_cpp_python(backend, one_at_a_time):
     """Our loop, detokenizer (Chinese: bytes split over tokens) and prompt vs create_completion."""
     import llama_cpp
 
-    llm = llama_cpp.Llama(model_path=str(SMOLLM2), n_ctx=512, flash_attn=True, verbose=False)
+    llm = llama_cpp.Llama(model_path=str(SMOLLM2), n_ctx=512, verbose=False)
     try:
         for i, question in enumerate(QUESTIONS):
             result = llm.create_completion(prompt=backend.prompt_tokens(question), max_tokens=32,
                                            temperature=0.0)
-            assert one_at_a_time[i]["output"] == result["choices"][0]["text"].strip(), i
-            assert one_at_a_time[i]["tokens"] == result["usage"]["completion_tokens"], i
+            ours, theirs = one_at_a_time[i], result["choices"][0]["text"].strip()
+            if ours["output"] != theirs:  # only their extra token that completes a character
+                assert ours["tokens"] == 32 and result["usage"]["completion_tokens"] == 33, i
+                assert theirs.startswith(ours["output"]) and len(theirs) == len(ours["output"]) + 1, i
+            else:
+                assert ours["tokens"] == result["usage"]["completion_tokens"], i
     finally:
         llm.close()
     outputs = [r["output"] for r in one_at_a_time.values()]

@@ -1,17 +1,21 @@
 """Continuous batching on llama.cpp's low-level API (llama-cpp-python 0.3.36 ctypes bindings).
 
-`BatchedEngine.run(prompts, settings, n_parallel)` decodes many token prompts together: one
-`llama_decode` per step over up to N sequences (sequence id = slot), each slot with its own
-sampler chain, and a finished slot is refilled with the next prompt at once (its KV cleared with
+`BatchedEngine.run(prompts, settings, n_parallel, n_ctx_seq)` decodes many token prompts
+together (continuous batching): N sequences (sequence id = slot), each with its own sampler
+chain; a finished slot is refilled with the next prompt at once (its KV cleared with
 `llama_memory_seq_rm`). Results are yielded in finish order, the moment each sequence ends.
 
-Handles: prompts fed in n_batch chunks beside the running sequences (logits only on each
-prompt's last token); stop on end-of-generation tokens, stop strings, max_tokens or a full
-per-sequence context; UTF-8 split over tokens (bytes are gathered and decoded once, at the end);
-greedy (temperature 0) or sampled decoding with a seed per sequence, so an answer does not
-depend on which other questions share its batch.
-Does not handle: chat templates or tokenizing text (see llama_backend.py), shared prompt
-prefixes, grammars, repetition penalties, embeddings, encoder-decoder or recurrent models.
+Each step: every new prompt is decoded alone (in n_batch chunks, logits only on its last
+token), so its arithmetic does not depend on its neighbours; then one `llama_decode` for all
+running sequences. A prompt start shared by all questions (a chat template's system prompt) is
+decoded once and copied into each sequence (`llama_memory_seq_cp`).
+Handles: stop on end-of-generation tokens, stop strings, max_tokens or a full per-sequence
+context; UTF-8 split over tokens (bytes are gathered and decoded once, at the end); greedy
+(temperature 0) or sampled decoding with a seed per sequence, so an answer does not depend on
+which other questions share its batch (up to float rounding, see llama_backend.py).
+Does not handle: chat templates or tokenizing text (see llama_backend.py), prompt prefixes
+shared by only some questions, grammars, repetition penalties, embeddings, encoder-decoder or
+recurrent models.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
 llama_cpp.llama_backend_init()
 
 MAX_AUTO_PARALLEL = 32
+MIN_SHARED_PREFIX = 8  # shorter common prompt starts are not worth a KV copy per question
 GPU_KV_BUDGET = 8 << 30  # bytes of KV cache an automatic N may use on a GPU (fits a 24 GB card)
 
 
@@ -44,8 +49,7 @@ class Settings:
 
 class _Slot:
     """One sequence in flight: a question being fed or answered."""
-    __slots__ = ("index", "prompt", "fed", "pos", "last", "n_gen", "out", "sampler", "started",
-                 "row")
+    __slots__ = ("index", "prompt", "fed", "pos", "last", "n_gen", "out", "sampler", "started")
 
     def __init__(self, index: int, prompt: list[int], sampler):
         self.index, self.prompt, self.sampler = index, prompt, sampler
@@ -55,7 +59,6 @@ class _Slot:
         self.n_gen = 0
         self.out = bytearray()
         self.started = time.perf_counter()
-        self.row = -1         # batch index of this sequence's logits in the current step
 
 
 class BatchedEngine:
@@ -122,16 +125,29 @@ class BatchedEngine:
         The context holds n_parallel sequences of n_ctx_seq tokens each: llama.cpp gets
         n_seq_max = N and n_ctx = N * n_ctx_seq, and with a non-unified KV cache every sequence
         has its own n_ctx_seq cells (the model's n_ctx in models.toml is this per-sequence size).
+        When all prompts start alike (a chat template's system prompt), that start is decoded
+        once into one more sequence (N + 1 of them then) and copied into each new one
+        (llama_memory_seq_cp).
         """
         n_batch = max(n_batch, n_parallel)
+        prefix = _shared_prefix([tokens for _, tokens in prompts])
+        n_seq = n_parallel + (1 if prefix else 0)  # the prefix lives in sequence n_parallel
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = n_parallel * n_ctx_seq
-        params.n_seq_max = n_parallel
+        params.n_ctx = n_seq * n_ctx_seq
+        params.n_seq_max = n_seq
         params.n_batch = n_batch
         params.n_ubatch = min(n_batch, 512)
         params.n_threads = self.n_threads
         params.n_threads_batch = self.n_threads_batch
         params.kv_unified = False  # a stream per sequence: attention reads only its own cells
+        # Flash attention on the CPU sums in f16 and its result depends on the micro-batch's
+        # shape (measured: SmolLM2's logits move by 0.6 when a prompt shares a batch), so
+        # batched greedy answers drift from one-at-a-time ones (30/32 kept); without it
+        # SmolLM2's match bit for bit (32/32), as does llama-cpp-python's default (off), for
+        # ~15% of CPU speed. On a GPU it stays on (llama.cpp's default, what
+        # llama-batched-bench runs): there it is the speed.
+        params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO if self.offload
+                                  else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         params.no_perf = True
         ctx = llama_cpp.llama_init_from_model(self.model, params)
         if not ctx:
@@ -141,7 +157,10 @@ class BatchedEngine:
         slots: list[_Slot | None] = [None] * n_parallel
         try:
             limit = min(n_ctx_seq, llama_cpp.llama_n_ctx_seq(ctx))
-            yield from self._loop(ctx, batch, slots, list(prompts), s, n_batch, limit)
+            if prefix and not self._decode_prefix(ctx, batch, prefix, n_parallel, n_batch):
+                prefix = []  # decode each prompt whole instead
+            yield from self._loop(ctx, batch, slots, list(prompts), s, n_batch, limit,
+                                  len(prefix), n_parallel)
         finally:
             for slot in slots:
                 if slot is not None and slot.sampler is not None:
@@ -149,7 +168,31 @@ class BatchedEngine:
             llama_cpp.llama_batch_free(batch)
             llama_cpp.llama_free(ctx)
 
-    def _loop(self, ctx, batch, slots, pending, s: Settings, n_batch: int, limit: int):
+    @staticmethod
+    def _decode_tokens(ctx, batch, tokens: list[int], pos0: int, seq_id: int, n_batch: int) -> int:
+        """Decode one sequence's tokens in n_batch chunks, logits for the last token only."""
+        for start in range(0, len(tokens), n_batch):
+            chunk = tokens[start:start + n_batch]
+            for k, token in enumerate(chunk):
+                batch.token[k], batch.pos[k], batch.seq_id[k][0] = token, pos0 + start + k, seq_id
+                batch.n_seq_id[k], batch.logits[k] = 1, 0
+            batch.logits[len(chunk) - 1] = start + len(chunk) == len(tokens)
+            batch.n_tokens = len(chunk)
+            rc = llama_cpp.llama_decode(ctx, batch)
+            if rc != 0:
+                return rc
+        return 0
+
+    def _decode_prefix(self, ctx, batch, prefix: list[int], seq_id: int, n_batch: int) -> bool:
+        if self._decode_tokens(ctx, batch, prefix, 0, seq_id, n_batch) == 0:
+            return True
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx), seq_id, -1, -1)
+        return False
+
+    def _loop(self, ctx, batch, slots, pending, s: Settings, n_batch: int, limit: int,
+              n_prefix: int, prefix_seq: int):
+        """Each step: new prompts, one sequence per llama_decode (so a prompt's arithmetic never
+        depends on its neighbours), then one llama_decode for every running sequence."""
         mem = llama_cpp.llama_get_memory(ctx)
         stops = [x.encode("utf-8") for x in s.stop]
         longest_stop = max((len(x) for x in stops), default=0)
@@ -172,85 +215,89 @@ class BatchedEngine:
             return slot.index, {"output": text.strip(), "tokens": slot.n_gen,
                                 "seconds": time.perf_counter() - slot.started}
 
+        def take(i: int, slot: _Slot, token: int):
+            """Add a sampled token to sequence i; its result if that ended it, else None."""
+            slot.n_gen += 1
+            if token in self.eog and not s.ignore_eog:
+                slot.n_gen -= 1  # the end marker is not part of the answer
+                return finish(i)
+            before = len(slot.out)
+            slot.out += self.pieces[token]
+            if stops:
+                find = slot.out.find
+                hits = [p for p in (find(x, max(0, before - longest_stop)) for x in stops) if p >= 0]
+                if hits:
+                    del slot.out[min(hits):]
+                    return finish(i)
+            # max_tokens, or the context is full: prompt + answer = its n_ctx_seq cells
+            if slot.n_gen >= s.max_tokens or len(slot.prompt) + slot.n_gen >= limit:
+                return finish(i)
+            slot.last = token
+            return None
+
         while True:
-            step_started = time.perf_counter()
             for i in range(len(slots)):  # refill free slots, lowest id first
                 if slots[i] is None and pending:
                     index, prompt = pending.pop()
                     slots[i] = _Slot(index, prompt, self._sampler(s))
+                    if n_prefix:  # start from the shared prefix's KV cells
+                        llama_cpp.llama_memory_seq_cp(mem, prefix_seq, i, -1, -1)
+                        slots[i].fed = slots[i].pos = n_prefix
             if not pending:
                 self._compact(mem, slots)
             if all(slot is None for slot in slots):
                 break
 
-            # One batch, ordered by sequence id: llama.cpp splits a non-unified batch into
-            # micro-batches of consecutive sequence ids, so order (and no gaps) keeps it to one.
-            n_gen_slots = sum(1 for x in slots if x is not None and x.fed == len(x.prompt))
-            budget = n_batch - n_gen_slots  # prompt tokens that fit beside the running ones
-            n = 0
-            for i, slot in enumerate(slots):
-                if slot is None:
+            for i, slot in enumerate(slots):  # new prompts, each alone
+                if slot is None or slot.fed == len(slot.prompt):
                     continue
-                slot.row = -1
-                if slot.fed == len(slot.prompt):  # answering: its last sampled token
-                    tok[n], pos[n], seq[n][0], nseq[n], logits[n] = slot.last, slot.pos, i, 1, 1
-                    slot.row = n
-                    n += 1
-                elif budget > 0:  # being fed: the next chunk of its prompt
-                    take = min(budget, len(slot.prompt) - slot.fed)
-                    for k in range(take):
-                        tok[n] = slot.prompt[slot.fed + k]
-                        pos[n], seq[n][0], nseq[n], logits[n] = slot.pos + k, i, 1, 0
-                        n += 1
-                    budget -= take
-                    slot.fed += take
-                    slot.pos += take
-                    if slot.fed == len(slot.prompt):  # logits only on the prompt's last token
-                        logits[n - 1] = 1
-                        slot.row = n - 1
-            batch.n_tokens = n
+                rc = self._decode_tokens(ctx, batch, slot.prompt[slot.fed:], slot.pos, i, n_batch)
+                if rc != 0:
+                    yield finish(i, f"llama_decode failed with code {rc} on the prompt (out of memory?)")
+                    continue
+                slot.pos = slot.fed = len(slot.prompt)
+                if s.temperature == 0:
+                    token = int(np.ctypeslib.as_array(llama_cpp.llama_get_logits(ctx),
+                                                      shape=(self.n_vocab,)).argmax())
+                else:
+                    token = llama_cpp.llama_sampler_sample(slot.sampler, ctx, -1)
+                result = take(i, slot, token)
+                if result:
+                    yield result
+            if not pending:  # sequences that ended on their first token left gaps
+                self._compact(mem, slots)
+
+            # One generation step, ordered by sequence id: llama.cpp splits a non-unified batch
+            # into micro-batches of consecutive sequence ids, so order and no gaps keep it to one.
+            step_started = time.perf_counter()
+            rows = [(i, slot) for i, slot in enumerate(slots) if slot is not None]
+            if not rows:
+                continue
+            for n, (i, slot) in enumerate(rows):
+                tok[n], pos[n], seq[n][0], nseq[n], logits[n] = slot.last, slot.pos, i, 1, 1
+            batch.n_tokens = len(rows)
             rc = llama_cpp.llama_decode(ctx, batch)
-            if rc != 0:  # which sequence broke is unknown: fail those in this batch, go on
-                for i in sorted({seq[k][0] for k in range(n)}):
+            if rc != 0:  # which sequence broke is unknown: fail those in this step, go on
+                for i, _ in rows:
                     yield finish(i, f"llama_decode failed with code {rc} (out of memory?)")
                 continue
-
-            rows = [(i, slot) for i, slot in enumerate(slots) if slot is not None and slot.row >= 0]
-            if s.temperature == 0 and rows:
+            if s.temperature == 0:
                 # Greedy for all sequences at once: the first maximum, as llama.cpp's greedy
                 # sampler picks, without copying the vocabulary once per sequence.
                 out = np.ctypeslib.as_array(llama_cpp.llama_get_logits(ctx),
                                             shape=(len(rows), self.n_vocab))
                 picked = out.argmax(axis=1).tolist()
             else:
-                picked = [llama_cpp.llama_sampler_sample(slot.sampler, ctx, slot.row)
-                          for _, slot in rows]
+                picked = [llama_cpp.llama_sampler_sample(slot.sampler, ctx, n)
+                          for n, (_, slot) in enumerate(rows)]
             for (i, slot), token in zip(rows, picked):
-                if slot.n_gen > 0:  # the token decoded in this step is now in the KV cache
-                    slot.pos += 1
-                slot.n_gen += 1
-                if token in self.eog and not s.ignore_eog:
-                    slot.n_gen -= 1  # the end marker is not part of the answer
-                    yield finish(i)
-                    continue
-                before = len(slot.out)
-                slot.out += self.pieces[token]
-                if stops:
-                    tail = slot.out.find
-                    hits = [p for p in (tail(x, max(0, before - longest_stop)) for x in stops) if p >= 0]
-                    if hits:
-                        del slot.out[min(hits):]
-                        yield finish(i)
-                        continue
-                # max_tokens, or the context is full: prompt + answer = its n_ctx_seq cells
-                if slot.n_gen >= s.max_tokens or slot.pos + 1 >= limit:
-                    yield finish(i)
-                    continue
-                slot.last = token
+                slot.pos += 1  # the token decoded in this step is now in the KV cache
+                result = take(i, slot, token)
+                if result:
+                    yield result
             stats["steps"] += 1
-            if n == len(rows):  # a pure generation step, what llama-batched-bench's S_TG times
-                stats["gen_steps_seconds"] += time.perf_counter() - step_started
-                stats["gen_steps_tokens"] += n
+            stats["gen_steps_seconds"] += time.perf_counter() - step_started
+            stats["gen_steps_tokens"] += len(rows)
         stats["wall_seconds"] = time.perf_counter() - started
         self.last_stats = stats
 
@@ -271,6 +318,21 @@ class BatchedEngine:
             llama_cpp.llama_memory_seq_cp(mem, src, dst, -1, -1)
             llama_cpp.llama_memory_seq_rm(mem, src, -1, -1)
             slots[dst], slots[src] = slots[src], None
+
+
+def _shared_prefix(prompts: list[list[int]]) -> list[int]:
+    """The tokens every prompt starts with, leaving each at least one of its own (its logits
+    begin the answer); empty when short or when there is only one prompt."""
+    if len(prompts) < 2:
+        return []
+    n = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    for p in prompts[1:]:
+        k = 0
+        while k < n and p[k] == first[k]:
+            k += 1
+        n = k
+    return first[:n] if n >= MIN_SHARED_PREFIX else []
 
 
 def _mem_available() -> int:
