@@ -115,7 +115,7 @@ demo: ## set up, answer the tiny question set with the embedded models, judge, p
 test: models ## run the tests (sets up .venv and the embedded models first)
 	$(PY) -m pytest -q tests
 
-bench: setup ## tokens/s of transformers, llama-cpp-python and our batched llama.cpp on BENCH_MODEL -> OUT/bench.json
+bench: models ## tokens/s of transformers, llama-cpp-python and our batched llama.cpp on BENCH_MODEL -> OUT/bench.json
 	$(PY) bench/bench.py --model $(BENCH_MODEL) --out $(OUT)
 
 clean: ## remove OUT (answers, cache, board); models and .venv stay
