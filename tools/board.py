@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from records import InputError, question_key, read_json, write_json_atomic as write_json
-from registry import RegistryError, load_registry
+from registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 def log(message: str) -> None:
@@ -242,30 +242,14 @@ def main(argv: list[str] | None = None) -> int:
         return show(args.show)
     if not args.judge or not args.check_judge and not (args.outputs and args.reference):
         parser.error("--outputs, --reference and --judge are required (or --show BOARD_CSV)")
-    from judge import JudgeError, resolve_judge
+    from judge import resolve_judge, run_reporting_errors
 
-    try:
+    def work() -> int:
         registry = load_registry(args.models_toml)
         judge = resolve_judge(args.judge, registry, args.out, check_only=args.check_judge)
-        if args.check_judge:
-            return 0
-        return build_board(args, registry, judge)
-    except (RegistryError, InputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except JudgeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except Exception as err:  # one line, not a traceback (LLMEVAL_DEBUG=1 shows it); verdicts are kept
-        if os.environ.get("LLMEVAL_DEBUG"):
-            raise
-        print(f"error: making the board failed: {type(err).__name__}: {err} (every verdict so far is kept; "
-              "LLMEVAL_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: every verdict so far is kept and the judge server is stopped; "
-              "run again to finish", file=sys.stderr)
-        return 130
+        return 0 if args.check_judge else build_board(args, registry, judge)
+
+    return run_reporting_errors("making the board", work)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,31 @@ class JudgeError(RuntimeError):
     """The judge cannot be used at all (server does not start, config broken): worded for the user."""
 
 
+def run_reporting_errors(doing: str, work: Callable[[], int]) -> int:
+    """Run a judging tool's work; any error is one line on stderr, never a traceback
+    (LLMEVAL_DEBUG=1 shows it). Verdicts are cached as they come, so none is lost either way."""
+    from registry import RegistryError
+
+    try:
+        return work()
+    except (RegistryError, InputError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except JudgeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        if os.environ.get("LLMEVAL_DEBUG"):
+            raise
+        print(f"error: {doing} failed: {type(err).__name__}: {err} (every verdict so far is kept; "
+              "LLMEVAL_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted {doing}: every verdict so far is kept and the judge server is stopped; "
+              "run again to finish", file=sys.stderr)
+        return 130
+
+
 def alpaca_eval_configs_dir() -> Path:
     import alpaca_eval
 

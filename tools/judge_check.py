@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 from records import InputError, write_json_atomic
-from registry import RegistryError, load_registry
+from registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PAIRS = ROOT / "data" / "judge_check.jsonl"
@@ -133,33 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", default=DEFAULT_PAIRS, type=Path, help="JSONL of {instruction, right, wrong}")
     parser.add_argument("--limit", type=int, help="only the first N pairs")
     args = parser.parse_args(argv)
-    from judge import JudgeError, resolve_judge
+    from judge import resolve_judge, run_reporting_errors
 
-    try:
-        registry = load_registry(args.models_toml)
-        judge = resolve_judge(args.judge, registry, args.out)
-        items = load_check_pairs(args.pairs)[:args.limit]
-        check = run_check(judge, items, args.out)
-    except (RegistryError, InputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except JudgeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except Exception as err:  # one line, not a traceback (LLMEVAL_DEBUG=1 shows it); verdicts are kept
-        if os.environ.get("LLMEVAL_DEBUG"):
-            raise
-        print(f"error: checking the judge failed: {type(err).__name__}: {err} (every verdict so far is kept; "
-              "LLMEVAL_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: every verdict so far is kept; run again to finish", file=sys.stderr)
-        return 130
-    path = check_path(args.out, judge.name)
-    write_json_atomic(path, check)
-    print(report(check))
-    print(f"-> {path}")
-    return 0
+    def work() -> int:
+        judge = resolve_judge(args.judge, load_registry(args.models_toml), args.out)
+        check = run_check(judge, load_check_pairs(args.pairs)[:args.limit], args.out)
+        path = check_path(args.out, judge.name)
+        write_json_atomic(path, check)
+        print(report(check))
+        print(f"-> {path}")
+        return 0
+
+    return run_reporting_errors("checking the judge", work)
 
 
 if __name__ == "__main__":
