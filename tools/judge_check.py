@@ -18,13 +18,12 @@ Not handled: judging style or length; this only shows whether a judge can tell r
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from records import InputError, write_json_atomic
+from records import InputError, jsonl_items, read_text, write_json_atomic
 from registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,20 +36,8 @@ def check_path(out_dir: Path, judge_name: str) -> Path:
 
 
 def load_check_pairs(path: Path) -> list[dict]:
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise InputError(f"{path}: pairs file not found") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text; save it as UTF-8") from None
     pairs = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+    for lineno, item in jsonl_items(path, read_text(path, "pairs file not found")):
         if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("instruction", "right", "wrong")):
             raise InputError(f"{path}:{lineno}: needs text fields 'instruction', 'right' and 'wrong'")
         if item["right"].strip() == item["wrong"].strip():

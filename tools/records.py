@@ -20,15 +20,31 @@ class InputError(ValueError):
     """Bad input, worded for the user."""
 
 
+def read_text(path: Path, if_missing: str) -> str:
+    """A UTF-8 text file (a BOM is fine), or a one-line InputError saying what is wrong."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{path}: {if_missing}") from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+
+
+def jsonl_items(path: Path, text: str):
+    """(line number, parsed JSON) for each non-blank line of a JSONL text."""
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+
+
 def load_questions(path: str | Path) -> list[dict]:
     """Return [{instruction, input, dataset}] in file order, without duplicates."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{path}: questions file not found (QUESTIONS names it)") from None
-    except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+    text = read_text(path, "questions file not found (QUESTIONS names it)")
     dataset = path.stem
     if path.suffix.lower() == ".json":
         try:
@@ -39,15 +55,7 @@ def load_questions(path: str | Path) -> list[dict]:
             raise InputError(f"{path}: expected a JSON list of records with an 'instruction'")
         questions = [_question(path, i + 1, item, dataset) for i, item in enumerate(items)]
     elif path.suffix.lower() == ".jsonl":
-        questions = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            questions.append(_question(path, lineno, item, dataset))
+        questions = [_question(path, lineno, item, dataset) for lineno, item in jsonl_items(path, text)]
     else:
         questions = [{"instruction": line.strip(), "input": "", "dataset": dataset}
                      for line in text.splitlines() if line.strip()]
