@@ -4,6 +4,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "bench"))  # llama_server.py: a local OpenAI-compatible server for tests
 
 
 # --- A tiny random Llama with a real tokenizer, made offline (no Hub) for the conversion and

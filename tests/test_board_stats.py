@@ -10,7 +10,7 @@ from alpaca_eval.metrics import get_winrate
 from board import safe_settings
 from board_stats import (BOARD_COLUMNS, board_table, bootstrap_ci, judge_consistency,
                          length_controlled_win_rate, warnings_for)
-from judge import combine
+from judges import combine
 
 
 def result(model, qid, pref_model_first, pref_reference_first, model_output="a", reference_output="b"):
@@ -107,7 +107,7 @@ def test_manifest_settings_carry_no_secret():
 
 
 def test_logprob_reply_parsing_never_guesses():
-    from judge import parse_logprob_reply
+    from judges.prompt import parse_logprob_reply
 
     def reply(text, top):
         return {"choices": [{"message": {"content": text}, "logprobs": {"content": [

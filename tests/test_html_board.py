@@ -7,7 +7,7 @@ import pytest
 
 from board_stats import board_table, judge_consistency, warnings_for
 from board_views import write_all, write_csv
-from judge import combine
+from judges import combine
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")

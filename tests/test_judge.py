@@ -1,6 +1,7 @@
-"""Judging with the real embedded SmolLM2 behind the real llama_cpp.server: both orders, the
-verdict cache (reuse, resume after SIGKILL, failures not cached), answers cut to fit the
-context, the weights-hash cache, and alpaca_eval's annotator path with its order switch off."""
+"""Judging with the real embedded SmolLM2 in-process (tools/judges/llama_judge.py): both orders,
+the verdict cache (reuse, resume after SIGKILL, failures not cached, torn lines), answers cut to
+fit the context, the weights-hash cache, a chat_template override, and the same verdicts (to
+1e-3) through llama_cpp.server as an OpenAI-compatible judge and alpaca_eval's annotator path."""
 import json
 import os
 import signal
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from judge import Call, Judge, Pair, file_sha256, judge_calls, judge_pairs, resolve_judge
-from judge_server import judge_server
+from judges import Call, JudgeError, Pair, file_sha256, judge_calls, judge_pairs, resolve_judge
+from llama_server import judge_server
 from registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,17 +60,16 @@ def test_every_pair_judged_in_both_orders(judged):
     assert results[2]["identical"] and results[2]["preference"] == 1.5 and results[2]["n_calls"] == 0
     lines = [json.loads(line) for line in (out / "judge" / "verdicts.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 4 and {line["judge_id"] for line in lines} == {judge.judge_id}
-    assert all(line["protocol"] == "logprob-v1" for line in lines)
+    assert all(line["protocol"] == "logits-v2" for line in lines)
 
 
-def test_second_run_reuses_every_verdict_without_a_server(judged, registry):
+def test_second_run_reuses_every_verdict_without_loading_the_model(judged, registry):
     out, judge, results, _ = judged
-    log = out / "judge" / "server.log"
-    before = log.stat().st_mtime_ns
-    again, stats = judge_pairs(resolve_judge("judge", registry, out), PAIRS, out)
+    second = resolve_judge("judge", registry, out)
+    again, stats = judge_pairs(second, PAIRS, out)
     assert (stats.made, stats.reused) == (0, 4)
     assert [r["preference"] for r in again] == [r["preference"] for r in results]
-    assert log.stat().st_mtime_ns == before  # no server was started
+    assert second.backend is None  # the model was never loaded
 
 
 def test_judge_identity_is_the_weights_not_the_name(judged, registry, tmp_path):
@@ -97,16 +97,45 @@ def test_long_answers_are_cut_to_fit_the_judge_context(judged, registry):
     assert verdicts[long]["truncated"] is True and 1 <= verdicts[long]["preference"] <= 2
 
 
-def test_failed_calls_are_not_cached(tmp_path):
-    from judge_server import free_port
+def test_a_judge_that_fails_every_call_caches_nothing_and_says_why(tmp_path):
+    from llama_server import free_port
 
-    down = Judge("down", "openai", identity={"kind": "openai", "base_url": "x", "protocol": "logprob-v1"},
-                 base_url=f"http://127.0.0.1:{free_port()}/v1", api_model="none")
+    (tmp_path / "models.toml").write_text(f'[models.down]\nbackend = "openai"\napi_model = "x"\n'
+                                          f'base_url = "http://127.0.0.1:{free_port()}/v1"\n', encoding="utf-8")
+    from judges.api_judge import ApiJudge
+
+    down = ApiJudge(load_registry(tmp_path / "models.toml").models["down"], max_retries=0)
     calls = [Call(f"q{i}", "a", "b") for i in range(8)]
-    verdicts, stats = judge_calls(down, calls, tmp_path)
-    assert verdicts == {} and stats.failed == 8 and stats.made == 0
-    assert "cannot reach the judge" in stats.errors[0]
+    with pytest.raises(JudgeError, match=r"judge 'down' failed every call .*cannot reach the judge at http://127.0.0.1"):
+        judge_calls(down, calls, tmp_path)
     assert not (tmp_path / "judge" / "verdicts.jsonl").exists()  # the next run tries them again
+
+
+def test_torn_cache_lines_are_skipped_and_the_next_verdict_starts_a_line(tmp_path):
+    from judges.cache import VerdictCache
+
+    path = tmp_path / "verdicts.jsonl"
+    good = {"key": "a", "preference": 1.25}
+    # a crash mid-line, inside a multi-byte character (the first byte of 北)
+    path.write_bytes((json.dumps(good) + "\n").encode() + '{"key": "b", "instruction": "北'.encode()[:-2])
+    cache = VerdictCache(path)
+    assert set(cache.verdicts) == {"a"}
+    cache.add({"key": "c", "preference": 2.0})
+    assert set(VerdictCache(path).verdicts) == {"a", "c"}
+
+
+def test_chat_template_override_judges(tmp_path):
+    """A base model without a usable template can judge with the template models.toml gives it."""
+    template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                "{% if add_generation_prompt %}assistant: {% endif %}")
+    (tmp_path / "models.toml").write_text(f'[models.plain]\npath = "{SMOLLM2}"\nn_ctx = 1024\n'
+                                          f'chat_template = """{template}"""\n', encoding="utf-8")
+    judge = resolve_judge("plain", load_registry(tmp_path / "models.toml"), tmp_path)
+    assert judge.identity["chat_template_sha256"]
+    call = Call("2 + 2?", "4", "5")
+    verdicts, stats = judge_calls(judge, [call], tmp_path)
+    assert stats.made == 1 and 1 <= verdicts[call]["preference"] <= 2
+    assert "assistant: " in judge.backend.formatter(messages=[{"role": "user", "content": "x"}]).prompt
 
 
 def test_killed_run_resumes_without_losing_verdicts(tmp_path):

@@ -36,7 +36,7 @@ def run(backend, questions):
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    from judge_server import judge_server
+    from llama_server import judge_server
 
     smol = load_registry(ROOT / "models.toml").get("smollm2_135m")
     if not smol.path.is_file():

@@ -48,7 +48,7 @@ def load_answers(path: Path) -> list[dict]:
 
 def make_pairs(outputs: list[dict], reference: list[dict]):
     """Pair every model answer with the reference's answer to the same question."""
-    from judge import Pair
+    from judges import Pair
 
     ref_by_question = {question_key(r): r for r in reference}
     question_ids = {key: i for i, key in enumerate(ref_by_question)}
@@ -84,7 +84,7 @@ def last_check(out_dir: Path, judge) -> dict | None:
 def safe_settings(raw: dict) -> dict:
     """A models.toml entry without anything that could be a secret (API keys live in the
     environment; URLs lose any user:password part)."""
-    from judge import scrub
+    from judges import scrub
 
     return scrub(raw)
 
@@ -110,7 +110,7 @@ def versions() -> dict:
 
 
 def model_entry(registry, name: str, out_dir: Path, answers: list[dict]) -> dict:
-    from judge import file_sha256
+    from judges import file_sha256
 
     entry: dict = {"n_answers": len(answers),
                    "answer_seconds": round(sum(float(r.get("seconds") or 0) for r in answers), 2),
@@ -163,7 +163,7 @@ def build_board(args, registry, judge) -> int:
     from board_stats import board_table, judge_consistency, warnings_for, MIN_CONSISTENCY
     from board_stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, LC_C
     from board_views import write_all, write_csv
-    from judge import judge_pairs
+    from judges import judge_pairs
 
     started = time.monotonic()
     outputs, reference = load_answers(args.outputs), load_answers(args.reference)
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         return show(args.show)
     if not args.judge or not args.check_judge and not (args.outputs and args.reference):
         parser.error("--outputs, --reference and --judge are required (or --show BOARD_CSV)")
-    from judge import resolve_judge, run_reporting_errors
+    from judges import resolve_judge, run_reporting_errors
 
     def work() -> int:
         registry = load_registry(args.models_toml)

@@ -50,7 +50,7 @@ def load_check_pairs(path: Path) -> list[dict]:
 
 def run_check(judge, items: list[dict], out_dir: Path) -> dict:
     """Judge each item both orders; the right answer plays the 'model', the wrong one the reference."""
-    from judge import Pair, judge_pairs
+    from judges import Pair, judge_pairs
 
     pairs = [Pair("right", item["instruction"], item["right"], item["wrong"], i) for i, item in enumerate(items)]
     results, stats = judge_pairs(judge, pairs, out_dir, progress=lambda m: print(m, file=sys.stderr, flush=True))
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", default=DEFAULT_PAIRS, type=Path, help="JSONL of {instruction, right, wrong}")
     parser.add_argument("--limit", type=int, help="only the first N pairs")
     args = parser.parse_args(argv)
-    from judge import resolve_judge, run_reporting_errors
+    from judges import resolve_judge, run_reporting_errors
 
     def work() -> int:
         judge = resolve_judge(args.judge, load_registry(args.models_toml), args.out)

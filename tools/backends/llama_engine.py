@@ -118,6 +118,32 @@ class BatchedEngine:
             llama_cpp.llama_sampler_chain_add(chain, smpl)
         return chain
 
+    def new_context(self, n_seq: int, n_ctx_seq: int, n_batch: int, unified: bool = False):
+        """A llama.cpp context of n_seq sequences of n_ctx_seq cells each (the caller frees it
+        with llama_free). `unified`: one KV stream shared by all sequences (llama_score.py)."""
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_seq * n_ctx_seq
+        params.n_seq_max = n_seq
+        params.n_batch = n_batch
+        params.n_ubatch = min(n_batch, 512)
+        params.n_threads = self.n_threads
+        params.n_threads_batch = self.n_threads_batch
+        params.kv_unified = unified  # False: a stream per sequence, attention reads only its own cells
+        # Flash attention on the CPU sums in f16 and its result depends on the micro-batch's
+        # shape (measured: SmolLM2's logits move by 0.6 when a prompt shares a batch), so
+        # batched greedy answers drift from one-at-a-time ones (30/32 kept); without it
+        # SmolLM2's match bit for bit (32/32), as does llama-cpp-python's default (off), for
+        # ~15% of CPU speed. On a GPU it stays on (llama.cpp's default, what
+        # llama-batched-bench runs): there it is the speed.
+        params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO if self.offload
+                                  else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        params.no_perf = True
+        ctx = llama_cpp.llama_init_from_model(self.model, params)
+        if not ctx:
+            raise RuntimeError(f"llama.cpp could not create a context of {n_seq} x "
+                               f"{n_ctx_seq} tokens (out of memory?); set a smaller parallel")
+        return ctx
+
     def run(self, prompts: list[tuple[int, list[int]]], s: Settings, n_parallel: int,
             n_ctx_seq: int, n_batch: int = 512):
         """Decode (index, tokens) prompts; yield (index, result) as each sequence finishes.
@@ -132,27 +158,7 @@ class BatchedEngine:
         n_batch = max(n_batch, n_parallel)
         prefix = _shared_prefix([tokens for _, tokens in prompts])
         n_seq = n_parallel + (1 if prefix else 0)  # the prefix lives in sequence n_parallel
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = n_seq * n_ctx_seq
-        params.n_seq_max = n_seq
-        params.n_batch = n_batch
-        params.n_ubatch = min(n_batch, 512)
-        params.n_threads = self.n_threads
-        params.n_threads_batch = self.n_threads_batch
-        params.kv_unified = False  # a stream per sequence: attention reads only its own cells
-        # Flash attention on the CPU sums in f16 and its result depends on the micro-batch's
-        # shape (measured: SmolLM2's logits move by 0.6 when a prompt shares a batch), so
-        # batched greedy answers drift from one-at-a-time ones (30/32 kept); without it
-        # SmolLM2's match bit for bit (32/32), as does llama-cpp-python's default (off), for
-        # ~15% of CPU speed. On a GPU it stays on (llama.cpp's default, what
-        # llama-batched-bench runs): there it is the speed.
-        params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO if self.offload
-                                  else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
-        params.no_perf = True
-        ctx = llama_cpp.llama_init_from_model(self.model, params)
-        if not ctx:
-            raise RuntimeError(f"llama.cpp could not create a context of {n_parallel} x "
-                               f"{n_ctx_seq} tokens (out of memory?); set a smaller parallel")
+        ctx = self.new_context(n_seq, n_ctx_seq, n_batch)
         batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         slots: list[_Slot | None] = [None] * n_parallel
         try:

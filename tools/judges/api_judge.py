@@ -1,0 +1,91 @@
+"""A judge behind an OpenAI-compatible API (`backend = "openai"` in models.toml).
+
+The client is the openai backend's (tools/backends/openai_backend.py): the same base URL
+resolution, key handling (from the variable named by `api_key_env`, never shown: masked in every
+error), and the openai package's retries with backoff on 408/409/429/5xx, timeouts and dropped
+connections, honouring Retry-After. `concurrency` calls are in flight at once (threads). Each
+call asks for one token with its top-20 log-probabilities; the verdict is P(m) / (P(m) + P(M))
+from them (protocol logprob-v1), or the token itself when neither is among them. A call that
+still fails is not cached (the next run retries it); a refused key, an unknown model or a wrong
+URL stops the judge at once with one line (JudgeError).
+Does not handle: APIs without logprobs (use an alpaca_eval annotator config instead).
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from judges import Judge, JudgeError
+from judges.identity import public_url, sha256_text
+from judges.prompt import make_messages, parse_logprob_reply, prompt_template
+from records import InputError
+
+PROTOCOL = "logprob-v1"  # unchanged since the first API judge: its cached verdicts stay valid
+TOP_LOGPROBS = 20
+
+
+class ApiJudge(Judge):
+    kind = "openai"
+
+    def __init__(self, spec, max_retries: int | None = None):
+        from backends.openai_backend import OpenAIBackend
+
+        if spec.api_key_env and not os.environ.get(spec.api_key_env):
+            raise InputError(f"judge '{spec.name}' needs {spec.api_key_env}; export it, or use a local judge")
+        kwargs = {} if max_retries is None else {"max_retries": max_retries}
+        try:
+            self.backend = OpenAIBackend(spec, **kwargs)
+        except (ValueError, RuntimeError) as err:
+            raise InputError(f"judge '{spec.name}': {err}") from None
+        self.spec = spec
+        self.api_model = spec.api_model or spec.name
+        self.concurrency = max(1, spec.concurrency)
+        self.base_url = str(self.backend.client.base_url).rstrip("/")  # as the backend resolved it
+        super().__init__(spec.name, {"kind": "openai", "base_url": public_url(self.base_url), "api_model": self.api_model,
+                                     "protocol": PROTOCOL, "prompt_sha256": sha256_text(prompt_template())})
+
+    def secrets(self) -> list[str]:
+        return [self.backend.key] if self.backend.key else []
+
+    def judge(self, calls):
+        from backends.openai_backend import FatalAPIError
+
+        template = prompt_template()
+        pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        futures = {pool.submit(self._ask, call, template): call for call in calls}
+        try:
+            for future in as_completed(futures):
+                try:
+                    yield futures[future], future.result()
+                except FatalAPIError as err:
+                    raise JudgeError(f"judge '{self.name}': {err}") from None
+        finally:  # stopped early (failures, Ctrl-C, kill): don't send what is still queued
+            for future in futures:
+                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _ask(self, call, template: str) -> dict:
+        import time
+
+        from backends.openai_backend import FatalAPIError
+
+        openai, spec = self.backend.openai, self.spec
+        started = time.perf_counter()
+        try:
+            reply = self.backend.client.chat.completions.create(
+                model=self.api_model, messages=make_messages(call, template), max_tokens=1, temperature=0,
+                logprobs=True, top_logprobs=TOP_LOGPROBS)
+        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as err:
+            raise FatalAPIError(f"{public_url(self.base_url)} refused model '{self.api_model}': {self.backend._clean(err)} "
+                                f"(check api_model, base_url and {spec.api_key_env or 'the key'})") from None
+        except openai.APIConnectionError as err:
+            return {"error": f"cannot reach the judge at {public_url(self.base_url)} after "
+                             f"{self.backend.client.max_retries} retries: {self.backend._clean(err)}"}
+        except openai.APIError as err:  # 429 / 5xx after the retries, or a 400 for this call
+            return {"error": f"{type(err).__name__}: {self.backend._clean(err)}"}
+        result = parse_logprob_reply(reply.model_dump())
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        return result
+
+    def close(self) -> None:
+        self.backend.close()

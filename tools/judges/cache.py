@@ -1,0 +1,155 @@
+"""Judge calls, the verdict cache, and the loop that asks a judge only what the cache lacks.
+
+A *call* shows the judge one question and two answers, `first` and `second`. The cache,
+OUT/judge/verdicts.jsonl, gets one line per call the moment its verdict arrives (flushed and
+fsynced), keyed by the judge's identity and the exact texts shown: a new judge never reuses old
+verdicts, a killed run loses at most the verdicts in flight, and a failed call is not cached, so
+the next run tries it again. A line torn by a crash or a full disk (even inside a multi-byte
+character) is skipped on reading, and the next verdict starts on a line of its own.
+`judge_calls` shows a progress bar (calls done, calls/s, ETA) and stops a judge that fails 5
+calls in a row; a judge that fails every call it was asked raises JudgeError naming the cause.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from judges.identity import mask, sha256_text
+
+MAX_CONSECUTIVE_FAILURES = 5  # then the judge is down: stop asking, the next run retries the rest
+
+
+class JudgeError(RuntimeError):
+    """The judge cannot be used at all (does not load, refuses the key, fails every call): worded for the user."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One question shown to the judge with two answers, in this order."""
+    instruction: str
+    first: str
+    second: str
+
+    def key(self, judge_id: str) -> str:
+        blob = json.dumps([judge_id, self.instruction, self.first, self.second], ensure_ascii=False)
+        return sha256_text(blob)[:32]
+
+
+def valid_preference(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 1 <= value <= 2
+
+
+class VerdictCache:
+    """An append-only JSONL file of verdicts, one line per call."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.verdicts: dict[str, dict] = {}
+        if self.path.exists():
+            # errors="replace": a character torn by a crash spoils its own line only
+            for line in self.path.read_bytes().decode("utf-8", errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                    if valid_preference(record["preference"]):
+                        self.verdicts[record["key"]] = record
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+
+    def get(self, key: str) -> dict | None:
+        return self.verdicts.get(key)
+
+    def add(self, record: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        try:
+            with self.path.open("ab") as f:
+                if f.tell() and not self._ends_with_newline():
+                    line = "\n" + line  # the last append was torn: don't glue this one onto it
+                f.write(line.encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                raise JudgeError(f"disk full: cannot write {self.path}; free some space and run again "
+                                 "(every verdict written so far is kept)") from None
+            raise
+        self.verdicts[record["key"]] = record
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+
+
+@dataclass
+class CallStats:
+    made: int = 0
+    reused: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)  # distinct error messages, keys masked
+    seconds: float = 0.0
+
+
+def judge_calls(judge, calls: list[Call], out_dir: Path, progress=None, quiet: bool | None = None):
+    """Verdicts for `calls` (a dict call -> cache record; failed calls are absent) and CallStats,
+    asking the judge only for those not cached. `progress(message)` gets one-line summaries."""
+    from tqdm import tqdm
+
+    cache = VerdictCache(Path(out_dir) / "judge" / "verdicts.jsonl")
+    stats = CallStats()
+    verdicts: dict[Call, dict] = {}
+    missing: list[Call] = []
+    for call in dict.fromkeys(calls):
+        record = cache.get(call.key(judge.judge_id))
+        if record is None:
+            missing.append(call)
+        else:
+            verdicts[call] = record
+            stats.reused += 1
+    if not missing:
+        return verdicts, stats
+    say = progress or (lambda message: None)
+    say(f"judge '{judge.name}': {len(missing)} calls to make ({stats.reused} cached)")
+    started = time.monotonic()
+    consecutive = 0
+    if quiet is None:
+        quiet = not sys.stderr.isatty() and not os.environ.get("LLMEVAL_PROGRESS")
+    bar = tqdm(total=len(missing), desc=f"judge {judge.name}", unit="call", file=sys.stderr,
+               disable=quiet, mininterval=1.0)
+    answers = judge.judge(missing)
+    try:
+        for call, result in answers:
+            bar.update(1)
+            if "error" in result:
+                stats.failed += 1
+                consecutive += 1
+                error = mask(str(result["error"]), judge.secrets())
+                if error not in stats.errors:
+                    stats.errors.append(error)
+                if consecutive >= MAX_CONSECUTIVE_FAILURES and stats.made == 0 or \
+                        consecutive >= max(MAX_CONSECUTIVE_FAILURES, 2 * judge.concurrency):
+                    say(f"judge '{judge.name}': {consecutive} failures in a row; stopping, run again to retry")
+                    break
+                continue
+            consecutive = 0
+            record = {"key": call.key(judge.judge_id), "judge": judge.name, "judge_id": judge.judge_id,
+                      "protocol": judge.protocol, **result}
+            cache.add(record)
+            verdicts[call] = record
+            stats.made += 1
+    finally:
+        answers.close()  # stops what is still queued (threads, a model's batch)
+        bar.close()
+    stats.failed = len(missing) - stats.made
+    stats.seconds = time.monotonic() - started
+    rate = stats.made / stats.seconds if stats.seconds else 0.0
+    say(f"judge '{judge.name}': {stats.made} calls made ({rate:.2f}/s), {stats.failed} failed")
+    if stats.made == 0:
+        raise JudgeError(f"judge '{judge.name}' failed every call ({stats.failed}): {stats.errors[0] if stats.errors else 'no verdict'}"
+                         f" (the {stats.reused} verdicts already cached are kept)")
+    return verdicts, stats

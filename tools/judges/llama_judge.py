@@ -1,0 +1,98 @@
+"""A GGUF judge, in-process on llama.cpp: each call's verdict from the logits at the prompt's end.
+
+The model is loaded by the llama.cpp backend (tools/backends/llama_backend.py: its chat template,
+or the `chat_template` override of models.toml, so base models can judge too), and every call
+becomes one prompt: alpaca_eval's question with the two answers, then the generation prompt.
+tools/backends/llama_score.py decodes all of them together, what they share once (the template's
+head and the judge's instructions for all; the question for the two orders of a pair), and gives
+the logits of `m` and `M` at each prompt's last position: P(first better) = softmax over those
+two, exact, with no grammar, no top-20 cut, no server and no port. Answers too long for the
+judge's n_ctx are cut to fit (the verdict is marked `truncated`). Sequences decoded together: the
+model's `parallel` (0 = automatic, at most 16).
+Does not handle: verdict words that are more than one token in the judge's vocabulary (an error
+naming the judge).
+"""
+from __future__ import annotations
+
+import time
+
+from judges import Judge, JudgeError
+from judges.prompt import VERDICT_TOKENS, fit, make_messages, preference_from_logits, prompt_template
+
+MAX_PARALLEL = 16
+
+
+class LlamaJudge(Judge):
+    kind = "llama.cpp"
+
+    def __init__(self, spec, identity: dict):
+        super().__init__(spec.name, identity)
+        self.spec = spec
+        self.backend = None
+        self.last_stats: dict = {}
+
+    def _load(self):
+        from backends.llama_backend import LlamaBackend
+
+        if self.backend is None:
+            try:
+                self.backend = LlamaBackend(self.spec)
+            except (FileNotFoundError, ValueError, RuntimeError) as err:
+                raise JudgeError(f"judge '{self.name}': {err}") from None
+            self.token_ids = []
+            for word in VERDICT_TOKENS:
+                ids = self.backend.model.tokenize(word.encode("utf-8"), add_bos=False, special=False)
+                if len(ids) != 1:
+                    raise JudgeError(f"judge '{self.name}': '{word}' is {len(ids)} tokens in its vocabulary, "
+                                     "not one; pick another judge")
+                self.token_ids.append(ids[0])
+        return self.backend
+
+    def tokens(self, messages: list[dict]) -> list[int]:
+        backend = self._load()
+        rendered = backend.formatter(messages=messages)
+        return backend.model.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def judge(self, calls):
+        from backends.llama_score import context_size, score
+
+        backend = self._load()
+        template = prompt_template()
+        budget = self.spec.n_ctx - 1
+        prompts, shown = [], {}
+        for index, call in enumerate(calls):
+            tokens = self.tokens(make_messages(call, template))
+            truncated = len(tokens) > budget
+            if truncated:
+                try:
+                    seen, _ = fit(call, lambda c: len(self.tokens(make_messages(c, template))),
+                                  budget, self.name, self.spec.n_ctx)
+                except ValueError as err:
+                    yield call, {"error": str(err)}
+                    continue
+                tokens = self.tokens(make_messages(seen, template))
+            prompts.append((index, tokens))
+            shown[index] = truncated
+        if not prompts:
+            return
+        n_ctx_seq = context_size([p for _, p in prompts], self.spec.n_ctx)
+        n = self.spec.parallel or min(MAX_PARALLEL, backend.engine.auto_parallel(len(prompts), n_ctx_seq))
+        started = time.perf_counter()
+        stats: dict = {}
+        for index, result in score(backend.engine, prompts, self.token_ids, n, n_ctx_seq, stats=stats):
+            call = calls[index]
+            if "error" in result:
+                yield call, {"error": result["error"]}
+                continue
+            lm, lM = result["logits"]
+            verdict = {"preference": preference_from_logits(lm, lM), "soft": True,
+                       "logits": {"m": round(lm, 4), "M": round(lM, 4)}}
+            if shown[index]:
+                verdict["truncated"] = True
+            yield call, verdict
+        self.last_stats = {**stats, "seconds": time.perf_counter() - started, "parallel": n}
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None

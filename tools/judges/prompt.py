@@ -1,0 +1,94 @@
+"""The judge's question and how its answer is read.
+
+Every judge of ours (llama.cpp, transformers, an OpenAI-compatible API) asks alpaca_eval's
+weighted_alpaca_eval_gpt4_turbo question: which output is better, `m` (shown first) or `M`
+(shown second), for one token. The verdict is alpaca_eval's preference: 1 = the first is better,
+2 = the second, in between for a soft verdict: 2 - P(m) / (P(m) + P(M)).
+Answers too long for a local judge's context are cut (both, the longer more) until the prompt
+fits, and the verdict is marked `truncated`. Does not handle: multi-turn questions.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Callable
+
+CUT_MARK = "\n[... cut to fit the judge's context]"
+VERDICT_TOKENS = ("m", "M")
+
+
+def alpaca_eval_configs_dir() -> Path:
+    import alpaca_eval
+
+    return Path(alpaca_eval.__file__).parent / "evaluators_configs"
+
+
+def prompt_template() -> str:
+    """alpaca_eval's prompt for weighted_alpaca_eval_gpt4_turbo: 'which is better, m or M?'."""
+    path = alpaca_eval_configs_dir() / "alpaca_eval_clf_gpt4_turbo" / "alpaca_eval_clf.txt"
+    return path.read_text(encoding="utf-8")
+
+
+def make_messages(call, template: str) -> list[dict]:
+    """alpaca_eval's chat messages for one call (placeholders filled like its make_prompts:
+    the first occurrence of each, so braces in the answers are left alone)."""
+    from alpaca_eval.utils import prompt_to_chatml
+
+    values = {"instruction": call.instruction, "output_1": call.first, "output_2": call.second}
+    prompt = template
+    for name in dict.fromkeys(re.findall(r"{([^ \s]+?)}", template)):
+        if name in values:
+            prompt = prompt.replace("{" + name + "}", values[name], 1)
+    return prompt_to_chatml(prompt)
+
+
+def preference_from_logits(logit_m: float, logit_M: float) -> float:
+    """2 - P(m) with P(m) = softmax over the two tokens; no overflow for any gap."""
+    p_m = 1 / (1 + math.exp(max(min(logit_M - logit_m, 700), -700)))
+    return 2 - p_m
+
+
+def parse_logprob_reply(reply: dict) -> dict:
+    """A chat completion with top logprobs -> {"preference", "soft"}, or {"error"}."""
+    try:
+        choice = reply["choices"][0]
+        text = (choice.get("message") or {}).get("content") or ""
+        content = ((choice.get("logprobs") or {}).get("content") or [{}])
+        top = content[0].get("top_logprobs") or []
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return {"error": f"unexpected reply: {json.dumps(reply)[:200]}"}
+    logprobs = {t.get("token"): t.get("logprob") for t in top if t.get("token") in VERDICT_TOKENS}
+    if logprobs:
+        lm, lM = logprobs.get("m", -math.inf), logprobs.get("M", -math.inf)
+        pref = preference_from_logits(lm, lM) if lm > -math.inf else 2.0
+        return {"preference": pref, "soft": True, "logprobs": logprobs}
+    if text.strip() in VERDICT_TOKENS:  # neither among the top logprobs: the token itself
+        return {"preference": 1.0 if text.strip() == "m" else 2.0, "soft": False, "text": text.strip()}
+    return {"error": f"reply is neither 'm' nor 'M': {text[:40]!r}"}
+
+
+def fit(call, count: Callable[[object], int], budget: int, judge_name: str, n_ctx: int):
+    """(call as shown, truncated?): both answers cut (the longer more) until count(call) <= budget."""
+    from judges.cache import Call
+
+    n = count(call)
+    if n <= budget:
+        return call, False
+    fixed = count(Call(call.instruction, "", ""))
+    scale = 1.0
+    for _ in range(8):
+        scale *= max(budget - fixed, 16) / max(n - fixed, 1) * 0.95
+        shown = Call(call.instruction, cut(call.first, scale), cut(call.second, scale))
+        n = count(shown)
+        if n <= budget:
+            return shown, True
+    raise ValueError(f"the question alone does not fit the judge's n_ctx={n_ctx}; raise n_ctx of judge '{judge_name}'")
+
+
+def cut(text: str, scale: float) -> str:
+    keep = int(len(text) * min(scale, 1.0))
+    if keep >= len(text):
+        return text
+    return text[:max(keep - len(CUT_MARK), 0)] + CUT_MARK
