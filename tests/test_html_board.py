@@ -95,4 +95,4 @@ def test_other_views(page):
     assert "| model |" in md and "beta & <gamma>" in md and "WARNING" in md
     assert (page / "board.csv").read_text(encoding="utf-8").splitlines()[0].startswith(
         "model,win_rate,standard_error,n_wins,n_wins_base,n_draws,n_total,discrete_win_rate,avg_length,"
-        "win_rate_ci_low,win_rate_ci_high,lc_win_rate,position_consistency,n_judge_calls,n_failed")
+        "win_rate_ci_low,win_rate_ci_high,lc_win_rate,lc_standard_error,position_consistency,n_judge_calls,n_failed")
