@@ -161,7 +161,8 @@ def build_board(args, registry, judge) -> int:
     import pandas as pd
 
     from board_stats import board_table, judge_consistency, warnings_for, MIN_CONSISTENCY
-    from board_stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, LC_C
+    from board_stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+    from board_lc import LC_METHOD
     from board_views import write_all, write_csv
     from judge import judge_pairs
 
@@ -207,7 +208,7 @@ def build_board(args, registry, judge) -> int:
                         "errors": stats.errors[:10], "seconds": round(stats.seconds, 2)},
         "settings": {"both_orders": True, "combine": "mean of P(model better) over the two orders",
                      "ci": f"percentile bootstrap 95%, {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}",
-                     "lc": f"logistic regression on tanh(length diff / std), L2 C={LC_C}, at diff 0",
+                     "lc": LC_METHOD,
                      "min_consistency": MIN_CONSISTENCY},
         "versions": versions(),
         "timings": {"board_seconds": round(time.monotonic() - started, 2),

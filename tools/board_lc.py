@@ -41,6 +41,9 @@ from scipy.special import expit
 GAMMA_L2 = 0.6  # question difficulty ~ N(0, 1.3^2); empirical Bayes on AlpacaEval 2's 20 x 805 verdicts
 #                 gives 0.54, but is unstable with a handful of models, so the prior is fixed
 PSI_L2 = 10.0  # each model's difficulty loading ~ N(1, 0.32^2)
+LC_METHOD = (f"AlpacaEval 2's GLM (theta_m + phi * tanh(len diff / std) + psi_m * gamma_q), fit jointly over the "
+             f"board's models: one length slope, question difficulty ~ N(0, 1/{GAMMA_L2}), psi_m ~ N(1, 1/{PSI_L2}); "
+             "mean over questions of P(win) at length diff 0")
 
 
 def _fit(p, mi, qi, t, n_models, n_q, lam_gamma, start):
