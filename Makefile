@@ -19,7 +19,7 @@ PARALLEL    ?=
 BENCH_MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 
 PY := $(VENV)/bin/python
-TOOLS := $(wildcard tools/*.py tools/backends/*.py)
+TOOLS := $(wildcard tools/*.py tools/backends/*.py tools/judges/*.py)
 # Defaults for MODELS / REFERENCE / JUDGE come from [defaults] in models.toml, read once with the
 # system python3 (3.11+ for tomllib; registry.py needs only the standard library, and .venv may not
 # exist yet): "M:a M:b R:ref J:judge", or "ERROR why" when models.toml is missing or broken. A
@@ -32,7 +32,7 @@ REFERENCE_ := $(or $(strip $(REFERENCE)),$(call defaults,R))
 JUDGE_ := $(or $(strip $(JUDGE)),$(call defaults,J))
 ANSWERS := $(patsubst %,$(OUT)/%.json,$(MODELS_))
 
-.PHONY: help setup models download quantize judge-weights infer merge reference board check-judge judge-check demo test bench clean FORCE \
+.PHONY: help setup models download quantize judge-weights infer merge reference board check-judge judge-check demo test bench bench-judge clean FORCE \
   need-models need-reference need-judge
 
 help: ## list targets and variables
@@ -122,6 +122,13 @@ test: models ## run the tests (sets up .venv and the embedded models first)
 
 bench: models ## tokens/s of transformers, llama-cpp-python and our batched llama.cpp on BENCH_MODEL -> OUT/bench.json
 	$(PY) bench/bench.py --model $(BENCH_MODEL) --out $(OUT)
+
+# Judge prompts from real answers: the two embedded models on data/questions_zh_en.txt (made once,
+# cached like any answers, under OUT/bench-judge).
+bench-judge: models ## judging speed: in-process local judge vs llama_cpp.server, API judge concurrency 16 vs 1 -> OUT/bench_judge.json
+	$(MAKE) --no-print-directory infer MODELS="smollm2_135m gemma3_270m" QUESTIONS=data/questions_zh_en.txt \
+	  OUT=$(OUT)/bench-judge MODELS_TOML=$(MODELS_TOML)
+	$(PY) bench/bench_judge.py --answers $(OUT)/bench-judge --out $(OUT)
 
 clean: ## remove OUT (answers, cache, board); models and .venv stay
 	rm -rf $(OUT)/*

@@ -1,4 +1,8 @@
-"""A local OpenAI-compatible server for a GGUF judge: `python -m llama_cpp.server` on 127.0.0.1.
+"""A local OpenAI-compatible server for a GGUF model: `python -m llama_cpp.server` on 127.0.0.1.
+
+Judges no longer need it (tools/judges/ runs them in-process): what still does is the
+benchmark's "before" path (bench/bench_judge.py) and the tests that check an OpenAI-compatible
+judge, the openai backend and alpaca_eval's annotators against a real local server.
 
     with judge_server(spec) as base_url:   # e.g. http://127.0.0.1:41234/v1
         ...
@@ -30,27 +34,37 @@ def free_port() -> int:
 def judge_server(spec, log_path: Path, n_ctx: int | None = None, timeout: float = 120.0):
     if not spec.path.is_file():
         raise FileNotFoundError(f"judge '{spec.name}': weights not found at {spec.path}; run: make models")
-    port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(spec.path),
-           "--model_alias", spec.name, "--host", "127.0.0.1", "--port", str(port),
-           "--n_ctx", str(n_ctx or spec.n_ctx), "--n_gpu_layers", str(spec.n_gpu_layers)]
     if spec.chat_template:
-        raise ValueError(f"judge '{spec.name}': a chat_template override is not supported for the judge "
-                         "server; pick a judge whose GGUF has its own template")
+        raise ValueError(f"'{spec.name}': llama_cpp.server cannot take a chat_template override")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-    base_url = f"http://127.0.0.1:{port}/v1"
+    for attempt in range(3):  # the free port may be taken between choosing and binding: try another
+        port = free_port()
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(spec.path),
+               "--model_alias", spec.name, "--host", "127.0.0.1", "--port", str(port),
+               "--n_ctx", str(n_ctx or spec.n_ctx), "--n_gpu_layers", str(spec.n_gpu_layers)]
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        base_url = f"http://127.0.0.1:{port}/v1"
+        try:
+            _wait_ready(proc, base_url, timeout, log_path)
+            break
+        except RuntimeError:
+            _stop(proc)
+            if attempt == 2 or "address already in use" not in log_path.read_text(errors="replace"):
+                raise
     try:
-        _wait_ready(proc, base_url, timeout, log_path)
         yield base_url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _die_with_parent() -> None:

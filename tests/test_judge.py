@@ -217,3 +217,17 @@ def load_registry_stub():
     class Stub:
         models, source = {}, "models.toml"
     return Stub()
+
+
+def test_a_transformers_judge_gives_the_llama_cpp_verdict(judged, tmp_path):
+    """The same GGUF loaded by transformers (dequantized, fp32) judges from the same two logits:
+    the verdict matches llama.cpp's up to the quantized arithmetic."""
+    out, judge, results, _ = judged
+    (tmp_path / "models.toml").write_text(f'[models.hf]\npath = "{SMOLLM2}"\nbackend = "transformers"\nn_ctx = 2048\n',
+                                          encoding="utf-8")
+    hf = resolve_judge("hf", load_registry(tmp_path / "models.toml"), tmp_path)
+    assert hf.kind == "transformers" and hf.protocol == judge.protocol and hf.judge_id != judge.judge_id
+    call = PAIRS[0].calls()[0]
+    verdicts, stats = judge_calls(hf, [call], tmp_path)
+    assert stats.made == 1
+    assert verdicts[call]["preference"] == pytest.approx(results[0]["pref_model_first"], abs=0.05)
