@@ -4,6 +4,7 @@ fit the context, the weights-hash cache, a chat_template override, and the same 
 1e-3) through llama_cpp.server as an OpenAI-compatible judge and alpaca_eval's annotator path."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -231,3 +232,44 @@ def test_a_transformers_judge_gives_the_llama_cpp_verdict(judged, tmp_path):
     verdicts, stats = judge_calls(hf, [call], tmp_path)
     assert stats.made == 1
     assert verdicts[call]["preference"] == pytest.approx(results[0]["pref_model_first"], abs=0.05)
+
+
+def test_disk_full_during_the_board_is_reported_as_such_and_keeps_verdicts(tmp_path):
+    """A real full disk (a 1 MB tmpfs, filled): the board says so in one line, exits non-zero,
+    and the verdicts written before the disk filled are kept."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("a tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (tmp_path / "models.toml").write_text(f'[models.judge]\npath = "{SMOLLM2}"\nn_ctx = 2048\n', encoding="utf-8")
+        answers = [{"instruction": "2 + 2?", "input": "", "output": "4", "generator": "m"},
+                   {"instruction": "3 + 3?", "input": "", "output": "6", "generator": "m"}]
+        (tmp_path / "output.json").write_text(json.dumps(answers), encoding="utf-8")
+        (tmp_path / "reference.json").write_text(json.dumps([{**a, "output": "7", "generator": "ref"} for a in answers]),
+                                                 encoding="utf-8")
+        out = disk / "out"
+        cache = out / "judge" / "verdicts.jsonl"
+        cache.parent.mkdir(parents=True)
+        kept = {"key": "kept", "judge": "judge", "judge_id": "x", "protocol": "logits-v2", "preference": 1.5}
+        cache.write_text(json.dumps(kept) + "\n", encoding="utf-8")
+        file_sha256(SMOLLM2, out / "judge" / "file_hashes.json")  # so the judge starts: the disk fills after
+        with (disk / "filler").open("wb") as f:  # fill the disk to the last byte
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+                    f.flush()
+            except OSError:
+                pass
+        run = subprocess.run([sys.executable, str(ROOT / "tools" / "board.py"), "--models-toml", str(tmp_path / "models.toml"),
+                              "--outputs", str(tmp_path / "output.json"), "--reference", str(tmp_path / "reference.json"),
+                              "--judge", "judge", "--out", str(out)], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 1
+        errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "disk full" in errors[0] and "free some space" in errors[0], run.stderr
+        assert "Traceback" not in run.stderr
+        assert json.loads(cache.read_text(encoding="utf-8").splitlines()[0]) == kept
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

@@ -14,6 +14,7 @@ import pytest
 
 from judge_api_server import judge_api_server
 from judges import Call, judge_calls, resolve_judge
+from judges.prompt import make_messages, preference_from_logits, prompt_template
 from registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,8 +47,11 @@ def test_concurrent_calls_with_429s_all_end_with_the_in_process_verdict(tmp_path
         results = list(api.judge(CALLS * 8))
         assert len(results) == 32 and not [r for _, r in results if "error" in r]
         assert server.stats["429"] >= 8 and server.stats["requests"] == 32 + server.stats["429"]
-        for call, result in results:
-            assert result["preference"] == pytest.approx(ours[call]["preference"], abs=1e-3)
+        template = prompt_template()
+        for call, result in results:  # the endpoint's own log-probabilities, read back exactly
+            lm, lM = server.scorer.logprobs(make_messages(call, template))
+            assert result["preference"] == pytest.approx(preference_from_logits(lm, lM), abs=1e-9)
+            assert (result["preference"] > 1.5) == (ours[call]["preference"] > 1.5)  # the same model's verdict
         # Through the cache: each verdict written once, under the API judge's own identity.
         verdicts, stats = judge_calls(api, CALLS, tmp_path / "out")
         assert (stats.made, stats.failed) == (4, 0)
