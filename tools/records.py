@@ -90,6 +90,8 @@ def _question(path: Path, where: int, item: object, dataset: str) -> dict:
     extra = item.get("input", "") or ""
     if not isinstance(extra, str):
         raise InputError(f"{path}: record {where}: 'input' must be text")
+    if "\0" in instruction + extra:
+        raise InputError(f"{path}: record {where} contains a NUL character; remove it")
     return {"instruction": instruction.strip(), "input": extra,
             "dataset": str(item.get("dataset") or dataset)}
 
