@@ -145,7 +145,7 @@ def read_jsonl_lines(path: str | Path):
     A crash or a full disk can leave a last line cut anywhere, even inside a UTF-8 character:
     such a line (or any line that is not JSON) is skipped, never an error."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():  # absent, or a device (never read /dev/full or a pipe forever)
         return
     with path.open("rb") as f:
         for raw in f:
@@ -161,14 +161,19 @@ def append_jsonl(path: str | Path, record: object) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-    with path.open("ab+") as f:
-        if f.tell() > 0:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                line = b"\n" + line
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with path.open("ab+") as f:
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = b"\n" + line
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:  # a full disk: say which file
+        if err.filename is None:
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
 
 
 class AnswerCache:
