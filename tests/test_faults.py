@@ -128,6 +128,7 @@ def test_kill_9_of_make_infer_and_board_twenty_times(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             kills += 1
+            estimate[target] *= 1.25  # a slow machine: later kills reach further into the run
         group_gone(proc.pid)
         # Nothing answered twice, even by runs killed while writing.
         for model in ("a", "b"):

@@ -369,7 +369,7 @@ def check_api_keys(registry: Registry, names: list[str]) -> None:
     for name in dict.fromkeys(names):
         spec = registry.models.get(name)
         if spec and spec.backend == "openai" and spec.api_key_env and not os.environ.get(spec.api_key_env):
-            raise RegistryError(f"model '{name}' calls {spec.base_url} and needs an API key: "
+            raise RegistryError(f"model '{name}' calls {redact_url(spec.base_url)} and needs an API key: "
                                 f"export {spec.api_key_env}=... (or leave '{name}' out of MODELS / REFERENCE)")
 
 
