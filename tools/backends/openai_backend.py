@@ -96,7 +96,7 @@ class OpenAIBackend:
         except openai.BadRequestError as err:
             rejected = [k for k in body if k in str(err)]
             if rejected:  # the OpenAI API: "Unrecognized request argument supplied: top_k"
-                raise FatalAPIError(f"{spec.base_url} does not accept {', '.join(rejected)} (not part of the "
+                raise FatalAPIError(f"{self.url} does not accept {', '.join(rejected)} (not part of the "
                                     f"OpenAI API): remove it from [models.{spec.name}] for this endpoint") from None
             return {"error": f"{type(err).__name__}: {self._clean(err)}"}
         except openai.APIConnectionError as err:
