@@ -5,7 +5,7 @@
     python tools/board.py --check-judge --judge chatgpt_fn   # stop early if the judge can't run
 
 For each model and question the judge sees the model's answer and the reference's twice, once
-in each order (tools/judge.py: protocols, cache, resume); the numbers come from
+in each order (tools/judges/: protocols, cache, resume); the numbers come from
 tools/board_stats.py and the views from tools/board_views.py. It writes, under OUT:
 board.csv (last: it is make's target), board.md, board.png, board.html, board_pairs.json (every
 pair with both verdicts) and manifest.json (models and their file hashes, backends, versions,

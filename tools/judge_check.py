@@ -5,7 +5,7 @@
 Each line of the pairs file is {"instruction", "right", "wrong", "lang", "wrong_is"}: one answer
 plainly right, the other wrong, empty, degenerate, off-topic or a refusal (English and Chinese
 in data/judge_check.jsonl). The judge sees every pair in both orders, through the same code,
-protocol and verdict cache as the board (tools/judge.py). It reports:
+protocol and verdict cache as the board (tools/judges/). It reports:
 
 - accuracy: % of pairs whose combined verdict favours the right answer (a tie counts half);
 - accuracy with the right answer shown first, and shown second: a judge that always picks one

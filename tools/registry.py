@@ -26,6 +26,9 @@ GGUF_QUANTS = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M
                "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS", "F16", "BF16")
 DEFAULT_QUANT = "Q4_K_M"
 OPENAI_URL = "https://api.openai.com/v1"
+# Where "the OpenAI API" is when a model's table gives no base_url: the openai package's variable,
+# then alpaca_eval's, then OpenAI itself (a relay or proxy where the API is not reachable).
+OPENAI_URL_VARS = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
 
 # key -> (accepted types, default, what a valid value looks like)
 MODEL_KEYS: dict[str, tuple[tuple[type, ...], object, str]] = {
@@ -51,6 +54,9 @@ MODEL_KEYS: dict[str, tuple[tuple[type, ...], object, str]] = {
     "temperature": ((int, float), 0.0, "a number >= 0 (0 is greedy)"),
     "top_p": ((int, float), 1.0, "a number in (0, 1]"),
     "seed": ((int,), 0, "an integer"),
+    "repetition_penalty": ((int, float), 1.0, "a number > 0 (1 = none; the original guide used 1.1)"),
+    "top_k": ((int,), None, "an integer >= 0 (sampling: keep the k likeliest tokens; 0 = all; unset = the backend's default)"),
+    "min_p": ((int, float), None, "a number in [0, 1] (sampling: drop tokens under min_p x the top one's probability; unset = the backend's default)"),
     "stop": ((list,), [], "a list of strings"),
     "n_ctx": ((int,), 4096, "a positive integer (context size in tokens)"),
     "n_gpu_layers": ((int,), -1, "an integer (-1 = all layers on the GPU when there is one)"),
@@ -65,11 +71,32 @@ ANSWER_KEYS = ("backend", "max_tokens", "temperature", "top_p", "seed", "stop", 
                "chat_template", "system_prompt")
 # Newer keys that change answers: counted only when they differ from their default, so the settings
 # id (and the answer cache) of a model that does not use them stays what it was.
-EXTRA_ANSWER_KEYS = ("quant", "model_chat", "api_model", "base_url", "function")
+EXTRA_ANSWER_KEYS = ("quant", "model_chat", "api_model", "base_url", "function", "repetition_penalty",
+                     "top_k", "min_p")
 
 
 class RegistryError(ValueError):
     """A models.toml problem, worded for the user."""
+
+
+# A model's name becomes file names (OUT/NAME.json, models/NAME/) and make targets: a plain
+# identifier only, so no name can reach outside OUT or confuse make.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Names taken by files of OUT that are not a model's answers.
+RESERVED_NAMES = ("output", "reference", "board_pairs", "manifest", "bench")
+
+
+def check_name(where: Path | str, name: str) -> None:
+    if not NAME_RE.fullmatch(name) or ".." in name:
+        raise RegistryError(f"{where}: model name {name!r} must be a plain identifier (letters, digits, "
+                            "'_', '-', '.'; no '/', spaces or '..'): rename that [models.\"...\"] table")
+    if name in RESERVED_NAMES:
+        raise RegistryError(f"{where}: model name '{name}' is taken by OUT/{name}.json; rename [models.{name}]")
+
+
+def redact_url(url: str) -> str:
+    """`url` without a user:password part (for stamps, errors and logs)."""
+    return re.sub(r"(?<=://)[^/@\s]*@", "***@", url) if isinstance(url, str) else url
 
 
 @dataclass
@@ -103,6 +130,9 @@ class ModelSpec:
     api_key_env: str | None = None
     concurrency: int = 4
     function: str | None = None
+    repetition_penalty: float = 1.0
+    top_k: int | None = None  # None: the backend's own default
+    min_p: float | None = None
     hf_dir: Path | None = None  # a Hugging Face folder to convert (llama.cpp) or load (transformers)
     venv: Path | None = None  # the model's own virtual environment (models/NAME/.venv), with `requirements`
     raw: dict = field(default_factory=dict, repr=False)
@@ -141,7 +171,8 @@ class ModelSpec:
         settings["weights"] = self.weights_id()
         for key in EXTRA_ANSWER_KEYS:
             if getattr(self, key) != MODEL_KEYS[key][1]:
-                settings[key] = getattr(self, key)
+                # Credentials in a base_url are not settings (and must not be in any output).
+                settings[key] = redact_url(getattr(self, key)) if key == "base_url" else getattr(self, key)
         blob = json.dumps(settings, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -174,6 +205,12 @@ def _check_value(where: str, key: str, value: object) -> None:
         ok = value >= 0
     elif ok and key == "top_p":
         ok = 0 < value <= 1
+    elif ok and key == "repetition_penalty":
+        ok = value > 0
+    elif ok and key == "top_k":
+        ok = value >= 0
+    elif ok and key == "min_p":
+        ok = 0 <= value <= 1
     elif ok and key in ("stop", "embedded"):
         ok = all(isinstance(s, str) and s for s in value)
     elif ok and key == "sha256":
@@ -197,6 +234,17 @@ def _check_value(where: str, key: str, value: object) -> None:
         ok = value >= 1
     if not ok:
         raise RegistryError(f"{where}: '{key}' must be {wanted}, got {value!r}")
+
+
+def openai_base_url() -> str:
+    """The OpenAI API's URL for every openai model and API judge without its own base_url."""
+    for var in OPENAI_URL_VARS:
+        url = os.environ.get(var, "").strip()
+        if url:
+            if not url.startswith(("http://", "https://")):
+                raise RegistryError(f"{var}={url!r} is not an http(s) URL; fix or unset it")
+            return url.rstrip("/")
+    return OPENAI_URL
 
 
 def hub_cache_dir() -> Path:
@@ -255,6 +303,7 @@ def _weights_location(source: Path, name: str, where: str, table: dict, values: 
 
 
 def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
+    check_name(source, name)
     where = f"{source}: [models.{name}]"
     if not isinstance(table, dict):
         raise RegistryError(f"{where} must be a table")
@@ -270,8 +319,10 @@ def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
         raise RegistryError(f"{where}: quant 'nf4' (bitsandbytes 4-bit) is for backend = \"transformers\"")
     if backend == "openai" and not values["api_model"]:
         raise RegistryError(f"{where}: backend 'openai' needs 'api_model' ({MODEL_KEYS['api_model'][2]})")
-    if backend == "openai" and values["base_url"] == OPENAI_URL and not values["api_key_env"]:
-        values["api_key_env"] = "OPENAI_API_KEY"  # the OpenAI API always wants a key
+    if backend == "openai" and "base_url" not in table:
+        values["base_url"] = openai_base_url()  # OpenAI, or the relay OPENAI_BASE_URL names
+    if backend == "openai" and ("base_url" not in table or values["base_url"] == OPENAI_URL):
+        values["api_key_env"] = values["api_key_env"] or "OPENAI_API_KEY"  # the OpenAI API always wants a key
     if backend == "custom":
         values["function"] = values["function"] or name
     for key in ("trust_remote_code", "model_chat", "requirements"):
@@ -283,16 +334,21 @@ def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
         values["venv"] = source.parent / "models" / name / ".venv"
     values["temperature"] = float(values["temperature"])
     values["top_p"] = float(values["top_p"])
+    values["repetition_penalty"] = float(values["repetition_penalty"])
+    if values["min_p"] is not None:
+        values["min_p"] = float(values["min_p"])
     values["stop"] = list(values["stop"])
     return ModelSpec(name=name, path=path, raw=dict(table), **values)
 
 
 def load_registry(path: str | Path) -> Registry:
+    from records import InputError, read_text
+
     source = Path(path)
-    try:
-        data = tomllib.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RegistryError(f"{source}: file not found (MODELS_TOML names the registry)") from None
+    try:  # read_text: a BOM is fine, invalid UTF-8 is reported with its line
+        data = tomllib.loads(read_text(source, "file not found (MODELS_TOML names the registry)"))
+    except InputError as err:
+        raise RegistryError(str(err)) from None
     except tomllib.TOMLDecodeError as err:
         raise RegistryError(f"{source}: not valid TOML: {err}") from None
     for key in data:
@@ -324,7 +380,8 @@ def write_stamp(registry: Registry, name: str, questions: Path, stamp: Path) -> 
     (and the model re-run) only when the model's entry, its weights or the questions change.
     """
     spec = registry.get(name)
-    content = json.dumps({"model": spec.raw, "settings_id": spec.settings_id(),
+    model = {k: redact_url(v) if k == "base_url" else v for k, v in spec.raw.items()}
+    content = json.dumps({"model": model, "settings_id": spec.settings_id(),
                           "questions": str(questions),
                           "questions_sha256": hashlib.sha256(questions.read_bytes()).hexdigest()},
                          sort_keys=True, ensure_ascii=False, indent=1) + "\n"
@@ -344,7 +401,7 @@ def check_api_keys(registry: Registry, names: list[str]) -> None:
     for name in dict.fromkeys(names):
         spec = registry.models.get(name)
         if spec and spec.backend == "openai" and spec.api_key_env and not os.environ.get(spec.api_key_env):
-            raise RegistryError(f"model '{name}' calls {spec.base_url} and needs an API key: "
+            raise RegistryError(f"model '{name}' calls {redact_url(spec.base_url)} and needs an API key: "
                                 f"export {spec.api_key_env}=... (or leave '{name}' out of MODELS / REFERENCE)")
 
 
@@ -377,19 +434,26 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "preflight":
             check_api_keys(registry, args.models)
         elif args.command == "stamp":
-            if not args.questions or not Path(args.questions).is_file():
+            if not args.questions or not Path(args.questions).exists():
                 raise RegistryError(f"questions file not found: {args.questions} (set QUESTIONS)")
+            if not Path(args.questions).is_file():
+                raise RegistryError(f"QUESTIONS={args.questions} is not a file; name a .txt, .json or .jsonl file")
             for name in args.models:
                 write_stamp(registry, name, Path(args.questions), Path(args.out) / "stamps" / f"{name}.json")
         elif args.command == "stamp-value":
             stamp_name, *values = args.models
-            entries = [json.dumps(registry.models[v].raw, sort_keys=True) for v in values if v in registry.models]
+            entries = [json.dumps({k: redact_url(x) if k == "base_url" else x for k, x in registry.models[v].raw.items()},
+                                  sort_keys=True) for v in values if v in registry.models]
             write_if_changed(Path(args.out) / "stamps" / f"{stamp_name}.txt", "\n".join([*values, *entries]) + "\n")
     except RegistryError as err:
         if args.command == "defaults":
             print("ERROR", " ".join(str(err).split()))
         else:
             print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a read-only or full OUT, a file we may not read
+        print(f"error: cannot write or read {err.filename or args.out}: {err.strerror}; "
+              "choose a writable OUT=... or fix the permissions", file=sys.stderr)
         return 2
     return 0
 

@@ -72,7 +72,8 @@ def score(engine, prompts: list[tuple[int, list[int]]], token_ids: list[int], n_
     n_head = min(len(t) for _, t in todo) - 1  # each prompt keeps its last token: its logits
     for _, tokens in todo[1:]:
         n_head = min(n_head, _common(head, tokens))
-    head = head[:n_head] if n_head >= 8 else []
+    # (one prompt alone is decoded whole: nothing to share, and its numbers stay those of one pass)
+    head = head[:n_head] if n_head >= 8 and len(todo) > 1 else []
     slots = [_Slot() for _ in range(n_parallel)]
     per_slot = -(-len(todo) // n_parallel)
     for i, slot in enumerate(slots):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from judges.identity import mask, sha256_text
+from records import append_jsonl, read_jsonl_lines
 
 MAX_CONSECUTIVE_FAILURES = 5  # then the judge is down: stop asking, the next run retries the rest
 
@@ -45,45 +46,30 @@ def valid_preference(value) -> bool:
 
 
 class VerdictCache:
-    """An append-only JSONL file of verdicts, one line per call."""
+    """An append-only JSONL file of verdicts, one line per call (records.py's JSONL helpers)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.verdicts: dict[str, dict] = {}
-        if self.path.exists():
-            # errors="replace": a character torn by a crash spoils its own line only
-            for line in self.path.read_bytes().decode("utf-8", errors="replace").splitlines():
-                try:
-                    record = json.loads(line)
-                    if valid_preference(record["preference"]):
-                        self.verdicts[record["key"]] = record
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue
+        for record in read_jsonl_lines(self.path):  # torn lines (even mid-character) skipped
+            try:
+                if valid_preference(record["preference"]):
+                    self.verdicts[record["key"]] = record
+            except (KeyError, TypeError):
+                continue
 
     def get(self, key: str) -> dict | None:
         return self.verdicts.get(key)
 
     def add(self, record: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record, ensure_ascii=False) + "\n"
         try:
-            with self.path.open("ab") as f:
-                if f.tell() and not self._ends_with_newline():
-                    line = "\n" + line  # the last append was torn: don't glue this one onto it
-                f.write(line.encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
+            append_jsonl(self.path, record)  # after a torn last line, on a line of its own
         except OSError as err:
             if err.errno == errno.ENOSPC:
                 raise JudgeError(f"disk full: cannot write {self.path}; free some space and run again "
                                  "(every verdict written so far is kept)") from None
             raise
         self.verdicts[record["key"]] = record
-
-    def _ends_with_newline(self) -> bool:
-        with self.path.open("rb") as f:
-            f.seek(-1, os.SEEK_END)
-            return f.read(1) == b"\n"
 
 
 @dataclass
