@@ -81,7 +81,8 @@ def bench_in_process(judge, calls: list[Call]) -> dict:
     started = time.perf_counter()
     got = dict(judge.judge(calls))
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "verdicts": [got[c].get("preference") for c in calls], "stats": judge.last_stats}
+    return {"seconds": seconds, "verdicts": [got[c].get("preference") for c in calls], "stats": judge.last_stats,
+            "logits": {c: (got[c]["logits"]["m"], got[c]["logits"]["M"]) for c in calls if "logits" in got[c]}}
 
 
 def llama_bench_pp512(model: Path) -> dict:
@@ -99,14 +100,19 @@ def llama_bench_pp512(model: Path) -> dict:
         return {"missing": f"llama-bench at {found[0]} failed: {err}"}
 
 
-def bench_api(model: Path, calls: list[Call], latency: float, share_429: float, folder: Path) -> dict:
+def bench_api(model: Path, calls: list[Call], logits: dict, latency: float, share_429: float, folder: Path) -> dict:
+    """`logits`: call -> (logit m, logit M) from the in-process run, so the endpoint answers at
+    once (its model is not what is timed here: the client's concurrency is)."""
+    import math
+
     from judge_api_server import judge_api_server
 
     results = {}
-    with judge_api_server(model, latency=0.0) as warm:  # score every prompt once: the timing is the client's
-        for call in calls:
-            warm.scorer.logprobs(make_messages(call, prompt_template()))
-        memo = warm.scorer.memo
+    memo = {}
+    for call, (lm, lM) in logits.items():
+        top = max(lm, lM)
+        norm = top + math.log(math.exp(lm - top) + math.exp(lM - top))
+        memo[json.dumps(make_messages(call, prompt_template()), ensure_ascii=False)] = (lm - norm, lM - norm)
     with judge_api_server(model, latency=latency, share_429=share_429) as server:
         server.scorer.memo.update(memo)
         for concurrency in (1, 16):
@@ -165,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         if "pp512_tokens_per_s" in pp512:
             local["in_process"]["share_of_pp512"] = round(local["in_process"]["prompt_tokens_per_s"] / pp512["pp512_tokens_per_s"], 3)
         print("API judge: concurrency 1 vs 16...", file=sys.stderr, flush=True)
-        api = bench_api(args.judge_model, calls, args.latency, args.share_429, folder)
+        api = bench_api(args.judge_model, calls, ours["logits"], args.latency, args.share_429, folder)
     result = {
         "ratio_local_in_process_vs_server": round(server["seconds"] / ours["seconds"], 3),
         "ratio_api_concurrent_vs_serial": round(api[1]["seconds"] / api[16]["seconds"], 2),

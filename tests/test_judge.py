@@ -256,11 +256,10 @@ def test_disk_full_during_the_board_is_reported_as_such_and_keeps_verdicts(tmp_p
         kept = {"key": "kept", "judge": "judge", "judge_id": "x", "protocol": "logits-v2", "preference": 1.5}
         cache.write_text(json.dumps(kept) + "\n", encoding="utf-8")
         file_sha256(SMOLLM2, out / "judge" / "file_hashes.json")  # so the judge starts: the disk fills after
-        with (disk / "filler").open("wb") as f:  # fill the disk to the last byte
+        with (disk / "filler").open("wb", buffering=0) as f:  # fill the disk to the last byte
             try:
                 while True:
                     f.write(b"\0" * 4096)
-                    f.flush()
             except OSError:
                 pass
         run = subprocess.run([sys.executable, str(ROOT / "tools" / "board.py"), "--models-toml", str(tmp_path / "models.toml"),
