@@ -56,6 +56,15 @@ def judge_calls_from_answers(folder: Path, models: list[str], n: int) -> list[Ca
     return calls[:n]
 
 
+def judge_calls_from_check_pairs(path: Path, n: int) -> list[Call]:
+    """Both orders of data/judge_check.jsonl's pairs (real right and wrong answers, shorter prompts)."""
+    from judge_check import load_check_pairs
+
+    calls = [c for p in load_check_pairs(path) for c in (Call(p["instruction"], p["right"], p["wrong"]),
+                                                         Call(p["instruction"], p["wrong"], p["right"]))]
+    return calls[:n]
+
+
 def bench_server(spec, calls: list[Call], log: Path) -> dict:
     from llama_server import judge_server
 
@@ -136,7 +145,8 @@ def bench_api(model: Path, calls: list[Call], logits: dict, latency: float, shar
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--answers", type=Path, required=True, help="a folder of NAME.json answers (make infer)")
+    parser.add_argument("--answers", type=Path, help="a folder of NAME.json answers (make infer)")
+    parser.add_argument("--pairs", type=Path, help="instead of --answers: a judge-check pairs file (data/judge_check.jsonl)")
     parser.add_argument("--models", nargs=2, default=["smollm2_135m", "gemma3_270m"])
     parser.add_argument("--judge-model", type=Path, default=DEFAULT_JUDGE)
     parser.add_argument("--calls", type=int, default=64)
@@ -145,9 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--share-429", type=float, default=0.1)
     parser.add_argument("--out", type=Path, default=Path("out"))
     args = parser.parse_args(argv)
-    calls = judge_calls_from_answers(args.answers, args.models, args.calls)
+    if args.pairs:
+        calls, source = judge_calls_from_check_pairs(args.pairs, args.calls), str(args.pairs)
+    elif args.answers:
+        calls, source = judge_calls_from_answers(args.answers, args.models, args.calls), f"{args.answers}: {' vs '.join(args.models)}"
+    else:
+        parser.error("give --answers FOLDER or --pairs FILE")
     if not calls:
-        print(f"error: no judge calls from the answers in {args.answers}; run make infer first", file=sys.stderr)
+        print(f"error: no judge calls from {source}; run make infer first", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="bench-judge-") as tmp:
         folder = Path(tmp)
@@ -176,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_local_in_process_vs_server": round(server["seconds"] / ours["seconds"], 3),
         "ratio_api_concurrent_vs_serial": round(api[1]["seconds"] / api[16]["seconds"], 2),
         "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
-        "local_judge": {"model": str(args.judge_model.name), "calls": len(calls), "prompt_tokens": n_tokens,
+        "local_judge": {"model": str(args.judge_model.name), "calls": len(calls), "calls_from": source, "prompt_tokens": n_tokens,
                         "mean_prompt_tokens": round(n_tokens / len(calls)), **local,
                         "verdicts_max_abs_diff": max(diffs) if diffs else None,
                         "verdicts_within_1e-3": sum(d <= 1e-3 for d in diffs), "verdicts_compared": len(diffs),
