@@ -16,6 +16,8 @@ JUDGE       ?=
 CUDA        ?= 0
 VENV        ?= .venv
 PARALLEL    ?=
+FREE        ?=
+CARDS       ?=
 BENCH_MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 
 PY := $(VENV)/bin/python
@@ -28,7 +30,7 @@ REFERENCE_ := $(or $(strip $(REFERENCE)),$(call defaults,reference))
 JUDGE_ := $(or $(strip $(JUDGE)),$(call defaults,judge))
 ANSWERS := $(patsubst %,$(OUT)/%.json,$(MODELS_))
 
-.PHONY: help setup models download quantize judge-weights infer merge reference board check-judge judge-check demo test bench clean FORCE
+.PHONY: help setup models download quantize judge-weights infer merge reference board check-judge judge-check demo test bench plan native-bench clean FORCE
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -114,6 +116,13 @@ demo: ## set up, answer the tiny question set with the embedded models, judge, p
 
 test: models ## run the tests (sets up .venv and the embedded models first)
 	$(PY) -m pytest -q tests
+
+plan: setup ## per model and the judge: weights, KV per sequence, GPU free memory, layers on the GPU and N (FREE=12GiB, CARDS=8,12,16,24)
+	@$(PY) tools/plan.py $(MODELS_) --judge $(JUDGE_) --models-toml $(MODELS_TOML) \
+	  $(if $(strip $(FREE)),--free $(FREE)) $(if $(strip $(CARDS)),--cards $(CARDS))
+
+native-bench: setup ## build llama.cpp's llama-bench and llama-batched-bench once (~/.cache/llmeval-wheels/native-VERSION/bin)
+	@bash bench/build_native.sh >/dev/null
 
 bench: models ## tokens/s of transformers, llama-cpp-python and our batched llama.cpp on BENCH_MODEL -> OUT/bench.json
 	$(PY) bench/bench.py --model $(BENCH_MODEL) --out $(OUT)
