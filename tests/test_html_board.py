@@ -1,10 +1,12 @@
 """board.html in a real headless browser (Debian's chromium): it loads, its table shows every
-model, model text is escaped (a hostile answer stays text), and a screenshot is taken."""
+model, model text is escaped (a hostile answer stays text), the model-vs-model matrix, Bradley-Terry and
+judge agreement are shown, and a screenshot is taken."""
 import shutil
 import subprocess
 
 import pytest
 
+from board_compare import bradley_terry, judge_agreement, reference_battles, versus_table
 from board_stats import board_table, judge_consistency, warnings_for
 from board_views import write_all, write_csv
 from judge import combine
@@ -59,7 +61,11 @@ def page(tmp_path_factory):
     about = {"judge": {"name": "tiny <judge>", "kind": "llama.cpp", "protocol": "logprob-v1", "last_check": None},
              "reference": "ref", "n_questions": 3}
     warnings = warnings_for(board, consistency, n, "tiny <judge>", 3, None)
-    write_all(board, about, warnings, data, out, low_consistency=True)
+    flipped = [{**r, "preference": 3 - r["preference"]} for r in data]
+    compare = {"versus": versus_table(data), "bt": bradley_terry(reference_battles(data, "ref"), "ref"),
+               "agreement": judge_agreement({"tiny <judge>": data, "other": flipped})}
+    about["judge_agreement"] = compare["agreement"].to_dict("records")
+    write_all(board, about, warnings, data, out, low_consistency=True, compare=compare)
     write_csv(board, out / "board.csv")
     return out
 
@@ -79,6 +85,12 @@ def test_page_loads_with_every_model_and_escaped_text(page, tmp_path):
     assert "<title>Leaderboard" in html and "pwned" not in html.split("</title>", 1)[0]
     assert "&lt;script&gt;" in html  # the hostile answer is shown, as text
     assert "JUDGE WITHOUT SIGNAL" in html and "天空为什么是蓝色的" in html
+    versus = html.split('<table id="versus">', 1)[1].split("</table>", 1)[0]
+    assert versus.count("<tr>") == 1 + len(MODELS) and '<td class="model">beta &amp; &lt;gamma&gt;</td>' in versus
+    assert "95% percentile bootstrap interval" in html
+    bt = html.split('<table id="bradley-terry">', 1)[1].split("</table>", 1)[0]
+    assert all(f'<td class="model">{m}</td>' in bt for m in ["alpha", "delta", "ref"])
+    assert '<table id="agreement">' in html and "Cohen's kappa" in html.replace("&#x27;", "'")
 
 
 def test_screenshot(page, tmp_path):
@@ -93,6 +105,10 @@ def test_other_views(page):
     assert (page / "board.png").read_bytes()[:4] == b"\x89PNG"
     md = (page / "board.md").read_text(encoding="utf-8")
     assert "| model |" in md and "beta & <gamma>" in md and "WARNING" in md
+    assert "## Model against model" in md and "## Bradley-Terry" in md and "## Agreement between judges" in md
+    versus = (page / "board_versus.csv").read_text(encoding="utf-8").splitlines()
+    assert versus[0] == "model_a,model_b,n_questions,diff,ci_low,ci_high,p_a_ahead" and len(versus) == 1 + 3 * 2
+    assert (page / "board_bradley_terry.csv").read_text(encoding="utf-8").startswith("model,strength,")
     assert (page / "board.csv").read_text(encoding="utf-8").splitlines()[0].startswith(
         "model,win_rate,standard_error,n_wins,n_wins_base,n_draws,n_total,discrete_win_rate,avg_length,"
-        "win_rate_ci_low,win_rate_ci_high,lc_win_rate,position_consistency,n_judge_calls,n_failed")
+        "win_rate_ci_low,win_rate_ci_high,lc_win_rate,lc_standard_error,position_consistency,n_judge_calls,n_failed")

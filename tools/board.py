@@ -157,11 +157,22 @@ def show(board_path: Path) -> int:
     return 0
 
 
+def comparisons(results: list[dict], reference: str) -> dict:
+    """Model against model (paired bootstrap) and Bradley-Terry, for the views (board_compare.py)."""
+    from board_compare import bradley_terry, reference_battles, versus_table
+
+    models = [m for m in dict.fromkeys(r["model"] for r in results) if m != reference]
+    return {"versus": versus_table(results, models),
+            "bt": bradley_terry(reference_battles(results, reference), reference)}
+
+
 def build_board(args, registry, judge) -> int:
     import pandas as pd
 
     from board_stats import board_table, judge_consistency, warnings_for, MIN_CONSISTENCY
-    from board_stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, LC_C
+    from board_stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+    from board_compare import BT_RESAMPLES, CI_LABEL, RESAMPLES
+    from board_lc import LC_METHOD
     from board_views import write_all, write_csv
     from judge import judge_pairs
 
@@ -180,6 +191,7 @@ def build_board(args, registry, judge) -> int:
         log(f"judge call failed: {error}")
 
     board = board_table(results)
+    compare = comparisons(results, reference[0]["generator"])
     consistency, n_swapped = judge_consistency(results)
     check = last_check(args.out, judge)
     n_questions = len({question_key(r) for r in reference})
@@ -207,13 +219,17 @@ def build_board(args, registry, judge) -> int:
                         "errors": stats.errors[:10], "seconds": round(stats.seconds, 2)},
         "settings": {"both_orders": True, "combine": "mean of P(model better) over the two orders",
                      "ci": f"percentile bootstrap 95%, {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}",
-                     "lc": f"logistic regression on tanh(length diff / std), L2 C={LC_C}, at diff 0",
-                     "min_consistency": MIN_CONSISTENCY},
+                     "lc": LC_METHOD,
+                     "min_consistency": MIN_CONSISTENCY,
+                     "versus": f"win-rate difference of every two models, {CI_LABEL} (paired, {RESAMPLES} "
+                               "resamples); p_a_ahead: % of resamples where A is ahead",
+                     "bradley_terry": f"strength (logit, reference 0) over every battle, {CI_LABEL} "
+                                      f"({BT_RESAMPLES} resamples)"},
         "versions": versions(),
         "timings": {"board_seconds": round(time.monotonic() - started, 2),
                     "judging_seconds": round(stats.seconds, 2)},
     })
-    write_all(board, about, warnings, results, out, low_consistency)
+    write_all(board, about, warnings, results, out, low_consistency, compare)
     board_path = out / "board.csv"
     write_csv(board, board_path)  # last: make's target, so a crash before it re-runs the stage
     failed = int(board["n_failed"].sum())

@@ -8,18 +8,16 @@ tie, anything in between for a soft verdict. Per model:
   of the model's answers) as alpaca_eval computes it;
 - win_rate_ci_low / win_rate_ci_high: a percentile bootstrap 95% interval of the win rate over
   questions (scipy.stats.bootstrap, fixed seed);
-- lc_win_rate: a length-controlled win rate: a logistic regression, fit on this run's own
-  pairs, of the preference on tanh(length difference / its standard deviation), read off at a
-  length difference of zero (in the spirit of AlpacaEval 2's, without its per-instruction
-  term and without any data from the network);
+- lc_win_rate, lc_standard_error: AlpacaEval 2's length-controlled win rate, fit jointly over
+  every model on the board (one length slope for the judge, a difficulty per question):
+  tools/board_lc.py says how and what it does not handle;
 - position_consistency: the share (%) of judged pairs whose two verdicts (model shown first,
   then second) pick the same side; identical answers are not judged and do not count;
 - n_judge_calls, n_failed: calls this model's pairs need, and pairs left without a verdict.
 
 Pairs without a verdict (a call failed) are left out of every figure but n_failed.
-Not handled: AlpacaEval 2's per-instruction difficulty term; a joint bootstrap of several
-models (each is resampled on its own, so two intervals that overlap do not by themselves say
-how sure the difference between the two models is).
+Each model's win-rate interval is resampled on its own: how sure "A beats B" is comes from the
+paired bootstrap in tools/board_compare.py, not from two intervals that overlap.
 """
 from __future__ import annotations
 
@@ -33,13 +31,13 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated")  # alpa
 
 ALPACA_COLUMNS = ["win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total",
                   "discrete_win_rate", "avg_length"]
-EXTRA_COLUMNS = ["win_rate_ci_low", "win_rate_ci_high", "lc_win_rate", "position_consistency",
+EXTRA_COLUMNS = ["win_rate_ci_low", "win_rate_ci_high", "lc_win_rate", "lc_standard_error",
+                 "position_consistency",
                  "n_judge_calls", "n_failed"]
 BOARD_COLUMNS = ALPACA_COLUMNS + EXTRA_COLUMNS
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
-LC_C = 1.0  # L2 strength on the length slope (sklearn's C); the intercept is not penalized
 
 # Below these the board warns (see README, "Reading the board").
 MIN_CONSISTENCY = 60.0  # a coin-flip judge agrees with itself on about 50% of swapped pairs
@@ -68,27 +66,14 @@ def bootstrap_ci(preferences: pd.Series) -> tuple[float, float]:
 
 
 def length_controlled_win_rate(preferences: pd.Series, len_model: pd.Series, len_reference: pd.Series) -> float:
-    """P(model better | same length as the reference), in %, from a logistic regression of the
-    soft preference on tanh(length difference / std). NaN below two pairs."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
+    """One model's LC win rate (in %) on its own (no question difficulty: nothing to learn it
+    from). board_table fits every model together instead."""
+    from board_lc import length_controlled
 
-    p = preferences.to_numpy(dtype=float) - 1
-    if len(p) < 2:
-        return math.nan
-    diff = len_model.to_numpy(dtype=float) - len_reference.to_numpy(dtype=float)
-    scale = diff.std()
-    x = np.tanh(diff / scale) if scale > 0 else np.zeros_like(diff)
-    # Soft labels: each pair counts as a win with weight p and a loss with weight 1 - p.
-    features = np.concatenate([x, x]).reshape(-1, 1)
-    labels = np.concatenate([np.ones_like(p), np.zeros_like(p)])
-    weights = np.concatenate([p, 1 - p])
-    if weights[labels == 1].sum() == 0 or weights[labels == 0].sum() == 0:
-        return float(p.mean() * 100)  # the model always wins (or always loses): nothing to control
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model = LogisticRegression(C=LC_C).fit(features, labels, sample_weight=weights)
-    return float(1 / (1 + math.exp(-model.intercept_[0])) * 100)
+    frame = pd.DataFrame({"model": "m", "question_id": range(len(preferences)),
+                          "preference": preferences.to_numpy(dtype=float),
+                          "len_model": len_model.to_numpy(), "len_reference": len_reference.to_numpy()})
+    return float(length_controlled(frame).loc["m", "lc_win_rate"])
 
 
 def model_row(pairs: pd.DataFrame) -> dict:
@@ -100,8 +85,6 @@ def model_row(pairs: pd.DataFrame) -> dict:
     if len(judged):
         row.update(win_rate_stats(prefs))
         row["win_rate_ci_low"], row["win_rate_ci_high"] = bootstrap_ci(prefs)
-        row["lc_win_rate"] = length_controlled_win_rate(
-            prefs, judged["model_output"].str.len(), judged["reference_output"].str.len())
     swapped = judged[~judged["identical"].astype(bool)]
     if len(swapped):
         row["position_consistency"] = float(swapped["consistent"].astype(bool).mean() * 100)
@@ -115,9 +98,15 @@ def model_row(pairs: pd.DataFrame) -> dict:
 
 def board_table(results: list[dict]) -> pd.DataFrame:
     """The board: one row per model, best win rate first."""
+    from board_lc import length_controlled
+
     frame = pd.DataFrame(results)
     rows = {model: model_row(group) for model, group in frame.groupby("model", sort=False)}
     board = pd.DataFrame.from_dict(rows, orient="index")[BOARD_COLUMNS]
+    lc = length_controlled(pd.DataFrame({
+        "model": frame["model"], "question_id": frame["question_id"], "preference": frame["preference"],
+        "len_model": frame["model_output"].str.len(), "len_reference": frame["reference_output"].str.len()}))
+    board[["lc_win_rate", "lc_standard_error"]] = lc.reindex(board.index)[["lc_win_rate", "lc_standard_error"]]
     board.index.name = "model"
     return board.sort_values("win_rate", ascending=False, na_position="last")
 

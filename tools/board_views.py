@@ -7,6 +7,11 @@
               per question every model's answer beside the reference's with both verdicts.
               All model text is HTML-escaped.
 
+With `compare` (tools/board_compare.py) board.md and board.html also show the model-vs-model
+matrix (difference of win rates, its 95% interval, % of resamples where the row model is ahead),
+the Bradley-Terry strengths and, with several judges, their agreement; board_versus.csv and
+board_bradley_terry.csv hold the same numbers.
+
 `table_text` is the plain-text table `board.py --show` prints. Not handled: pagination or
 search in the page (a large question set gives a long page), charts other than the one.
 """
@@ -71,7 +76,69 @@ def header_lines(about: dict) -> list[str]:
                      f"{_num(check.get('consistency'), 0)}% on {check.get('n_pairs')} pairs with a plainly right answer")
     else:
         lines.append("judge-check: not run for this judge (make judge-check)")
+    for row in about.get("judge_agreement") or []:
+        lines.append(f"judges {row['judge_a']} / {row['judge_b']}: same side on {_num(row['same_side'], 0)}% of "
+                     f"{row['n_pairs']} pairs, Cohen's kappa {_num(row['kappa'], 2)}")
     return lines
+
+
+def versus_matrix(versus: pd.DataFrame) -> pd.DataFrame:
+    """Row model A, column model B: 'diff [low, high] p%' (A's win rate minus B's, in points)."""
+    models = list(dict.fromkeys(versus["model_a"]))
+    matrix = pd.DataFrame("", index=pd.Index(models, name="A \\ B"), columns=models)
+    for _, r in versus.iterrows():
+        matrix.loc[r["model_a"], r["model_b"]] = (
+            "n/a" if pd.isna(r["ci_low"]) else
+            f"{r['diff']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}] {r['p_a_ahead']:.0f}%")
+    for m in models:
+        matrix.loc[m, m] = "-"
+    return matrix
+
+
+def bt_display(bt: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "model": bt.index,
+        "strength": [f"{s:+.2f} [{lo:+.2f}, {hi:+.2f}]" for s, lo, hi in
+                     zip(bt["strength"], bt["strength_ci_low"], bt["strength_ci_high"])],
+        "win rate vs reference": [f"{w:.1f} [{lo:.1f}, {hi:.1f}]" for w, lo, hi in
+                                  zip(bt["win_rate_vs_reference"], bt["wr_ci_low"], bt["wr_ci_high"])],
+        "battles": [str(int(n)) for n in bt["n_battles"]]})
+
+
+VERSUS_NOTE = ("Row A against column B: A's win rate minus B's (points) over the questions both answered, "
+               "[95% percentile bootstrap interval, questions resampled, paired], then the % of resamples in "
+               "which A is ahead. An interval that excludes 0 says which is better on this question set.")
+BT_NOTE = ("Bradley-Terry over every battle (reference included): strength on the logit scale, the reference "
+           "at 0, and the win rate against the reference it implies, each with its 95% percentile bootstrap "
+           "interval (questions resampled).")
+
+
+def compare_sections(compare: dict | None) -> list[tuple[str, pd.DataFrame, str]]:
+    """(title, table, note) for each comparison the board has."""
+    compare = compare or {}
+    found = []
+    if compare.get("versus") is not None and len(compare["versus"]):
+        found.append(("Model against model", versus_matrix(compare["versus"]).reset_index(), VERSUS_NOTE))
+    if compare.get("bt") is not None and len(compare["bt"]):
+        found.append(("Bradley-Terry", bt_display(compare["bt"]), BT_NOTE))
+    if compare.get("agreement") is not None and len(compare["agreement"]):
+        agreement = compare["agreement"].assign(
+            same_side=lambda t: t["same_side"].map(lambda v: _num(v, 1)),
+            kappa=lambda t: t["kappa"].map(lambda v: _num(v, 2)))
+        found.append(("Agreement between judges", agreement,
+                      "Same side: % of pairs both judges gave the same side (model, tie, reference); "
+                      "Cohen's kappa: that agreement beyond chance (1 = always, 0 = as by chance)."))
+    return found
+
+
+def write_compare_csv(compare: dict | None, out_dir: Path) -> list[Path]:
+    paths = []
+    for key, name, index in (("versus", "board_versus.csv", False), ("bt", "board_bradley_terry.csv", True)):
+        table = (compare or {}).get(key)
+        if table is not None and len(table):
+            write_atomic(out_dir / name, table.to_csv(index=index).encode("utf-8"))
+            paths.append(out_dir / name)
+    return paths
 
 
 def table_text(board: pd.DataFrame, about: dict, warnings: list[str]) -> str:
@@ -90,20 +157,26 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def write_markdown(board: pd.DataFrame, about: dict, warnings: list[str], path: Path) -> None:
+def _md_table(shown: pd.DataFrame) -> list[str]:
+    lines = ["| " + " | ".join(_md_cell(c) for c in shown.columns) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(shown.columns) - 1)) + "|"]
+    return lines + ["| " + " | ".join(_md_cell(v) for v in row) + " |" for _, row in shown.iterrows()]
+
+
+def write_markdown(board: pd.DataFrame, about: dict, warnings: list[str], path: Path,
+                   compare: dict | None = None) -> None:
     shown = display_table(board)
     lines = ["# Leaderboard", "", *(f"{line}  " for line in header_lines(about)), ""]
     lines += [f"> **WARNING:** {_md_cell(w)}" + ("\n>" if i < len(warnings) - 1 else "")
               for i, w in enumerate(warnings)]
     if warnings:
         lines.append("")
-    lines.append("| " + " | ".join(shown.columns) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * (len(shown.columns) - 1)) + "|")
-    for _, row in shown.iterrows():
-        lines.append("| " + " | ".join(_md_cell(v) for v in row) + " |")
+    lines += _md_table(shown)
     lines += ["", "Win rate: % of questions where the judge prefers the model's answer to the reference's "
               "(ties count half), each pair judged in both orders. 95% CI: bootstrap over questions. "
               "LC: length-controlled win rate. Consistency: % of pairs where both orders pick the same side.", ""]
+    for title, table, note in compare_sections(compare):
+        lines += [f"## {title}", "", *_md_table(table), "", note, ""]
     write_atomic(path, "\n".join(lines).encode("utf-8"))
 
 
@@ -184,7 +257,27 @@ def _verdict_html(result: dict) -> str:
     return '<div class="verdict">' + "<br>".join(lines) + "</div>"
 
 
-def render_html(board: pd.DataFrame, about: dict, warnings: list[str], results: list[dict], png: bytes) -> str:
+def _html_table(table: pd.DataFrame, table_id: str, classes: dict | None = None) -> list[str]:
+    """classes: (row label, column) -> CSS class of that cell."""
+    out = [f'<table id="{table_id}"><thead><tr>' + "".join(f"<th>{_e(c)}</th>" for c in table.columns)
+           + "</tr></thead><tbody>"]
+    for _, row in table.iterrows():
+        cells = [f'<td class="model">{_e(row.iloc[0])}</td>']
+        for column, value in list(row.items())[1:]:
+            css = (classes or {}).get((row.iloc[0], column))
+            cells.append(f'<td class="{css}">{_e(value)}</td>' if css else f"<td>{_e(value)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    return out + ["</tbody></table>"]
+
+
+def versus_classes(versus: pd.DataFrame) -> dict:
+    """A cell whose interval excludes 0 is coloured by who is ahead."""
+    return {(r["model_a"], r["model_b"]): "won" if r["ci_low"] > 0 else "lost"
+            for _, r in versus.iterrows() if r["ci_low"] > 0 or r["ci_high"] < 0}
+
+
+def render_html(board: pd.DataFrame, about: dict, warnings: list[str], results: list[dict], png: bytes,
+                compare: dict | None = None) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            f"<title>Leaderboard: {_e(about['judge']['name'])} judge</title><style>{CSS}</style></head><body>",
@@ -203,6 +296,10 @@ def render_html(board: pd.DataFrame, about: dict, warnings: list[str], results: 
                "(ties count half). Every pair is judged twice, the model's answer shown first and then "
                "second; P is the judge's probability that the model's answer is better. A judge whose two "
                "verdicts keep disagreeing follows the position of the answers, not their content.</p>")
+    for title, table, note in compare_sections(compare):
+        table_id = {"Model against model": "versus", "Bradley-Terry": "bradley-terry"}.get(title, "agreement")
+        classes = versus_classes(compare["versus"]) if table_id == "versus" else None
+        out += [f"<h2>{_e(title)}</h2>", *_html_table(table, table_id, classes), f"<p>{_e(note)}</p>"]
     out.append("<h2>Questions</h2>")
     by_question: dict[int, list[dict]] = {}
     for result in results:
@@ -225,11 +322,12 @@ def render_html(board: pd.DataFrame, about: dict, warnings: list[str], results: 
 
 
 def write_all(board: pd.DataFrame, about: dict, warnings: list[str], results: list[dict], out_dir: Path,
-              low_consistency: bool) -> list[Path]:
-    """Write board.md, board.png and board.html (board.csv is written last by board.py)."""
+              low_consistency: bool, compare: dict | None = None) -> list[Path]:
+    """Write board.md, board.png, board.html and the comparison CSVs (board.csv is written last
+    by board.py)."""
     png = render_png(board, about, low_consistency)
     paths = [out_dir / "board.md", out_dir / "board.png", out_dir / "board.html"]
-    write_markdown(board, about, warnings, paths[0])
+    write_markdown(board, about, warnings, paths[0], compare)
     write_atomic(paths[1], png)
-    write_atomic(paths[2], render_html(board, about, warnings, results, png).encode("utf-8"))
-    return paths
+    write_atomic(paths[2], render_html(board, about, warnings, results, png, compare).encode("utf-8"))
+    return paths + write_compare_csv(compare, out_dir)

@@ -351,12 +351,14 @@ def check_api_keys(registry: Registry, names: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """`check` validates models.toml; `stamp NAME...` writes one make stamp per model; `stamp-value
     NAME VALUE...` writes OUT/stamps/NAME.txt (a model or judge table's entry when VALUE names one);
-    `preflight NAME...` stops when an API model among them has no key in the environment."""
+    `preflight NAME...` stops when an API model among them has no key in the environment;
+    `defaults` prints [defaults] for the Makefile (`M:name ... R:name J:name`, or `ERROR why`: make
+    reads it with $(shell), which drops stderr and the exit code, so the error goes to stdout)."""
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(description="Validate models.toml or write make stamps.")
-    parser.add_argument("command", choices=["check", "stamp", "stamp-value", "list", "preflight"])
+    parser.add_argument("command", choices=["check", "stamp", "stamp-value", "list", "preflight", "defaults"])
     parser.add_argument("models", nargs="*")
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--questions", help="questions file (stamp)")
@@ -364,7 +366,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         registry = load_registry(args.models_toml)
-        if args.command == "list":
+        if args.command == "defaults":
+            print(" ".join([*(f"M:{m}" for m in registry.default_models),
+                            *([f"R:{registry.reference}"] if registry.reference else []),
+                            *([f"J:{registry.judge}"] if registry.judge else [])]))
+        elif args.command == "list":
             for name, spec in registry.models.items():
                 where = spec.path or spec.api_model or spec.function
                 print(f"{name:24} {spec.backend:12} {where}")
@@ -380,7 +386,10 @@ def main(argv: list[str] | None = None) -> int:
             entries = [json.dumps(registry.models[v].raw, sort_keys=True) for v in values if v in registry.models]
             write_if_changed(Path(args.out) / "stamps" / f"{stamp_name}.txt", "\n".join([*values, *entries]) + "\n")
     except RegistryError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if args.command == "defaults":
+            print("ERROR", " ".join(str(err).split()))
+        else:
+            print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
 
