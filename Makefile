@@ -19,6 +19,7 @@ PARALLEL    ?=
 FREE        ?=
 CARDS       ?=
 BENCH_MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
+BENCH_ARGS  ?=
 
 PY := $(VENV)/bin/python
 TOOLS := $(wildcard tools/*.py tools/backends/*.py)
@@ -44,7 +45,8 @@ help: ## list targets and variables
 	@echo "  MODELS=\"$(MODELS_)\"  QUESTIONS=$(QUESTIONS)  REFERENCE=$(REFERENCE_)  JUDGE=$(JUDGE_)"
 	@echo "  OUT=$(OUT)  MODELS_TOML=$(MODELS_TOML)  CUDA=$(CUDA) (1 builds llama.cpp with CUDA)"
 	@echo "  PARALLEL=$(PARALLEL) (questions decoded together by llama.cpp; empty = models.toml's parallel)"
-	@echo "  BENCH_MODEL=$(BENCH_MODEL)"
+	@echo "  BENCH_MODEL=$(BENCH_MODEL)  BENCH_ARGS=$(BENCH_ARGS) (bench/bench.py --help)"
+	@echo "  FREE=$(FREE) CARDS=$(CARDS) (make plan: pretend a GPU with FREE free, or one column per card)"
 
 setup: $(VENV)/.done ## create .venv with the pinned packages (CUDA=1 for a GPU build of llama.cpp)
 
@@ -129,8 +131,8 @@ plan: need-models setup ## per model and the judge: weights, KV per sequence, GP
 native-bench: setup ## build llama.cpp's llama-bench and llama-batched-bench once (~/.cache/llmeval-wheels/native-VERSION/bin)
 	@bash bench/build_native.sh >/dev/null
 
-bench: models ## tokens/s of transformers, llama-cpp-python and our batched llama.cpp on BENCH_MODEL -> OUT/bench.json
-	$(PY) bench/bench.py --model $(BENCH_MODEL) --out $(OUT)
+bench: models ## tokens/s of transformers, llama-cpp-python, ours, and llama.cpp's own benchmarks on BENCH_MODEL -> OUT/bench.json
+	bin=$$(bash bench/build_native.sh) && $(PY) bench/bench.py --model $(BENCH_MODEL) --out $(OUT) --native-bin "$$bin" $(BENCH_ARGS)
 
 clean: ## remove OUT (answers, cache, board); models and .venv stay
 	rm -rf $(OUT)/*

@@ -132,13 +132,19 @@ def test_gguf_shape_agrees_with_llama_cpp(path):
     assert shape.file_bytes > size and min(shape.layer_bytes) > 0
 
 
-def test_ggml_device_probe_runs_on_this_build():
+def test_ggml_device_memory_through_the_bundled_llama_cpp():
     import llama_cpp
+    devices = gpu_fit.ggml_devices()
+    cpu = [d for d in devices if d.source == "ggml"]
+    assert cpu and all(0 < d.free <= d.total for d in devices)
+    # The CPU device reports the machine's RAM: ggml_backend_dev_memory really answered.
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    assert cpu[0].total == int(meminfo["MemTotal"].split()[0]) * 1024
     memory = gpu_fit.device_memory()
     if not llama_cpp.llama_supports_gpu_offload():
         assert memory is None  # a CPU build sizes from RAM, as before
     else:
-        assert 0 < memory.free <= memory.total
+        assert memory.source == "ggml GPU" and 0 < memory.free <= memory.total
 
 
 # --- The engine: halving N when llama.cpp cannot create the context, on the CPU -----------------

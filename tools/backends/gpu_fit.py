@@ -221,12 +221,31 @@ def advice(shape: ModelShape, free: int, n_ctx_seq: int, layers: int, n_ubatch: 
             f"{free / GIB:.1f} GiB free; set {what} in models.toml")
 
 
+def sized_layers(path: Path, name: str, n_ctx: int, parallel: int = 0, n_gpu_layers: int = -1):
+    """(n_gpu_layers for llama.cpp, (shape, free bytes) or None) for a GGUF about to load: the
+    user's value on a CPU build, without a GPU, or with n_gpu_layers = 0; else sized from the
+    free memory, the note (layers left on the CPU) printed once on stderr."""
+    import sys
+
+    import llama_cpp
+    if n_gpu_layers == 0 or not llama_cpp.llama_supports_gpu_offload():
+        return n_gpu_layers, None
+    memory = device_memory()
+    if memory is None:
+        return n_gpu_layers, None
+    shape = ModelShape.from_gguf(path, name)
+    sized = fit(shape, memory.free, n_ctx, parallel=parallel, n_gpu_layers=n_gpu_layers)
+    if sized.note:
+        print(f"note: {sized.note}", file=sys.stderr)
+    return sized.n_gpu_layers, (shape, memory.free)
+
+
 @dataclass(frozen=True)
 class DeviceMemory:
     free: int
     total: int
     name: str
-    source: str  # "ggml", "nvidia-smi" or "torch"
+    source: str  # "ggml GPU" (or "ggml" for another device), "nvidia-smi" or "torch"
 
 
 def device_memory() -> DeviceMemory | None:
@@ -242,12 +261,18 @@ def device_memory() -> DeviceMemory | None:
 
 
 def _ggml_memory() -> DeviceMemory | None:
-    """ggml_backend_dev_memory on the first GPU device of the bundled llama.cpp."""
+    """The first GPU device of the bundled llama.cpp (a CPU build has none)."""
     import llama_cpp
+    if not llama_cpp.llama_supports_gpu_offload():
+        return None
+    return next((d for d in ggml_devices() if d.source == "ggml GPU"), None)
+
+
+def ggml_devices() -> list[DeviceMemory]:
+    """Every device llama.cpp's ggml backend knows, with ggml_backend_dev_memory's free and total
+    (for the CPU device: the system's RAM); source "ggml GPU" for dedicated or integrated GPUs."""
     from llama_cpp._ggml import libggml
 
-    if not llama_cpp.llama_supports_gpu_offload():
-        return None  # a CPU build: its only device is the CPU
     libggml.ggml_backend_dev_count.restype = ctypes.c_size_t
     libggml.ggml_backend_dev_get.restype = ctypes.c_void_p
     libggml.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
@@ -258,14 +283,15 @@ def _ggml_memory() -> DeviceMemory | None:
     libggml.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
                                                 ctypes.POINTER(ctypes.c_size_t)]
     gpu_types = (1, 2)  # GGML_BACKEND_DEVICE_TYPE_GPU, _IGPU (ggml-backend.h)
+    found = []
     for i in range(libggml.ggml_backend_dev_count()):
         dev = libggml.ggml_backend_dev_get(i)
-        if libggml.ggml_backend_dev_type(dev) in gpu_types:
-            free, total = ctypes.c_size_t(), ctypes.c_size_t()
-            libggml.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
-            name = (libggml.ggml_backend_dev_name(dev) or b"GPU").decode(errors="replace")
-            return DeviceMemory(free.value, total.value, name, "ggml")
-    return None
+        free, total = ctypes.c_size_t(), ctypes.c_size_t()
+        libggml.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+        name = (libggml.ggml_backend_dev_name(dev) or b"?").decode(errors="replace")
+        gpu = libggml.ggml_backend_dev_type(dev) in gpu_types
+        found.append(DeviceMemory(free.value, total.value, name, "ggml GPU" if gpu else "ggml"))
+    return found
 
 
 def _nvidia_smi_memory() -> DeviceMemory | None:

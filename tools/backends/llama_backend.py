@@ -20,8 +20,6 @@ A prompt longer than n_ctx is an error for that question only.
 """
 from __future__ import annotations
 
-import sys
-
 from backends import chat_messages
 
 CTX_ROUND = 256  # llama.cpp pads a sequence's context to this many tokens anyway
@@ -34,6 +32,7 @@ class LlamaBackend:
         from llama_cpp._internals import LlamaModel
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+        from backends import gpu_fit
         from backends.llama_engine import BatchedEngine
 
         if not spec.path.is_file():
@@ -41,8 +40,10 @@ class LlamaBackend:
         self.spec = spec
         self.ignore_eog = ignore_eog
         params = llama_cpp.llama_model_default_params()
-        self.gpu = None  # (ModelShape, free bytes before loading) when sized for a GPU
-        params.n_gpu_layers = self.n_gpu_layers = self._gpu_layers(spec, llama_cpp)
+        # On a GPU: layers sized from the free memory; self.gpu = (ModelShape, free bytes) then.
+        self.n_gpu_layers, self.gpu = gpu_fit.sized_layers(spec.path, spec.name, spec.n_ctx,
+                                                           spec.parallel, spec.n_gpu_layers)
+        params.n_gpu_layers = self.n_gpu_layers
         self.model = LlamaModel(path_model=str(spec.path), params=params, verbose=False)
         template = spec.chat_template or self.model.metadata().get("tokenizer.chat_template")
         if not template:
@@ -55,22 +56,6 @@ class LlamaBackend:
             bos_token=self.model.token_get_text(bos_id) if bos_id != -1 else "",
         )
         self.engine = BatchedEngine(self.model, params.n_gpu_layers, n_threads)
-
-    def _gpu_layers(self, spec, llama_cpp) -> int:
-        """n_gpu_layers for llama.cpp: the GPU's free memory decides unless the build has none."""
-        if spec.n_gpu_layers == 0 or not llama_cpp.llama_supports_gpu_offload():
-            return spec.n_gpu_layers
-        from backends import gpu_fit
-        memory = gpu_fit.device_memory()
-        if memory is None:
-            return spec.n_gpu_layers
-        shape = gpu_fit.ModelShape.from_gguf(spec.path, spec.name)
-        self.gpu = (shape, memory.free)
-        sized = gpu_fit.fit(shape, memory.free, spec.n_ctx, parallel=spec.parallel,
-                            n_gpu_layers=spec.n_gpu_layers)
-        if sized.note:
-            print(f"note: {sized.note}", file=sys.stderr)
-        return sized.n_gpu_layers
 
     def prompt_tokens(self, question: dict) -> list[int]:
         rendered = self.formatter(messages=chat_messages(question, self.spec.system_prompt))

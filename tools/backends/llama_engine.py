@@ -230,7 +230,8 @@ class BatchedEngine:
         stops = [x.encode("utf-8") for x in s.stop]
         longest_stop = max((len(x) for x in stops), default=0)
         pending.reverse()  # pop() from the end keeps the questions' order
-        stats = {"steps": 0, "generated": 0, "gen_steps_seconds": 0.0, "gen_steps_tokens": 0}
+        stats = {"steps": 0, "generated": 0, "gen_steps_seconds": 0.0, "gen_steps_tokens": 0,
+                 "prompt_seconds": 0.0, "prompt_tokens": 0}
         started = time.perf_counter()
         tok, pos, seq, nseq, logits = batch.token, batch.pos, batch.seq_id, batch.n_seq_id, batch.logits
 
@@ -284,7 +285,10 @@ class BatchedEngine:
             for i, slot in enumerate(slots):  # new prompts, each alone
                 if slot is None or slot.fed == len(slot.prompt):
                     continue
+                prompt_started = time.perf_counter()
                 rc = self._decode_tokens(ctx, batch, slot.prompt[slot.fed:], slot.pos, i, n_batch)
+                stats["prompt_seconds"] += time.perf_counter() - prompt_started
+                stats["prompt_tokens"] += len(slot.prompt) - slot.fed
                 if rc != 0:
                     yield finish(i, f"llama_decode failed with code {rc} on the prompt (out of memory?)")
                     continue
