@@ -113,7 +113,7 @@ def test_kill_9_of_make_infer_and_board_twenty_times(tmp_path):
     while kills < 20:
         iteration += 1
         assert iteration <= 60, f"only {kills} runs could be killed"
-        if len(questions) < 30:  # new work for every run: it has something to be killed in
+        if iteration % 2 and len(questions) < 12:  # new work now and then
             questions.append(f"Question {iteration}: what is {iteration} times 3?")
             setup(tmp_path, questions)
         target = "board" if iteration % 3 == 0 else "infer"
