@@ -13,7 +13,8 @@ what prompts share is decoded once:
   keeps the previous prompt's KV cells and decodes only what follows their common start (what
   llama_cpp.server does for the previous request, done here for every slot).
 Every step is one llama_decode holding the next chunk of every busy slot, up to n_batch tokens,
-logits only at prompts' last tokens. The context comes from BatchedEngine.new_context.
+logits only at prompts' last tokens. The context comes from BatchedEngine._context (N halved
+when llama.cpp cannot make room, as for answering).
 Does not handle: generation (llama_engine.py does), recurrent models whose KV cannot be cut
 mid-sequence (a slot then decodes each prompt whole), prompts longer than n_ctx_seq (an error for
 that prompt: the caller cuts them to fit first).
@@ -74,12 +75,12 @@ def score(engine, prompts: list[tuple[int, list[int]]], token_ids: list[int], n_
         n_head = min(n_head, _common(head, tokens))
     # (one prompt alone is decoded whole: nothing to share, and its numbers stay those of one pass)
     head = head[:n_head] if n_head >= 8 and len(todo) > 1 else []
+    ctx, n_parallel, head = engine._context(n_parallel, n_ctx_seq, n_batch, head)
     slots = [_Slot() for _ in range(n_parallel)]
     per_slot = -(-len(todo) // n_parallel)
     for i, slot in enumerate(slots):
         slot.queue = todo[i * per_slot:(i + 1) * per_slot][::-1]  # pop() from the end
     head_seq = n_parallel
-    ctx = engine.new_context(n_parallel + (1 if head else 0), n_ctx_seq, n_batch)
     batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
     try:
         mem = llama_cpp.llama_get_memory(ctx)
