@@ -135,7 +135,7 @@ def judge_agreement(by_judge: dict[str, list[dict]]) -> pd.DataFrame:
     sides model / tie / reference)."""
     from sklearn.metrics import cohen_kappa_score
 
-    sides = {judge: {(r["model"], r["question_id"]): _side(float(r["preference"]))
+    sides = {judge: {(r["model"], r.get("opponent"), r["question_id"]): _side(float(r["preference"]))
                      for r in results if r["preference"] is not None and not r.get("identical")}
              for judge, results in by_judge.items()}
     rows = []
@@ -185,7 +185,7 @@ def combine_judges(by_judge: dict[str, list[dict]]) -> list[dict]:
     merged: dict = {}
     for judge, results in by_judge.items():
         for r in results:
-            key = (r["model"], r["question_id"])
+            key = (r["model"], r.get("opponent"), r["question_id"])  # opponent: a model-vs-model battle
             into = merged.setdefault(key, {**r, "preferences": {}, "n_calls": 0, "n_failed": 0, "consistent": True})
             into["preferences"][judge] = r["preference"]
             into["n_calls"] += r["n_calls"]
