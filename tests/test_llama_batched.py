@@ -162,3 +162,35 @@ def test_parallel_zero_picks_a_size_and_results_stream(backend):
     rest = dict(answers)
     assert sorted([index, *rest]) == [0, 1, 2]
     assert backend.engine.last_stats["generated"] > 0
+
+
+def test_repetition_penalty_batched_equals_one_at_a_time(backend, one_at_a_time):
+    """The guide's repetition_penalty = 1.1 under greedy decoding: a sampler chain per sequence
+    (penalties, then greedy) instead of one argmax, with the same answers batched or not, and
+    those of llama-cpp-python's create_completion with repeat_penalty = 1.1."""
+    import llama_cpp
+
+    penalised = dict(repetition_penalty=1.1)
+    alone = run(backend, QUESTIONS, parallel=1, **penalised)
+    assert any(alone[i]["output"] != one_at_a_time[i]["output"] for i in alone)  # it does something
+    for parallel in (4, 8):
+        batched = run(backend, QUESTIONS, parallel=parallel, **penalised)
+        same = [i for i in alone if batched[i]["output"] == alone[i]["output"]]
+        assert len(same) >= len(QUESTIONS) - 1, f"N={parallel}: only {len(same)}/{len(QUESTIONS)} identical"
+    llm = llama_cpp.Llama(model_path=str(SMOLLM2), n_ctx=512, verbose=False)
+    try:
+        theirs = [llm.create_completion(prompt=backend.prompt_tokens(q), max_tokens=32, temperature=0.0,
+                                        repeat_penalty=1.1)["choices"][0]["text"].strip() for q in QUESTIONS]
+    finally:
+        llm.close()
+    agree = [i for i in alone if theirs[i].startswith(alone[i]["output"])]
+    assert len(agree) == len(QUESTIONS), [(alone[i]["output"], theirs[i]) for i in alone if i not in agree]
+
+
+def test_top_k_and_min_p_reach_the_sampler(backend):
+    sampled = dict(temperature=1.5, top_p=1.0, seed=3, min_p=0.0)
+    wide = run(backend, QUESTIONS, parallel=4, top_k=0, **sampled)
+    narrow = run(backend, QUESTIONS, parallel=4, top_k=1, **sampled)  # top_k = 1 is greedy
+    greedy = run(backend, QUESTIONS, parallel=4)
+    assert {i: r["output"] for i, r in narrow.items()} == {i: r["output"] for i, r in greedy.items()}
+    assert any(wide[i]["output"] != greedy[i]["output"] for i in wide)

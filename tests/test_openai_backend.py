@@ -15,7 +15,7 @@ import pytest
 from backends import load_backend
 from backends.openai_backend import FatalAPIError, OpenAIBackend
 from conftest import ROOT
-from registry import load_registry
+from registry import RegistryError, load_registry
 
 SECRET = "sk-test-0123456789-do-not-print"
 
@@ -64,6 +64,7 @@ class FakeAPI(BaseHTTPRequestHandler):
         server = self.server
         with server.lock:
             server.calls.append((question, self.headers.get("Authorization")))
+            server.bodies.append(body)
             attempt = sum(1 for q, _ in server.calls if q == question)
             server.in_flight += 1
             server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -77,7 +78,7 @@ class FakeAPI(BaseHTTPRequestHandler):
                                   "message": {"role": "assistant", "content": f"answer to {question}"}}],
                      "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
         else:
-            reply = {"error": {"message": f"scripted {status}, key {self.headers.get('Authorization')}",
+            reply = {"error": {"message": server.message or f"scripted {status}, key {self.headers.get('Authorization')}",
                                "type": "server_error", "code": status}}
         data = json.dumps(reply).encode()
         self.send_response(status)
@@ -95,6 +96,7 @@ class FakeAPI(BaseHTTPRequestHandler):
 def fake_api():
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeAPI)
     server.lock, server.calls, server.in_flight, server.max_in_flight = threading.Lock(), [], 0, 0
+    server.bodies, server.message = [], None
     server.delay, server.script = 0.0, lambda question, attempt: 200
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -166,3 +168,47 @@ def test_reference_gpt35_without_key_stops_before_any_work():
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "registry.py"), "preflight", "gpt35",
                            "--models-toml", str(ROOT / "models.toml")], capture_output=True, text=True, env=env)
     assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_llama_cpp_server_takes_the_penalty_fields(llama_server, tmp_path):
+    spec = spec_for(tmp_path, llama_server, "repetition_penalty = 1.1\ntop_k = 20\nmin_p = 0.1",
+                    api_model="smollm2_135m")
+    results = run(load_backend(spec), [{"instruction": "Name a colour."}])
+    assert "error" not in results[0] and results[0]["output"], results
+
+
+def test_penalty_fields_go_in_the_body_only_when_set(fake_api, tmp_path):
+    server, url = fake_api
+    run(load_backend(spec_for(tmp_path, url)), QUESTIONS[:1])
+    assert not {"repetition_penalty", "repeat_penalty", "top_k", "min_p"} & set(server.bodies[-1])
+    run(load_backend(spec_for(tmp_path, url, "repetition_penalty = 1.1\ntop_k = 20\nmin_p = 0.1")), QUESTIONS[:1])
+    body = server.bodies[-1]
+    assert (body["repetition_penalty"], body["repeat_penalty"], body["top_k"], body["min_p"]) == (1.1, 1.1, 20, 0.1)
+
+
+def test_an_api_that_rejects_the_penalty_stops_with_one_line(fake_api, tmp_path):
+    server, url = fake_api
+    server.script = lambda question, attempt: 400
+    server.message = "Unrecognized request argument supplied: repetition_penalty"  # what OpenAI answers
+    with pytest.raises(FatalAPIError, match="does not accept repetition_penalty.*remove it from \\[models.api\\]"):
+        run(load_backend(spec_for(tmp_path, url, "repetition_penalty = 1.1")), QUESTIONS)
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_BASE_URL", "OPENAI_API_BASE"])
+def test_openai_base_url_from_the_environment(fake_api, tmp_path, monkeypatch, variable):
+    """A model without base_url (gpt35) goes where OPENAI_BASE_URL (the openai package's variable) or
+    OPENAI_API_BASE (alpaca_eval's) points: a relay or proxy. Its own base_url still wins."""
+    server, url = fake_api
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, url)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    gpt35 = load_registry(ROOT / "models.toml").get("gpt35")
+    assert gpt35.base_url == url and gpt35.api_key_env == "OPENAI_API_KEY"
+    results = run(load_backend(gpt35), QUESTIONS[:2])
+    assert [results[i]["output"] for i in (0, 1)] == ["answer to q0", "answer to q1"]
+    assert server.bodies[-1]["model"] == "gpt-3.5-turbo" and server.calls[-1][1] == f"Bearer {SECRET}"
+    assert load_registry(ROOT / "models.toml").get("qwen25_7b_vllm").base_url == "http://127.0.0.1:8000/v1"
+    monkeypatch.setenv(variable, "api.example.com/v1")
+    with pytest.raises(RegistryError, match=f"{variable}='api.example.com/v1' is not an http"):
+        load_registry(ROOT / "models.toml")

@@ -3,7 +3,8 @@
     python tools/quantize.py baichuan_7b [--models-toml models.toml] [--keep-f16]
 
 For each model whose GGUF we make ourselves (`hf_repo`, or a folder `path`, with the llama.cpp
-backend): the folder -> models/NAME/NAME.f16.gguf with llama.cpp's own convert_hf_to_gguf.py, then
+backend): the folder -> models/NAME/NAME.f16.gguf with llama.cpp's own convert_hf_to_gguf.py (run
+through convert_fixes.py, which fixes its known bugs in memory: Baichuan's), then
 -> models/NAME/NAME.QUANT.gguf (`quant`, default Q4_K_M) with llama_cpp.llama_model_quantize.
 
 The converter comes from the sdist of the installed llama-cpp-python (same llama.cpp version as the
@@ -94,7 +95,9 @@ def convert(spec: ModelSpec, f16: Path) -> None:
     script = converter_dir() / "convert_hf_to_gguf.py"
     log_path = spec.path.parent / "convert.log"
     outtype = "bf16" if spec.quant == "BF16" else "f16"
-    cmd = [sys.executable, str(script), str(spec.hf_dir), "--outfile", str(f16), "--outtype", outtype]
+    # Through convert_fixes.py: the converter with its known bugs (Baichuan) fixed in memory.
+    fixes = Path(__file__).resolve().parent / "convert_fixes.py"
+    cmd = [sys.executable, str(fixes), str(script), str(spec.hf_dir), "--outfile", str(f16), "--outtype", outtype]
     print(f"{spec.name}: converting {spec.hf_dir} ({architecture(spec.hf_dir)}) -> {f16.name}", file=sys.stderr)
     with log_path.open("w", encoding="utf-8") as log:
         code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode

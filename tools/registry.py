@@ -26,6 +26,9 @@ GGUF_QUANTS = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M
                "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS", "F16", "BF16")
 DEFAULT_QUANT = "Q4_K_M"
 OPENAI_URL = "https://api.openai.com/v1"
+# Where "the OpenAI API" is when a model's table gives no base_url: the openai package's variable,
+# then alpaca_eval's, then OpenAI itself (a relay or proxy where the API is not reachable).
+OPENAI_URL_VARS = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
 
 # key -> (accepted types, default, what a valid value looks like)
 MODEL_KEYS: dict[str, tuple[tuple[type, ...], object, str]] = {
@@ -51,6 +54,9 @@ MODEL_KEYS: dict[str, tuple[tuple[type, ...], object, str]] = {
     "temperature": ((int, float), 0.0, "a number >= 0 (0 is greedy)"),
     "top_p": ((int, float), 1.0, "a number in (0, 1]"),
     "seed": ((int,), 0, "an integer"),
+    "repetition_penalty": ((int, float), 1.0, "a number > 0 (1 = none; the original guide used 1.1)"),
+    "top_k": ((int,), None, "an integer >= 0 (sampling: keep the k likeliest tokens; 0 = all; unset = the backend's default)"),
+    "min_p": ((int, float), None, "a number in [0, 1] (sampling: drop tokens under min_p x the top one's probability; unset = the backend's default)"),
     "stop": ((list,), [], "a list of strings"),
     "n_ctx": ((int,), 4096, "a positive integer (context size in tokens)"),
     "n_gpu_layers": ((int,), -1, "an integer (-1 = all layers on the GPU when there is one)"),
@@ -65,7 +71,8 @@ ANSWER_KEYS = ("backend", "max_tokens", "temperature", "top_p", "seed", "stop", 
                "chat_template", "system_prompt")
 # Newer keys that change answers: counted only when they differ from their default, so the settings
 # id (and the answer cache) of a model that does not use them stays what it was.
-EXTRA_ANSWER_KEYS = ("quant", "model_chat", "api_model", "base_url", "function")
+EXTRA_ANSWER_KEYS = ("quant", "model_chat", "api_model", "base_url", "function", "repetition_penalty",
+                     "top_k", "min_p")
 
 
 class RegistryError(ValueError):
@@ -103,6 +110,9 @@ class ModelSpec:
     api_key_env: str | None = None
     concurrency: int = 4
     function: str | None = None
+    repetition_penalty: float = 1.0
+    top_k: int | None = None  # None: the backend's own default
+    min_p: float | None = None
     hf_dir: Path | None = None  # a Hugging Face folder to convert (llama.cpp) or load (transformers)
     venv: Path | None = None  # the model's own virtual environment (models/NAME/.venv), with `requirements`
     raw: dict = field(default_factory=dict, repr=False)
@@ -174,6 +184,12 @@ def _check_value(where: str, key: str, value: object) -> None:
         ok = value >= 0
     elif ok and key == "top_p":
         ok = 0 < value <= 1
+    elif ok and key == "repetition_penalty":
+        ok = value > 0
+    elif ok and key == "top_k":
+        ok = value >= 0
+    elif ok and key == "min_p":
+        ok = 0 <= value <= 1
     elif ok and key in ("stop", "embedded"):
         ok = all(isinstance(s, str) and s for s in value)
     elif ok and key == "sha256":
@@ -197,6 +213,17 @@ def _check_value(where: str, key: str, value: object) -> None:
         ok = value >= 1
     if not ok:
         raise RegistryError(f"{where}: '{key}' must be {wanted}, got {value!r}")
+
+
+def openai_base_url() -> str:
+    """The OpenAI API's URL for every openai model and API judge without its own base_url."""
+    for var in OPENAI_URL_VARS:
+        url = os.environ.get(var, "").strip()
+        if url:
+            if not url.startswith(("http://", "https://")):
+                raise RegistryError(f"{var}={url!r} is not an http(s) URL; fix or unset it")
+            return url.rstrip("/")
+    return OPENAI_URL
 
 
 def hub_cache_dir() -> Path:
@@ -270,8 +297,10 @@ def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
         raise RegistryError(f"{where}: quant 'nf4' (bitsandbytes 4-bit) is for backend = \"transformers\"")
     if backend == "openai" and not values["api_model"]:
         raise RegistryError(f"{where}: backend 'openai' needs 'api_model' ({MODEL_KEYS['api_model'][2]})")
-    if backend == "openai" and values["base_url"] == OPENAI_URL and not values["api_key_env"]:
-        values["api_key_env"] = "OPENAI_API_KEY"  # the OpenAI API always wants a key
+    if backend == "openai" and "base_url" not in table:
+        values["base_url"] = openai_base_url()  # OpenAI, or the relay OPENAI_BASE_URL names
+    if backend == "openai" and ("base_url" not in table or values["base_url"] == OPENAI_URL):
+        values["api_key_env"] = values["api_key_env"] or "OPENAI_API_KEY"  # the OpenAI API always wants a key
     if backend == "custom":
         values["function"] = values["function"] or name
     for key in ("trust_remote_code", "model_chat", "requirements"):
@@ -283,6 +312,9 @@ def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
         values["venv"] = source.parent / "models" / name / ".venv"
     values["temperature"] = float(values["temperature"])
     values["top_p"] = float(values["top_p"])
+    values["repetition_penalty"] = float(values["repetition_penalty"])
+    if values["min_p"] is not None:
+        values["min_p"] = float(values["min_p"])
     values["stop"] = list(values["stop"])
     return ModelSpec(name=name, path=path, raw=dict(table), **values)
 

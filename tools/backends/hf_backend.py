@@ -33,7 +33,8 @@ from backends import chat_messages, user_message  # noqa: E402
 
 # What the worker needs of a ModelSpec (paths as strings on the wire).
 SPEC_FIELDS = ("name", "path", "max_tokens", "temperature", "top_p", "seed", "stop", "n_ctx",
-               "chat_template", "system_prompt", "quant", "trust_remote_code", "model_chat", "requirements")
+               "chat_template", "system_prompt", "quant", "trust_remote_code", "model_chat", "requirements",
+               "repetition_penalty", "top_k", "min_p")
 
 
 class TransformersBackend:
@@ -121,9 +122,18 @@ class LocalModel:
         return {"output": text.strip(), "tokens": tokens, "seconds": time.perf_counter() - started}
 
     def _sampling(self) -> dict:
+        """generate()'s arguments: repetition_penalty applies greedy or sampled; top_k and min_p
+        only when sampling, and only when models.toml sets them (else generate's own defaults;
+        min_p needs transformers 4.39+)."""
         spec = self.spec
         sample = spec.temperature > 0
-        return {"do_sample": sample, **({"temperature": spec.temperature, "top_p": spec.top_p} if sample else {})}
+        kwargs = {"do_sample": sample}
+        if sample:
+            kwargs.update(temperature=spec.temperature, top_p=spec.top_p)
+            kwargs.update({k: getattr(spec, k) for k in ("top_k", "min_p") if getattr(spec, k, None) is not None})
+        if getattr(spec, "repetition_penalty", 1.0) != 1.0:
+            kwargs["repetition_penalty"] = spec.repetition_penalty
+        return kwargs
 
     def _generate(self, question: dict):
         spec, tok = self.spec, self.tokenizer
@@ -239,6 +249,11 @@ class WorkerClient:
 
 def worker() -> int:
     """The worker's side: settings line, then question batches; stray prints go to stderr."""
+    import logging
+
+    # transformers 4.27 (ChatGLM-6B's pin) logs "Both max_new_tokens and max_length" with a stray
+    # argument, which logging reports as a "Logging error" stack on every chat() answer.
+    logging.raiseExceptions = False
     wire = os.fdopen(os.dup(1), "w", encoding="utf-8")  # the protocol keeps the real stdout
     os.dup2(2, 1)  # and the model's own prints land on stderr
     sys.stdout = sys.stderr

@@ -84,6 +84,8 @@ class LlamaBackend:
         n = min(n, len(prompts))
         settings = Settings(max_tokens=spec.max_tokens, temperature=spec.temperature,
                             top_p=spec.top_p, seed=spec.seed, stop=list(spec.stop),
+                            repetition_penalty=spec.repetition_penalty,
+                            **{k: getattr(spec, k) for k in ("top_k", "min_p") if getattr(spec, k) is not None},
                             ignore_eog=self.ignore_eog)
         yield from self.engine.run(prompts, settings, n, n_ctx_seq)
 

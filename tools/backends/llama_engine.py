@@ -12,10 +12,12 @@ decoded once and copied into each sequence (`llama_memory_seq_cp`).
 Handles: stop on end-of-generation tokens, stop strings, max_tokens or a full per-sequence
 context; UTF-8 split over tokens (bytes are gathered and decoded once, at the end); greedy
 (temperature 0) or sampled decoding with a seed per sequence, so an answer does not depend on
-which other questions share its batch (up to float rounding, see llama_backend.py).
+which other questions share its batch (up to float rounding, see llama_backend.py); a repetition
+penalty over the last 64 generated tokens (llama-cpp-python's window), greedy or sampled, and
+top_k / min_p (llama-cpp-python's 40 / 0.05 unless set).
 Does not handle: chat templates or tokenizing text (see llama_backend.py), prompt prefixes
-shared by only some questions, grammars, repetition penalties, embeddings, encoder-decoder or
-recurrent models.
+shared by only some questions, grammars, frequency/presence penalties, embeddings,
+encoder-decoder or recurrent models.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
 llama_cpp.llama_backend_init()
 
 MAX_AUTO_PARALLEL = 32
+PENALTY_LAST_N = 64  # llama-cpp-python's last_n_tokens_size: the window a repetition penalty sees
 MIN_SHARED_PREFIX = 8  # shorter common prompt starts are not worth a KV copy per question
 GPU_KV_BUDGET = 8 << 30  # bytes of KV cache an automatic N may use on a GPU (fits a 24 GB card)
 
@@ -44,6 +47,9 @@ class Settings:
     top_p: float = 1.0
     seed: int = 0
     stop: list[str] = field(default_factory=list)
+    repetition_penalty: float = 1.0  # 1.0 = off
+    top_k: int = 40  # llama-cpp-python's defaults (sampled decoding only)
+    min_p: float = 0.05
     ignore_eog: bool = False  # benchmarks only: keep going past end-of-generation tokens
 
 
@@ -103,18 +109,32 @@ class BatchedEngine:
         fits = budget // max(n_ctx_seq * self.kv_bytes_per_token(), 1)
         return max(1, min(MAX_AUTO_PARALLEL, n_prompts, fits))
 
+    @staticmethod
+    def _plain_greedy(s: Settings) -> bool:
+        """Greedy without a penalty: an argmax for all rows at once, no sampler chain."""
+        return s.temperature == 0 and s.repetition_penalty == 1.0
+
     def _sampler(self, s: Settings):
-        """A sampler chain for one sequence, or None for greedy (done for all rows at once)."""
-        if s.temperature == 0:
+        """A sampler chain for one sequence, or None for plain greedy (done for all rows at once)."""
+        if self._plain_greedy(s):
             return None
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-        # The same chain as llama-cpp-python's create_completion with its defaults (top_k=40,
-        # min_p=0.05), so sampled answers keep their character; the seed is per question.
-        for smpl in (llama_cpp.llama_sampler_init_top_k(40),
-                     llama_cpp.llama_sampler_init_top_p(s.top_p, 1),
-                     llama_cpp.llama_sampler_init_min_p(0.05, 1),
-                     llama_cpp.llama_sampler_init_temp(s.temperature),
-                     llama_cpp.llama_sampler_init_dist(s.seed & 0xFFFFFFFF)):
+        # The same chain as llama-cpp-python's create_completion: penalties first (they see the
+        # tokens this chain sampled, accepted by llama_sampler_sample), then greedy, or top_k,
+        # top_p, min_p, temperature and a seeded draw; the seed is per question.
+        steps = []
+        if s.repetition_penalty != 1.0:
+            steps.append(llama_cpp.llama_sampler_init_penalties(
+                self.n_vocab, PENALTY_LAST_N, s.repetition_penalty, 0.0, 0.0))
+        if s.temperature == 0:
+            steps.append(llama_cpp.llama_sampler_init_greedy())
+        else:
+            steps += [llama_cpp.llama_sampler_init_top_k(s.top_k),
+                      llama_cpp.llama_sampler_init_top_p(s.top_p, 1),
+                      llama_cpp.llama_sampler_init_min_p(s.min_p, 1),
+                      llama_cpp.llama_sampler_init_temp(s.temperature),
+                      llama_cpp.llama_sampler_init_dist(s.seed & 0xFFFFFFFF)]
+        for smpl in steps:
             llama_cpp.llama_sampler_chain_add(chain, smpl)
         return chain
 
@@ -256,7 +276,7 @@ class BatchedEngine:
                     yield finish(i, f"llama_decode failed with code {rc} on the prompt (out of memory?)")
                     continue
                 slot.pos = slot.fed = len(slot.prompt)
-                if s.temperature == 0:
+                if slot.sampler is None:
                     token = int(np.ctypeslib.as_array(llama_cpp.llama_get_logits(ctx),
                                                       shape=(self.n_vocab,)).argmax())
                 else:
@@ -281,7 +301,7 @@ class BatchedEngine:
                 for i, _ in rows:
                     yield finish(i, f"llama_decode failed with code {rc} (out of memory?)")
                 continue
-            if s.temperature == 0:
+            if self._plain_greedy(s):
                 # Greedy for all sequences at once: the first maximum, as llama.cpp's greedy
                 # sampler picks, without copying the vocabulary once per sequence.
                 out = np.ctypeslib.as_array(llama_cpp.llama_get_logits(ctx),

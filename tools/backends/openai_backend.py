@@ -1,7 +1,9 @@
 """openai backend: any OpenAI-compatible chat API (OpenAI, vLLM, TGI, llama.cpp's server, Ollama).
 
 Each question is one /chat/completions request with the model's system prompt and generation
-settings (`max_tokens`, `temperature`, `top_p`, `seed`, `stop`); `concurrency` requests are in
+settings (`max_tokens`, `temperature`, `top_p`, `seed`, `stop`; `repetition_penalty`, `top_k`,
+`min_p` when models.toml sets them, as extra body fields that vLLM and llama.cpp's servers read;
+the OpenAI API rejects them, which stops the model with one line); `concurrency` requests are in
 flight at once (threads). The `openai` package retries with exponential backoff on 408, 409, 429,
 5xx, timeouts and dropped connections, honouring Retry-After. A question that still fails gets
 an error of its own; the others go on. A wrong key, a missing model or a wrong URL stops the model
@@ -55,10 +57,24 @@ class OpenAIBackend:
                     future.cancel()
                 raise
 
+    def _extra_body(self) -> dict:
+        """Sampling fields outside OpenAI's API: vLLM reads repetition_penalty, llama.cpp's
+        servers repeat_penalty; both read top_k and min_p."""
+        spec, body = self.spec, {}
+        if getattr(spec, "repetition_penalty", 1.0) != 1.0:
+            body["repetition_penalty"] = body["repeat_penalty"] = spec.repetition_penalty
+        for key in ("top_k", "min_p"):
+            if getattr(spec, key, None) is not None:
+                body[key] = getattr(spec, key)
+        return body
+
     def _answer_one(self, question: dict) -> dict:
         spec, openai = self.spec, self.openai
         started = time.perf_counter()
         extra = {"stop": spec.stop} if spec.stop else {}
+        body = self._extra_body()
+        if body:
+            extra["extra_body"] = body
         try:
             reply = self.client.chat.completions.create(
                 model=spec.api_model, messages=chat_messages(question, spec.system_prompt),
@@ -68,6 +84,12 @@ class OpenAIBackend:
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as err:
             raise FatalAPIError(f"{spec.base_url} refused model '{spec.api_model}': "
                                 f"{self._clean(err)} (check api_model, base_url and {spec.api_key_env or 'the key'})") from None
+        except openai.BadRequestError as err:
+            rejected = [k for k in body if k in str(err)]
+            if rejected:  # the OpenAI API: "Unrecognized request argument supplied: top_k"
+                raise FatalAPIError(f"{spec.base_url} does not accept {', '.join(rejected)} (not part of the "
+                                    f"OpenAI API): remove it from [models.{spec.name}] for this endpoint") from None
+            return {"error": f"{type(err).__name__}: {self._clean(err)}"}
         except openai.APIConnectionError as err:
             return {"error": f"no answer from {spec.base_url} after {self.client.max_retries} retries: {self._clean(err)}"}
         except openai.APIError as err:  # 429 / 5xx after the retries, or a 400 for this question

@@ -1,0 +1,92 @@
+"""The original guide's own command, `make infer MODELS="chatglm_6b baichuan_7b"`, end to end and
+offline, on architecture twins (tests/twins.py) in a temporary Hugging Face cache at the revisions
+the project's models.toml pins.
+
+The registry is the project's models.toml, byte for byte (copied beside a models/ folder of the
+test's own, so the converted GGUF never lands in the project's models/); only OUT and QUESTIONS
+are the test's. Every real step runs: `make download` finds the cache (HF_HUB_OFFLINE=1) and
+creates chatglm_6b's own environment from envs/chatglm-6b.txt (models/chatglm_6b/.venv of the
+project, kept and reused by later runs: building it takes about a minute, pip fetching
+transformers 4.27.1 and friends from PyPI and torch 2.13.0 from the machine's wheels); the
+repo's own code answers through the worker with chat(); baichuan_7b is converted by llama.cpp's
+converter, quantized to Q4_K_M and answered by the batched engine with models.toml's template.
+Random weights answer garbage: the test asks for non-empty decoded text, one per question.
+"""
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import twins
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+pytestmark = [
+    pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first"),
+    pytest.mark.skipif(not twins.twin_available(), reason="../shared/twins/chatglm-6b is not beside the clone"),
+]
+QUESTIONS = ["What is the capital of France?", "为什么天空是蓝色的？"]
+
+
+def make(guide, *args, env_extra=None, timeout=1800):
+    env = {**os.environ, "HF_HUB_CACHE": str(guide["cache"]), "HF_HOME": str(guide["tmp"] / "hf-home"),
+           "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    env = {k: v for k, v in env.items() if v is not None}  # None: unset
+    cmd = ["make", "--no-print-directory", "-C", str(ROOT), *args, f"MODELS_TOML={guide['toml']}",
+           f"OUT={guide['out']}", f"QUESTIONS={guide['questions']}"]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def guide(tmp_path_factory):
+    """Twins in a temporary hub cache, and the project's models.toml in a folder of the test's own."""
+    tmp = tmp_path_factory.mktemp("guide")
+    cache = tmp / "hub"
+    twins.hub_cache(cache, tmp / "twins")
+    project = tmp / "project"
+    (project / "models").mkdir(parents=True)
+    shutil.copyfile(ROOT / "models.toml", project / "models.toml")
+    (project / "envs").symlink_to(ROOT / "envs")
+    (project / "models" / SMOLLM2.name).symlink_to(SMOLLM2)  # the default reference and judge
+    # chatglm_6b's environment is the project's own (weights-independent): built once, then reused.
+    (ROOT / "models" / "chatglm_6b").mkdir(parents=True, exist_ok=True)
+    (project / "models" / "chatglm_6b").symlink_to(ROOT / "models" / "chatglm_6b")
+    questions = tmp / "questions.txt"
+    questions.write_text("\n".join(QUESTIONS) + "\n", encoding="utf-8")
+    return {"tmp": tmp, "cache": cache, "project": project, "toml": project / "models.toml",
+            "out": tmp / "out", "questions": questions}
+
+
+@pytest.fixture(scope="module")
+def infer(guide):
+    result = make(guide, "infer", "MODELS=chatglm_6b baichuan_7b")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return result
+
+
+def test_guide_infer_answers_with_both_twins(guide, infer):
+    assert (guide["toml"]).read_bytes() == (ROOT / "models.toml").read_bytes()  # the project's own registry
+    for name in ("chatglm_6b", "baichuan_7b"):
+        records = json.loads((guide["out"] / f"{name}.json").read_text(encoding="utf-8"))
+        assert [r["instruction"] for r in records] == QUESTIONS, name
+        for record in records:
+            assert "error" not in record, (name, record)
+            assert record["generator"] == name and isinstance(record["output"], str)
+            assert record["output"].strip() and record["tokens"] > 0, (name, record)
+    # chatglm_6b ran in its own environment; baichuan_7b was converted and quantized.
+    assert (ROOT / "models" / "chatglm_6b" / ".venv" / "requirements.done").read_text(encoding="utf-8") == \
+        (ROOT / "envs" / "chatglm-6b.txt").read_text(encoding="utf-8")
+    gguf = guide["project"] / "models" / "baichuan_7b" / "baichuan_7b.Q4_K_M.gguf"
+    assert gguf.is_file() and not (gguf.parent / "baichuan_7b.f16.gguf").exists()
+    assert "Traceback" not in infer.stderr and "Logging error" not in infer.stderr
+
+
+def test_guide_infer_again_does_nothing(guide, infer):
+    again = make(guide, "infer", "MODELS=chatglm_6b baichuan_7b")
+    assert again.returncode == 0, again.stderr
+    assert "tools/infer.py" not in again.stdout  # answers, GGUF and environment all reused
+    assert "installing its own environment" not in again.stderr and "convert" not in again.stderr.lower()
+
