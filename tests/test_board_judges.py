@@ -89,3 +89,22 @@ def test_second_run_reuses_every_verdict(board, capsys):
     assert "judges" not in manifest["about"] and manifest["about"]["n_battles_between_models"] == 0
     assert not (out / "board_by_judge.csv").exists()
     assert int(next(r for r in rows(out / "board_bradley_terry.csv") if r["model"] == "alpha")["n_battles"]) == 2
+
+
+def test_make_passes_versus_judges_and_pairs(tmp_path):
+    import subprocess
+
+    (tmp_path / "models.toml").write_text('[models.a]\npath = "a.gguf"\n[models.b]\npath = "b.gguf"\n'
+                                          '[models.r]\npath = "r.gguf"\n', encoding="utf-8")
+
+    def dry_run(*args):  # make -n: the commands, none run
+        cmd = ["make", "-n", "--no-print-directory", "-C", str(ROOT), *args, f"OUT={tmp_path / 'out'}",
+               f"MODELS_TOML={tmp_path / 'models.toml'}"]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout.replace("\\\n", " ")
+
+    board = dry_run("board", "MODELS=a b", "REFERENCE=r", "JUDGE=a b", "VERSUS=all")
+    line = next(line for line in board.splitlines() if "tools/board.py --models-toml" in line)
+    assert "--judge a b " in line and line.split()[-2:] == ["--versus", "all"]
+    assert "stamp-value judge a b versus=all" in board  # VERSUS changes the board's stamp: it is remade
+    check = dry_run("judge-check", "JUDGE=a b", "PAIRS=my_pairs.jsonl")
+    assert "tools/judge_check.py --judge a b " in check and "--pairs my_pairs.jsonl" in check
