@@ -20,6 +20,11 @@ VENV        ?= .venv
 PARALLEL    ?=
 BENCH_MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 
+# make splits words at spaces: a path with one would become two targets ("No rule to make target").
+ifneq ($(words $(QUESTIONS)) $(words $(OUT)) $(words $(MODELS_TOML)),1 1 1)
+$(error QUESTIONS="$(QUESTIONS)" OUT="$(OUT)" MODELS_TOML="$(MODELS_TOML)": each must be one path without spaces (make cannot use them); rename it or link it: ln -s "my dir" my_dir)
+endif
+
 PY := $(VENV)/bin/python
 TOOLS := $(wildcard tools/*.py tools/backends/*.py)
 # Defaults for MODELS / REFERENCE / JUDGE come from [defaults] in models.toml, read once with the
@@ -81,6 +86,10 @@ judge-weights: need-judge | setup
 $(OUT)/%.json: $(OUT)/stamps/%.json $(QUESTIONS) $(TOOLS) | models quantize-%
 	$(PY) tools/infer.py $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT) \
 	  $(if $(strip $(PARALLEL)),--parallel $(PARALLEL))
+
+# A missing QUESTIONS file is one clear line, not make's "No rule to make target".
+$(QUESTIONS):
+	@echo "error: questions file not found: $@ (set QUESTIONS=path/to/questions.txt)" >&2; exit 2
 
 infer: need-models $(ANSWERS) ## answer QUESTIONS with each of MODELS -> OUT/NAME.json
 

@@ -5,23 +5,61 @@
 Every answer is appended to OUT/cache/NAME.jsonl the moment it is done, so a crash or Ctrl-C
 loses nothing, and a rerun answers only what is missing for the same model, question and
 settings (the model is not even loaded when nothing is missing). A question that fails gets an
-`error` in NAME.json and is retried on the next run; a model that fails to load is reported and
-the other models still run.
+`error` in NAME.json and is retried on the next run (its make stamp, OUT/stamps/NAME.json, is
+removed so that `make` runs the model again); a model that fails to load is reported and the
+other models still run.
+
+Two runs on the same OUT never answer the same model at once: the second waits for the first
+(a lock on OUT/cache/NAME.lock, released by the system even after kill -9), then reuses what it
+answered. Not handled: OUT on a network file system without working flock.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
+import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from records import AnswerCache, InputError, answer_record, load_questions, write_json_atomic
+from records import AnswerCache, InputError, answer_record, load_questions, write_atomic
 from registry import ModelSpec, RegistryError, load_registry
+
+
+@contextlib.contextmanager
+def model_lock(out_dir: Path, name: str):
+    """Hold OUT/cache/NAME.lock; when another run holds it, say so and wait for it."""
+    path = out_dir / "cache" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            print(f"waiting: another run (pid {holder}) is answering '{name}' into {out_dir}; "
+                  "this one goes on when it is done", file=sys.stderr)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: bool = False) -> dict:
     """Answer what is missing, write OUT/NAME.json; return counts."""
+    with model_lock(out_dir, spec.name):
+        return _run_model(spec, questions, out_dir, quiet)
+
+
+def _run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: bool) -> dict:
     settings_id = spec.settings_id()
     cache = AnswerCache(out_dir / "cache" / f"{spec.name}.jsonl")
     records: list[dict | None] = [cache.get(settings_id, q) for q in questions]
@@ -31,14 +69,23 @@ def run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: bool
     todo = [i for i, record in enumerate(records) if record is None]
     out_path = out_dir / f"{spec.name}.json"
 
-    def save() -> None:
+    def content() -> bytes:
         done = [r if r is not None else answer_record(q, spec.name, settings_id, error="not answered yet")
                 for q, r in zip(questions, records)]
-        write_json_atomic(out_path, done)
+        return (json.dumps(done, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+    def save() -> None:  # progress on a long run, dated 1970 so that make never takes it for done
+        write_atomic(out_path, content())
+        os.utime(out_path, (0, 0))
+
+    def save_if_changed() -> None:  # an unchanged NAME.json keeps its date: make redoes nothing after it
+        data = content()
+        if not out_path.is_file() or out_path.stat().st_mtime < 1 or out_path.read_bytes() != data:
+            write_atomic(out_path, data)
 
     if todo:
         _answer(spec, questions, todo, records, cache, settings_id, quiet, save)
-    save()
+    save_if_changed()
     failed = sum(1 for r in records if r is None or r.get("error"))
     return {"model": spec.name, "answered": len(todo) - failed, "reused": len(questions) - len(todo),
             "failed": failed}
@@ -82,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                              "parallel (0 = automatic)")
     args = parser.parse_args(argv)
     if args.parallel is not None and args.parallel < 0:
-        parser.error(f"--parallel must be >= 0 (0 = automatic), got {args.parallel}")
+        print(f"error: --parallel must be >= 0 (0 = automatic), got {args.parallel}", file=sys.stderr)
+        return 2
     try:
         registry = load_registry(args.models_toml)
         names = args.models or registry.default_models
@@ -103,14 +151,30 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\ninterrupted: answers so far are kept in {args.out}/cache/{spec.name}.jsonl; "
                   "run again to continue", file=sys.stderr)
             return 130
+        except OSError as err:  # a full disk, a read-only OUT: answers already written are kept
+            where = f"cannot use {err.filename}: {err.strerror}" if err.filename else str(err)
+            print(f"error: model '{spec.name}': {where}; free some space or choose a writable OUT=..., "
+                  "then run again (answers already written are kept)", file=sys.stderr)
+            failures += 1
+            forget_stamp(Path(args.out), spec.name)
+            continue
         except Exception as err:  # a model that cannot load must not stop the others
             print(f"error: model '{spec.name}': {err}", file=sys.stderr)
             failures += 1
+            forget_stamp(Path(args.out), spec.name)
             continue
         print(f"{counts['model']}: {counts['answered']} answered, {counts['reused']} reused, "
               f"{counts['failed']} failed -> {args.out}/{spec.name}.json", file=sys.stderr)
+        if counts["failed"]:
+            forget_stamp(Path(args.out), spec.name)
         failures += counts["failed"] > 0 and counts["answered"] + counts["reused"] == 0
     return 1 if failures else 0
+
+
+def forget_stamp(out_dir: Path, name: str) -> None:
+    """Remove make's stamp of a model with failed questions, so the next `make` retries them."""
+    with contextlib.suppress(OSError):
+        (out_dir / "stamps" / f"{name}.json").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from records import InputError, read_json, sha256_of, write_json_atomic
+from records import InputError, append_jsonl, read_json, read_jsonl_lines, sha256_of, write_json_atomic
 
 # alpaca_eval imports pkg_resources, which warns on every run: not our reader's concern.
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
@@ -278,25 +278,19 @@ class VerdictCache:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.verdicts: dict[str, dict] = {}
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                    if _valid_preference(record["preference"]):
-                        self.verdicts[record["key"]] = record
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue
+        for record in read_jsonl_lines(self.path):  # torn lines (even mid-character) skipped
+            try:
+                if _valid_preference(record["preference"]):
+                    self.verdicts[record["key"]] = record
+            except (KeyError, TypeError):
+                continue
 
     def get(self, key: str) -> dict | None:
         return self.verdicts.get(key)
 
     def add(self, record: dict) -> None:
+        append_jsonl(self.path, record)  # after a torn last line, on a line of its own
         self.verdicts[record["key"]] = record
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def _valid_preference(value) -> bool:

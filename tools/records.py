@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,11 +24,18 @@ class InputError(ValueError):
 def read_text(path: Path, if_missing: str) -> str:
     """A UTF-8 text file (a BOM is fine), or a one-line InputError saying what is wrong."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{path}: {if_missing}") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a file; name the file itself") from None
+    except PermissionError:
+        raise InputError(f"{path}: no permission to read it; fix its permissions") from None
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+        lineno = data[:err.start].count(b"\n") + 1
+        raise InputError(f"{path}:{lineno}: not UTF-8 text ({err.reason}); save the file as UTF-8") from None
 
 
 def jsonl_items(path: Path, text: str):
@@ -42,9 +50,14 @@ def jsonl_items(path: Path, text: str):
 
 
 def load_questions(path: str | Path) -> list[dict]:
-    """Return [{instruction, input, dataset}] in file order, without duplicates."""
+    """Return [{instruction, input, dataset}] in file order, without duplicates (said on stderr).
+
+    A NUL byte is refused: it is a binary file, or text no model should be sent as it is."""
     path = Path(path)
     text = read_text(path, "questions file not found (QUESTIONS names it)")
+    if "\0" in text:
+        lineno = text[:text.index("\0")].count("\n") + 1
+        raise InputError(f"{path}:{lineno}: contains a NUL byte (a binary file?); remove it")
     dataset = path.stem
     if path.suffix.lower() == ".json":
         try:
@@ -62,6 +75,9 @@ def load_questions(path: str | Path) -> list[dict]:
     unique = list({question_key(q): q for q in questions}.values())
     if not unique:
         raise InputError(f"{path}: no questions found")
+    if len(unique) < len(questions):
+        print(f"note: {path}: {len(questions) - len(unique)} duplicate question(s) skipped; "
+              f"{len(unique)} asked once each", file=sys.stderr)
     return unique
 
 
@@ -74,6 +90,8 @@ def _question(path: Path, where: int, item: object, dataset: str) -> dict:
     extra = item.get("input", "") or ""
     if not isinstance(extra, str):
         raise InputError(f"{path}: record {where}: 'input' must be text")
+    if "\0" in instruction + extra:
+        raise InputError(f"{path}: record {where} contains a NUL character; remove it")
     return {"instruction": instruction.strip(), "input": extra,
             "dataset": str(item.get("dataset") or dataset)}
 
@@ -121,35 +139,70 @@ def read_json(path: str | Path) -> object:
         raise InputError(f"{path}: not valid JSON ({err.msg}); delete it and run again") from None
 
 
+def read_jsonl_lines(path: str | Path):
+    """Each whole JSON value of an append-only JSONL file; torn or broken lines are skipped.
+
+    A crash or a full disk can leave a last line cut anywhere, even inside a UTF-8 character:
+    such a line (or any line that is not JSON) is skipped, never an error."""
+    path = Path(path)
+    if not path.is_file():  # absent, or a device (never read /dev/full or a pipe forever)
+        return
+    with path.open("rb") as f:
+        for raw in f:
+            try:
+                yield json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+
+
+def append_jsonl(path: str | Path, record: object) -> None:
+    """Append one JSON line and flush it to disk. After a torn last line (crash, full disk), the
+    new line starts on a line of its own, so it is never glued to the torn one and lost."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    try:
+        with path.open("ab+") as f:
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = b"\n" + line
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:  # a full disk: say which file
+        if err.filename is None:
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
+
+
 class AnswerCache:
     """An append-only JSONL file of every answer a model has given, one line each.
 
     Each answer is appended (and flushed to disk) the moment it is done, so a crash or Ctrl-C
-    loses at most the answer being written; a torn last line is ignored on reading. Failed
-    answers are not cached, so a rerun retries them.
+    loses at most the answer being written; a torn last line is skipped on reading and the next
+    answer starts a new line. Failed answers are not cached, so a rerun retries them.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.answers: dict[tuple[str, str, str], dict] = {}
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                    self.answers[(record["settings_id"], *question_key(record))] = record
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a line torn by a crash
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the file again (another run may have added answers while we waited for it)."""
+        for record in read_jsonl_lines(self.path):
+            try:
+                self.answers[(record["settings_id"], *question_key(record))] = record
+            except (KeyError, TypeError):
+                continue  # not an answer record
 
     def get(self, settings_id: str, question: dict) -> dict | None:
         return self.answers.get((settings_id, *question_key(question)))
 
     def add(self, record: dict) -> None:
+        append_jsonl(self.path, record)
         self.answers[(record["settings_id"], *question_key(record))] = record
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def answer_record(question: dict, generator: str, settings_id: str, output: str = "",

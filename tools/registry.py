@@ -79,6 +79,26 @@ class RegistryError(ValueError):
     """A models.toml problem, worded for the user."""
 
 
+# A model's name becomes file names (OUT/NAME.json, models/NAME/) and make targets: a plain
+# identifier only, so no name can reach outside OUT or confuse make.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Names taken by files of OUT that are not a model's answers.
+RESERVED_NAMES = ("output", "reference", "board_pairs", "manifest", "bench")
+
+
+def check_name(where: Path | str, name: str) -> None:
+    if not NAME_RE.fullmatch(name) or ".." in name:
+        raise RegistryError(f"{where}: model name {name!r} must be a plain identifier (letters, digits, "
+                            "'_', '-', '.'; no '/', spaces or '..'): rename that [models.\"...\"] table")
+    if name in RESERVED_NAMES:
+        raise RegistryError(f"{where}: model name '{name}' is taken by OUT/{name}.json; rename [models.{name}]")
+
+
+def redact_url(url: str) -> str:
+    """`url` without a user:password part (for stamps, errors and logs)."""
+    return re.sub(r"(?<=://)[^/@\s]*@", "***@", url) if isinstance(url, str) else url
+
+
 @dataclass
 class ModelSpec:
     name: str
@@ -151,7 +171,8 @@ class ModelSpec:
         settings["weights"] = self.weights_id()
         for key in EXTRA_ANSWER_KEYS:
             if getattr(self, key) != MODEL_KEYS[key][1]:
-                settings[key] = getattr(self, key)
+                # Credentials in a base_url are not settings (and must not be in any output).
+                settings[key] = redact_url(getattr(self, key)) if key == "base_url" else getattr(self, key)
         blob = json.dumps(settings, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -282,6 +303,7 @@ def _weights_location(source: Path, name: str, where: str, table: dict, values: 
 
 
 def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
+    check_name(source, name)
     where = f"{source}: [models.{name}]"
     if not isinstance(table, dict):
         raise RegistryError(f"{where} must be a table")
@@ -320,11 +342,13 @@ def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
 
 
 def load_registry(path: str | Path) -> Registry:
+    from records import InputError, read_text
+
     source = Path(path)
-    try:
-        data = tomllib.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RegistryError(f"{source}: file not found (MODELS_TOML names the registry)") from None
+    try:  # read_text: a BOM is fine, invalid UTF-8 is reported with its line
+        data = tomllib.loads(read_text(source, "file not found (MODELS_TOML names the registry)"))
+    except InputError as err:
+        raise RegistryError(str(err)) from None
     except tomllib.TOMLDecodeError as err:
         raise RegistryError(f"{source}: not valid TOML: {err}") from None
     for key in data:
@@ -356,7 +380,8 @@ def write_stamp(registry: Registry, name: str, questions: Path, stamp: Path) -> 
     (and the model re-run) only when the model's entry, its weights or the questions change.
     """
     spec = registry.get(name)
-    content = json.dumps({"model": spec.raw, "settings_id": spec.settings_id(),
+    model = {k: redact_url(v) if k == "base_url" else v for k, v in spec.raw.items()}
+    content = json.dumps({"model": model, "settings_id": spec.settings_id(),
                           "questions": str(questions),
                           "questions_sha256": hashlib.sha256(questions.read_bytes()).hexdigest()},
                          sort_keys=True, ensure_ascii=False, indent=1) + "\n"
@@ -376,7 +401,7 @@ def check_api_keys(registry: Registry, names: list[str]) -> None:
     for name in dict.fromkeys(names):
         spec = registry.models.get(name)
         if spec and spec.backend == "openai" and spec.api_key_env and not os.environ.get(spec.api_key_env):
-            raise RegistryError(f"model '{name}' calls {spec.base_url} and needs an API key: "
+            raise RegistryError(f"model '{name}' calls {redact_url(spec.base_url)} and needs an API key: "
                                 f"export {spec.api_key_env}=... (or leave '{name}' out of MODELS / REFERENCE)")
 
 
@@ -409,19 +434,26 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "preflight":
             check_api_keys(registry, args.models)
         elif args.command == "stamp":
-            if not args.questions or not Path(args.questions).is_file():
+            if not args.questions or not Path(args.questions).exists():
                 raise RegistryError(f"questions file not found: {args.questions} (set QUESTIONS)")
+            if not Path(args.questions).is_file():
+                raise RegistryError(f"QUESTIONS={args.questions} is not a file; name a .txt, .json or .jsonl file")
             for name in args.models:
                 write_stamp(registry, name, Path(args.questions), Path(args.out) / "stamps" / f"{name}.json")
         elif args.command == "stamp-value":
             stamp_name, *values = args.models
-            entries = [json.dumps(registry.models[v].raw, sort_keys=True) for v in values if v in registry.models]
+            entries = [json.dumps({k: redact_url(x) if k == "base_url" else x for k, x in registry.models[v].raw.items()},
+                                  sort_keys=True) for v in values if v in registry.models]
             write_if_changed(Path(args.out) / "stamps" / f"{stamp_name}.txt", "\n".join([*values, *entries]) + "\n")
     except RegistryError as err:
         if args.command == "defaults":
             print("ERROR", " ".join(str(err).split()))
         else:
             print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a read-only or full OUT, a file we may not read
+        print(f"error: cannot write or read {err.filename or args.out}: {err.strerror}; "
+              "choose a writable OUT=... or fix the permissions", file=sys.stderr)
         return 2
     return 0
 

@@ -12,9 +12,12 @@ to float rounding where llama.cpp's kernels for several rows round differently f
 one, which can flip near-ties (measured on the CPU: SmolLM2-135M 32/32 answers identical over
 64 tokens, Gemma-3-270M 12/32 over 32; see tests/test_llama_batched.py). A sampled answer
 depends on its question and the seed, not on its batch neighbours (up to the same rounding).
-A prompt longer than n_ctx is an error for that question only.
+A prompt longer than n_ctx is an error for that question only. A file that is not a GGUF, or a
+truncated one, is reported as such (llama.cpp only says "Failed to load model").
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 from backends import chat_messages
 
@@ -36,7 +39,10 @@ class LlamaBackend:
         self.ignore_eog = ignore_eog
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = spec.n_gpu_layers
-        self.model = LlamaModel(path_model=str(spec.path), params=params, verbose=False)
+        try:
+            self.model = LlamaModel(path_model=str(spec.path), params=params, verbose=False)
+        except ValueError as err:
+            raise ValueError(gguf_problem(spec.path) or f"llama.cpp could not load {spec.path}: {err}") from None
         template = spec.chat_template or self.model.metadata().get("tokenizer.chat_template")
         if not template:
             self.model.close()
@@ -91,3 +97,24 @@ class LlamaBackend:
 
     def close(self) -> None:
         self.model.close()
+
+
+def gguf_problem(path: Path) -> str | None:
+    """Why llama.cpp could not load `path`, when the file itself says so: not a GGUF, or cut short."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        return (f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'); point 'path' at a "
+                ".gguf file, or at a Hugging Face folder to convert")
+    size = Path(path).stat().st_size
+    try:
+        import gguf
+
+        reader = gguf.GGUFReader(path)
+        need = max((t.data_offset + t.n_bytes for t in reader.tensors), default=0)
+    except Exception:  # the header or tensor table itself is cut
+        need = None
+    if need is None or need > size:
+        return (f"{path} is truncated or damaged ({size:,} bytes" + (f", {need:,} needed" if need else "") +
+                "): delete it and fetch it again (make models, or make download)")
+    return None

@@ -10,17 +10,21 @@ an error of its own; the others go on. A wrong key, a missing model or a wrong U
 at once with one clear line (every other question would fail the same way).
 
 The key is read from the environment variable named by `api_key_env` (OPENAI_API_KEY for the
-OpenAI API), never from models.toml, and never appears in answers, errors or logs.
+OpenAI API), never from models.toml, and never appears in answers, errors or logs; nor does a
+user:password in `base_url` (masked even when a server echoes it back, plain or base64).
 Not handled: the legacy /completions endpoint, streaming, tool calls, a `chat_template` (the
 server formats the prompt).
 """
 from __future__ import annotations
 
+import base64
 import os
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from backends import chat_messages
+from registry import redact_url
 
 MAX_RETRIES = 6  # with the library's backoff (0.5 s doubling, at most 8 s): about half a minute
 
@@ -38,10 +42,15 @@ class OpenAIBackend:
                              "prompt); remove it from models.toml")
         self.key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
         if spec.api_key_env and not self.key:
-            raise RuntimeError(f"{spec.base_url} needs an API key: export {spec.api_key_env}=... "
+            raise RuntimeError(f"{redact_url(spec.base_url)} needs an API key: export {spec.api_key_env}=... "
                                "(read from the environment only)")
         self.spec = spec
         self.openai = openai
+        self.url = redact_url(spec.base_url)  # for messages
+        userinfo = urllib.parse.urlsplit(spec.base_url).netloc.rpartition("@")[0]
+        self.secrets = [s for s in (self.key, userinfo, userinfo.partition(":")[2],
+                                    base64.b64encode(urllib.parse.unquote(userinfo).encode()).decode() if userinfo else "")
+                        if len(s) >= 4]
         # Local servers ignore the key, but the client wants a non-empty one.
         self.client = openai.OpenAI(base_url=spec.base_url, api_key=self.key or "not-needed",
                                     max_retries=max_retries, timeout=timeout)
@@ -82,16 +91,16 @@ class OpenAIBackend:
                 seed=spec.seed, **extra,
             )
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as err:
-            raise FatalAPIError(f"{spec.base_url} refused model '{spec.api_model}': "
+            raise FatalAPIError(f"{self.url} refused model '{spec.api_model}': "
                                 f"{self._clean(err)} (check api_model, base_url and {spec.api_key_env or 'the key'})") from None
         except openai.BadRequestError as err:
             rejected = [k for k in body if k in str(err)]
             if rejected:  # the OpenAI API: "Unrecognized request argument supplied: top_k"
-                raise FatalAPIError(f"{spec.base_url} does not accept {', '.join(rejected)} (not part of the "
+                raise FatalAPIError(f"{self.url} does not accept {', '.join(rejected)} (not part of the "
                                     f"OpenAI API): remove it from [models.{spec.name}] for this endpoint") from None
             return {"error": f"{type(err).__name__}: {self._clean(err)}"}
         except openai.APIConnectionError as err:
-            return {"error": f"no answer from {spec.base_url} after {self.client.max_retries} retries: {self._clean(err)}"}
+            return {"error": f"no answer from {self.url} after {self.client.max_retries} retries: {self._clean(err)}"}
         except openai.APIError as err:  # 429 / 5xx after the retries, or a 400 for this question
             return {"error": f"{type(err).__name__}: {self._clean(err)}"}
         if not reply.choices:
@@ -102,8 +111,10 @@ class OpenAIBackend:
 
     def _clean(self, err: Exception) -> str:
         """The error's message on one line, with the key (if the server echoed it) masked."""
-        text = " ".join(str(getattr(err, "message", None) or err).split())[:300]
-        return text.replace(self.key, "***") if self.key else text
+        text = " ".join(str(getattr(err, "message", None) or err).split())
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text[:300]
 
     def close(self) -> None:
         self.client.close()

@@ -1,0 +1,211 @@
+"""The bad-input corpus: every case goes through a real command (tools/*.py or make) and must give
+one clear line saying what to do and a non-zero exit, or, for a per-question problem, an error
+recorded for that question while the run keeps the rest. Never a traceback; never exit 0 when
+nothing was done. Cases that are not errors (a BOM, duplicates) must work, and say what was done.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+
+GOOD_MODEL = f'[models.tiny]\npath = "{SMOLLM2}"\nmax_tokens = 4\nn_ctx = 512\n'
+QUESTIONS = "What is 2+2?\nName a colour.\n"
+
+# id -> (files written into the test folder, the command, what the one line must say).
+# {d} in a command or a file is the test folder. Commands: "infer ..." and "registry ..." run
+# tools/infer.py / tools/registry.py; "make ..." runs make with OUT={d}/out and the files below;
+# "board ..." and "judge-check ..." run those tools.
+TOML_CASES = {
+    "name_escapes_out": ('[models."../../escape"]\npath = "x.gguf"\n', "must be a plain identifier"),
+    "name_with_slash": ('[models."sub/dir"]\npath = "x.gguf"\n', "must be a plain identifier"),
+    "name_with_space": ('[models."my model"]\npath = "x.gguf"\n', "must be a plain identifier"),
+    "name_dotdot": ('[models.".."]\npath = "x.gguf"\n', "must be a plain identifier"),
+    "name_reserved": ('[models.output]\npath = "x.gguf"\n', "taken by OUT/output.json"),
+    "toml_syntax": ('[models.tiny\npath = "x.gguf"\n', "not valid TOML"),
+    "toml_invalid_utf8": (b'[models.tiny]\npath = "x.gguf"\ndescription = "\xff\xfe"\n', "models.toml:3: not UTF-8"),
+    "unknown_key": ('[models.tiny]\npath = "x.gguf"\nmax_token = 3\n', "unknown key 'max_token'"),
+    "wrong_type": ('[models.tiny]\npath = "x.gguf"\nmax_tokens = "many"\n', "'max_tokens' must be"),
+    "zero_max_tokens": ('[models.tiny]\npath = "x.gguf"\nmax_tokens = 0\n', "'max_tokens' must be"),
+    "top_p_too_big": ('[models.tiny]\npath = "x.gguf"\ntop_p = 2.0\n', "'top_p' must be"),
+    "key_in_file": ('[models.g]\nbackend = "openai"\napi_model = "m"\napi_key_env = "sk-abcdef0123456789"\n',
+                    "never the key itself"),
+    "path_and_repo": ('[models.tiny]\npath = "x.gguf"\nhf_repo = "a/b"\nrevision = "' + "0" * 40 + '"\n',
+                      "give one of"),
+    "repo_without_revision": ('[models.tiny]\nhf_repo = "a/b"\n', "'revision' is required"),
+    "bad_revision": ('[models.tiny]\nhf_repo = "a/b"\nrevision = "main"\n', "'revision' must be"),
+    "unknown_backend": ('[models.tiny]\npath = "x.gguf"\nbackend = "vllm"\n', "'backend' must be"),
+    "no_weights": ('[models.tiny]\nmax_tokens = 3\n', "'path' is required"),
+    "defaults_undeclared": ('[defaults]\nmodels = ["ghost"]\n' + GOOD_MODEL, "names 'ghost'"),
+    "unknown_table": ('[model.tiny]\npath = "x.gguf"\n', "unknown top-level table 'model'"),
+    "no_models": ('[defaults]\n', "declare at least one model"),
+    "base_url_not_http": ('[models.g]\nbackend = "openai"\napi_model = "m"\nbase_url = "ftp://x"\n',
+                          "'base_url' must be"),
+    "remote_code_wrong_backend": ('[models.tiny]\npath = "x.gguf"\ntrust_remote_code = true\n',
+                                  "'trust_remote_code' is for backend"),
+    "nf4_on_llama": ('[models.tiny]\npath = "x.gguf"\nquant = "nf4"\n', "quant 'nf4'"),
+}
+
+CASES = {f"toml_{k}": ({"models.toml": text}, "registry check", said) for k, (text, said) in TOML_CASES.items()}
+CASES.update({
+    "toml_missing": ({}, "registry check", "file not found (MODELS_TOML names the registry)"),
+    "toml_is_a_directory": ({"models.toml/x": ""}, "registry check", "is a directory"),
+    "unknown_model": ({"models.toml": GOOD_MODEL, "q.txt": QUESTIONS}, "infer ghost", "no model named 'ghost'"),
+    "no_model_given": ({"models.toml": GOOD_MODEL, "q.txt": QUESTIONS}, "infer", "no models given"),
+    "questions_missing": ({"models.toml": GOOD_MODEL}, "infer tiny", "questions file not found"),
+    "questions_directory": ({"models.toml": GOOD_MODEL, "q.txt/x": ""}, "infer tiny", "is a directory"),
+    "questions_invalid_utf8": ({"models.toml": GOOD_MODEL, "q.txt": b"one\ntwo\nthr\xe9e\n"}, "infer tiny",
+                               "q.txt:3: not UTF-8"),
+    "questions_nul_byte": ({"models.toml": GOOD_MODEL, "q.txt": b"one\ntw\x00o\n"}, "infer tiny", "q.txt:2: contains a NUL"),
+    "questions_empty": ({"models.toml": GOOD_MODEL, "q.txt": "\n  \n"}, "infer tiny", "no questions found"),
+    "questions_json_invalid": ({"models.toml": GOOD_MODEL, "q.json": '[{"instruction": "a"'}, "infer tiny --questions {d}/q.json",
+                               "not valid JSON"),
+    "questions_json_not_list": ({"models.toml": GOOD_MODEL, "q.json": '{"instruction": "a"}'},
+                                "infer tiny --questions {d}/q.json", "expected a JSON list"),
+    "questions_json_no_instruction": ({"models.toml": GOOD_MODEL, "q.json": '[{"input": "a"}]'},
+                                      "infer tiny --questions {d}/q.json", "record 1 has no 'instruction'"),
+    "questions_json_input_not_text": ({"models.toml": GOOD_MODEL, "q.json": '[{"instruction": "a", "input": 3}]'},
+                                      "infer tiny --questions {d}/q.json", "'input' must be text"),
+    "questions_jsonl_bad_line": ({"models.toml": GOOD_MODEL, "q.jsonl": '{"instruction": "a"}\n{oops\n'},
+                                 "infer tiny --questions {d}/q.jsonl", "q.jsonl:2: not valid JSON"),
+    "questions_json_nul": ({"models.toml": GOOD_MODEL, "q.json": '[{"instruction": "a\\u0000b"}]'},
+                           "infer tiny --questions {d}/q.json", "contains a NUL"),
+    "parallel_negative": ({"models.toml": GOOD_MODEL, "q.txt": QUESTIONS}, "infer tiny --parallel -1",
+                          "--parallel must be >= 0"),
+    "weights_missing": ({"models.toml": '[models.tiny]\npath = "nowhere.gguf"\n', "q.txt": QUESTIONS}, "infer tiny",
+                        "weights not found"),
+    "weights_not_gguf": ({"models.toml": '[models.tiny]\npath = "w.gguf"\n', "q.txt": QUESTIONS,
+                          "w.gguf": "<html>404 Not Found</html>"}, "infer tiny", "is not a GGUF file"),
+    "weights_truncated": ({"models.toml": '[models.tiny]\npath = "w.gguf"\n', "q.txt": QUESTIONS,
+                           "w.gguf": "TRUNCATED_SMOLLM2"}, "infer tiny", "is truncated or damaged"),
+    "api_key_missing": ({"models.toml": '[models.g]\nbackend = "openai"\napi_model = "m"\napi_key_env = "LLMEVAL_NO_SUCH_KEY"\n',
+                         "q.txt": QUESTIONS}, "infer g", "export LLMEVAL_NO_SUCH_KEY="),
+    "make_questions_missing": ({"models.toml": GOOD_MODEL}, "make infer MODELS=tiny", "questions file not found"),
+    "make_questions_directory": ({"models.toml": GOOD_MODEL, "q.txt/x": ""}, "make infer MODELS=tiny",
+                                 "is not a file"),
+    "make_questions_with_space": ({"models.toml": GOOD_MODEL, "my q.txt": QUESTIONS},
+                                  "make infer MODELS=tiny QUESTIONS={d}/my q.txt", "must be one path without spaces"),
+    "make_model_escapes_out": ({"models.toml": '[models."../../escape"]\npath = "x.gguf"\n', "q.txt": QUESTIONS},
+                               "make infer MODELS=../../escape", "must be a plain identifier"),
+    "make_model_subdir": ({"models.toml": '[models."sub/dir"]\npath = "x.gguf"\n', "q.txt": QUESTIONS},
+                          "make infer MODELS=sub/dir", "must be a plain identifier"),
+    "make_unknown_model": ({"models.toml": GOOD_MODEL, "q.txt": QUESTIONS}, "make infer MODELS=ghost",
+                           "no model named 'ghost'"),
+    "board_outputs_missing": ({"models.toml": GOOD_MODEL}, "board --outputs {d}/none.json --reference {d}/none.json "
+                              "--judge tiny --out {d}/out", "not found"),
+    "board_outputs_not_json": ({"models.toml": GOOD_MODEL, "o.json": "{half", "r.json": "[]"},
+                               "board --outputs {d}/o.json --reference {d}/r.json --judge tiny --out {d}/out",
+                               "not valid JSON"),
+    "board_outputs_not_records": ({"models.toml": GOOD_MODEL, "o.json": '[{"a": 1}]', "r.json": "[]"},
+                                  "board --outputs {d}/o.json --reference {d}/r.json --judge tiny --out {d}/out",
+                                  "expected a list of alpaca_eval records"),
+    "board_unknown_judge": ({"models.toml": GOOD_MODEL}, "board --check-judge --judge ghost", "ghost"),
+    "judge_check_pairs_invalid": ({"models.toml": GOOD_MODEL, "p.jsonl": '{"instruction": "a"\n'},
+                                  "judge-check --judge tiny --pairs {d}/p.jsonl --out {d}/out", "p.jsonl:1"),
+    "judge_check_pairs_missing": ({"models.toml": GOOD_MODEL},
+                                  "judge-check --judge tiny --pairs {d}/nope.jsonl --out {d}/out", "nope.jsonl"),
+})
+
+
+def setup_files(d: Path, files: dict) -> None:
+    for name, content in files.items():
+        path = d / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if content == "TRUNCATED_SMOLLM2":  # the real model, cut short as an interrupted download leaves it
+            with SMOLLM2.open("rb") as src:
+                path.write_bytes(src.read(5_000_000))
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+
+
+def command(d: Path, line: str) -> list[str]:
+    tool, *rest = line.split(" ", 1)
+    args = rest[0].replace("{d}", str(d)) if rest else ""
+    if tool == "make":
+        # QUESTIONS=... with a space must reach make as one argument, as a shell user would quote it.
+        words = args.split(" QUESTIONS=")
+        extra = [f"QUESTIONS={words[1]}"] if len(words) > 1 else [f"QUESTIONS={d}/q.txt"]
+        return ["make", "--no-print-directory", "-C", str(ROOT), *words[0].split(), *extra,
+                f"OUT={d}/out", f"MODELS_TOML={d}/models.toml"]
+    script = {"infer": "infer.py", "registry": "registry.py", "board": "board.py",
+              "judge-check": "judge_check.py"}[tool]
+    argv = [PY, str(ROOT / "tools" / script), *args.split()]
+    if tool == "infer":
+        argv += ["--out", f"{d}/out"] + ([] if "--questions" in args else ["--questions", f"{d}/q.txt"])
+    return argv + ["--models-toml", f"{d}/models.toml"]
+
+
+def run(d: Path, line: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(command(d, line), capture_output=True, text=True, timeout=300, cwd=d,
+                          env={**os.environ, **(env or {})})
+
+
+def assert_one_clear_line(result, said: str) -> None:
+    everything = result.stdout + result.stderr
+    assert "Traceback" not in everything and 'File "' not in everything, everything
+    lines = [line for line in result.stderr.splitlines() if said in line]
+    assert len(lines) == 1, f"expected one line saying {said!r}:\n{result.stderr}"
+    # Besides that line, at most make's own one-line trailer ("make: *** [...] Error 2").
+    others = [line for line in result.stderr.splitlines()
+              if line.strip() and said not in line and not line.startswith("make: ***")]
+    assert not others, result.stderr
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_refused_in_one_clear_line(tmp_path, case):
+    files, line, said = CASES[case]
+    setup_files(tmp_path, files)
+    result = run(tmp_path, line, env={"LLMEVAL_NO_SUCH_KEY": ""})
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert_one_clear_line(result, said)
+    # Nothing escaped OUT (a model named ../../escape would write OUT/../../escape.json).
+    assert not (tmp_path.parent / "escape.json").exists() and not (tmp_path / "sub").exists()
+
+
+def test_bom_in_models_toml_and_questions_is_fine(tmp_path):
+    setup_files(tmp_path, {"models.toml": "\ufeff" + GOOD_MODEL, "q.txt": "\ufeff" + QUESTIONS})
+    result = run(tmp_path, "infer tiny --quiet")
+    assert result.returncode == 0, result.stderr
+    answers = json.loads((tmp_path / "out" / "tiny.json").read_text(encoding="utf-8"))
+    assert [a["instruction"] for a in answers] == ["What is 2+2?", "Name a colour."]
+
+
+def test_duplicate_questions_are_asked_once_and_said(tmp_path):
+    setup_files(tmp_path, {"models.toml": GOOD_MODEL, "q.txt": QUESTIONS + "What is 2+2?\n"})
+    result = run(tmp_path, "infer tiny --quiet")
+    assert result.returncode == 0, result.stderr
+    assert "1 duplicate question(s) skipped; 2 asked once each" in result.stderr
+    assert len(json.loads((tmp_path / "out" / "tiny.json").read_text(encoding="utf-8"))) == 2
+
+
+def test_one_question_too_long_fails_alone(tmp_path):
+    setup_files(tmp_path, {"models.toml": GOOD_MODEL, "q.txt": QUESTIONS + "word " * 700 + "\n"})
+    result = run(tmp_path, "infer tiny --quiet")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "2 answered, 0 reused, 1 failed" in result.stderr
+    answers = json.loads((tmp_path / "out" / "tiny.json").read_text(encoding="utf-8"))
+    assert [bool(a.get("error")) for a in answers] == [False, False, True]
+    assert "more than n_ctx=512" in answers[2]["error"]
+
+
+def test_read_only_out_is_one_line(tmp_path):
+    """A read-only OUT (a real read-only bind mount, in a user namespace of our own)."""
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"]).returncode != 0:
+        pytest.skip("this kernel does not allow user namespaces (unshare -rm)")
+    setup_files(tmp_path, {"models.toml": GOOD_MODEL, "q.txt": QUESTIONS})
+    (tmp_path / "out").mkdir()
+    make = " ".join(f"'{word}'" for word in command(tmp_path, "make infer MODELS=tiny"))
+    script = f"mount --bind {tmp_path}/out {tmp_path}/out && mount -o remount,bind,ro {tmp_path}/out && {make}"
+    result = subprocess.run(["unshare", "-rm", "bash", "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert_one_clear_line(result, "Read-only file system; choose a writable OUT=")
