@@ -217,28 +217,28 @@ def test_disk_full_while_answering_loses_nothing(tmp_path):
 
 
 def test_disk_full_on_a_small_tmpfs(tmp_path):
-    """OUT on a real 64 KiB tmpfs (a mount namespace of our own): it fills up while answering
-    100 questions; moved to a bigger disk, the next run keeps every answer made before."""
+    """OUT on a real 16 KiB tmpfs (a mount namespace of our own): it fills up while answering
+    40 questions; moved to a bigger disk, the next run keeps every answer made before."""
     if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"]).returncode != 0:
         pytest.skip("this kernel does not allow user namespaces (unshare -rm)")
-    questions = [f"Say the number {i}." for i in range(100)]
+    questions = [f"Say the number {i}." for i in range(40)]
     setup(tmp_path, questions)
     (tmp_path / "out").mkdir()
     cmd = " ".join(f"'{w}'" for w in make_cmd(tmp_path, "infer"))
-    script = (f"mount -t tmpfs -o size=64k tmpfs {tmp_path}/out && {{ {cmd}; echo rc=$?; }}; "
+    script = (f"mount -t tmpfs -o size=16k tmpfs {tmp_path}/out && {{ {cmd}; echo rc=$?; }}; "
               f"cp -a {tmp_path}/out/. {tmp_path}/saved/")
     (tmp_path / "saved").mkdir()
     full = subprocess.run(["unshare", "-rm", "bash", "-c", script], capture_output=True, text=True, timeout=900)
     assert "rc=0" not in full.stdout and "Traceback" not in full.stderr, full.stdout + full.stderr
     assert "No space left on device" in full.stderr, full.stderr
     kept = {m: len(answers(tmp_path / "saved", m)) for m in ("a", "b")}
-    assert kept["a"] > 0 and kept["b"] < 100  # answers were on disk before it filled, not all of them
+    assert kept["a"] > 0 and kept["b"] < 40  # answers were on disk before it filled, not all of them
     rerun = subprocess.run(make_cmd(tmp_path, "infer", out=tmp_path / "saved"), capture_output=True, text=True,
                            timeout=900)
     assert rerun.returncode == 0, rerun.stderr
     for model in ("a", "b"):
         records = answers(tmp_path / "saved", model)
         assert len(records) == len(questions) and len({r["instruction"] for r in records}) == len(questions)
-        if kept[model] < 100:  # only what was missing
-            line = rf"^{model}: {100 - kept[model]} answered, {kept[model]} reused, 0 failed"
+        if kept[model] < 40:  # only what was missing
+            line = rf"^{model}: {40 - kept[model]} answered, {kept[model]} reused, 0 failed"
             assert re.search(line, rerun.stderr, re.M), rerun.stderr

@@ -149,7 +149,8 @@ def assert_no_secret(tmp_path: Path, *results: subprocess.CompletedProcess) -> N
     for result in results:
         for secret in SECRETS:
             assert secret not in result.stdout + result.stderr, f"secret on the terminal:\n{result.stderr}"
-    folders = [tmp_path, ROOT / "models"]
+    # Every file we write (OUT, models/, the private HOME and caches); not models.toml, the user's own.
+    folders = [tmp_path / "out", ROOT / "models", *(tmp_path / d for d in ("home", "tmpdir", "xdg_cache_home", "hf_home"))]
     for folder in folders:
         for path in folder.rglob("*"):
             if path.is_file() and not path.is_symlink() and path.suffix != ".gguf":

@@ -1,0 +1,50 @@
+"""Load: 1,000 questions through `make infer` with the embedded SmolLM2 (2 new tokens each), next
+to 100 questions: every answer written, and the peak memory of the run (the largest RSS of make
+and everything it ran) the same within 64 MiB, so memory does not grow with the question count.
+Slow (1,100 questions answered): it runs only with LLMEVAL_SLOW=1 in the environment.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+pytestmark = [pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first"),
+              pytest.mark.skipif(not os.environ.get("LLMEVAL_SLOW"), reason="slow: set LLMEVAL_SLOW=1 to run it")]
+
+# Runs make and prints the peak RSS (KiB) of its whole process tree: RUSAGE_CHILDREN counts every
+# descendant that was waited for, so infer.py under make is included.
+MEASURE = """
+import resource, subprocess, sys
+rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def run_infer(folder: Path, n: int) -> tuple[int, list[dict]]:
+    folder.mkdir()
+    (folder / "models.toml").write_text(f'[models.tiny]\npath = "{SMOLLM2}"\nmax_tokens = 2\nn_ctx = 512\n',
+                                        encoding="utf-8")
+    (folder / "q.txt").write_text("".join(f"Question {i}: what is {i} plus {i}?\n" for i in range(n)),
+                                  encoding="utf-8")
+    cmd = ["make", "--no-print-directory", "-C", str(ROOT), "infer", "MODELS=tiny", f"OUT={folder / 'out'}",
+           f"MODELS_TOML={folder / 'models.toml'}", f"QUESTIONS={folder / 'q.txt'}"]
+    result = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, timeout=1800)
+    rc, rss_kib = map(int, result.stdout.split())
+    assert rc == 0, result.stderr
+    return rss_kib, json.loads((folder / "out" / "tiny.json").read_text(encoding="utf-8"))
+
+
+def test_a_thousand_questions_in_flat_memory(tmp_path):
+    small_rss, small = run_infer(tmp_path / "100", 100)
+    big_rss, big = run_infer(tmp_path / "1000", 1000)
+    assert len(big) == 1000 and not any(r.get("error") for r in big)
+    assert len({r["instruction"] for r in big}) == 1000 and all(r["tokens"] > 0 for r in big)
+    cached = (tmp_path / "1000" / "out" / "cache" / "tiny.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(cached) == 1000
+    print(f"peak RSS: 100 questions {small_rss / 1024:.0f} MiB, 1000 questions {big_rss / 1024:.0f} MiB")
+    assert big_rss - small_rss < 64 * 1024, (small_rss, big_rss)
