@@ -18,7 +18,10 @@ PAIRS       ?=
 CUDA        ?= 0
 VENV        ?= .venv
 PARALLEL    ?=
+FREE        ?=
+CARDS       ?=
 BENCH_MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
+BENCH_ARGS  ?=
 
 # make splits words at spaces: a path with one would become two targets ("No rule to make target").
 ifneq ($(words $(QUESTIONS)) $(words $(OUT)) $(words $(MODELS_TOML)),1 1 1)
@@ -39,7 +42,7 @@ REFERENCE_ := $(or $(strip $(REFERENCE)),$(call defaults,R))
 JUDGE_ := $(or $(strip $(JUDGE)),$(call defaults,J))
 ANSWERS := $(patsubst %,$(OUT)/%.json,$(MODELS_))
 
-.PHONY: help setup models download quantize judge-weights infer merge reference board check-judge judge-check demo test bench clean FORCE \
+.PHONY: help setup models download quantize judge-weights infer merge reference board check-judge judge-check demo test bench plan native-bench clean FORCE \
   need-models need-reference need-judge
 
 help: ## list targets and variables
@@ -49,7 +52,8 @@ help: ## list targets and variables
 	@echo "  MODELS=\"$(MODELS_)\"  QUESTIONS=$(QUESTIONS)  REFERENCE=$(REFERENCE_)  JUDGE=$(JUDGE_)"
 	@echo "  OUT=$(OUT)  MODELS_TOML=$(MODELS_TOML)  CUDA=$(CUDA) (1 builds llama.cpp with CUDA)"
 	@echo "  PARALLEL=$(PARALLEL) (questions decoded together by llama.cpp; empty = models.toml's parallel)"
-	@echo "  BENCH_MODEL=$(BENCH_MODEL)"
+	@echo "  BENCH_MODEL=$(BENCH_MODEL)  BENCH_ARGS=$(BENCH_ARGS) (bench/bench.py --help)"
+	@echo "  FREE=$(FREE) CARDS=$(CARDS) (make plan: pretend a GPU with FREE free, or one column per card)"
 
 setup: $(VENV)/.done ## create .venv with the pinned packages (CUDA=1 for a GPU build of llama.cpp)
 
@@ -132,8 +136,15 @@ demo: ## set up, answer the tiny question set with the embedded models, judge, p
 test: models ## run the tests (sets up .venv and the embedded models first)
 	$(PY) -m pytest -q tests
 
-bench: models ## tokens/s of transformers, llama-cpp-python and our batched llama.cpp on BENCH_MODEL -> OUT/bench.json
-	$(PY) bench/bench.py --model $(BENCH_MODEL) --out $(OUT)
+plan: need-models setup ## per model and the judge: weights, KV per sequence, GPU free memory, layers on the GPU and N (FREE=12GiB, CARDS=8,12,16,24)
+	@$(PY) tools/plan.py $(MODELS_) $(if $(JUDGE_),--judge $(JUDGE_)) --models-toml $(MODELS_TOML) \
+	  $(if $(strip $(FREE)),--free $(FREE)) $(if $(strip $(CARDS)),--cards $(CARDS))
+
+native-bench: setup ## build llama.cpp's llama-bench and llama-batched-bench once (~/.cache/llmeval-wheels/native-VERSION/bin)
+	@bash bench/build_native.sh >/dev/null
+
+bench: models ## tokens/s of transformers, llama-cpp-python, ours, and llama.cpp's own benchmarks on BENCH_MODEL -> OUT/bench.json
+	bin=$$(bash bench/build_native.sh) && $(PY) bench/bench.py --model $(BENCH_MODEL) --out $(OUT) --native-bin "$$bin" $(BENCH_ARGS)
 
 clean: ## remove OUT (answers, cache, board); models and .venv stay
 	rm -rf $(OUT)/*

@@ -14,8 +14,12 @@ also holds tokenizing and creating the llama.cpp context (for (b) that is done b
 the comparison leans against ours). For (c) also `gen_tokens_per_s`: the steps that only
 generate, what llama-batched-bench's S_TG measures. Model loading and one short warm-up per
 engine are outside the timing. --repeat K keeps each engine's fastest of K runs (a busy CPU).
-Writes OUT/bench.json; with --llama-batched-bench FILE (its --output-format jsonl lines) the
-native figures go in too. Not a test: nothing here asserts a speed.
+Writes OUT/bench.json. With --native-bin DIR (make bench passes bench/build_native.sh's folder)
+llama.cpp's own llama-batched-bench (same N, prompt length and max tokens, same threads and
+flash-attention setting) and llama-bench pp512 run in the same call, and ours is reported as a
+share of each: generation-only steps / S_TG, and our prompt speed on one 512-token prompt /
+pp512 (--llama-batched-bench FILE reads saved jsonl lines instead). Not a test: nothing here
+asserts a speed.
 Imports for (b) and (c) are llama_cpp, numpy and the project's tools only (the GPU image has
 no tqdm); torch and transformers only for (a).
 """
@@ -35,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import native  # noqa: E402
 from backends import chat_messages  # noqa: E402
 from bench_questions import bench_questions  # noqa: E402
 from registry import load_registry  # noqa: E402
@@ -117,6 +122,7 @@ def bench_ours(backend, questions, parallels, max_tokens, repeat) -> list[dict]:
         rows.append({"engine": "ours (llama.cpp batched)", "parallel": n, "questions": len(questions),
                      "tokens": tokens, "seconds": round(wall, 3), "tokens_per_s": round(tokens / wall, 1),
                      "gen_tokens_per_s": round(st["gen_steps_tokens"] / max(st["gen_steps_seconds"], 1e-9), 1),
+                     "prompt_tokens_per_s": round(st["prompt_tokens"] / max(st["prompt_seconds"], 1e-9), 1),
                      "steps": st["steps"]})
         # Greedy: the same answers whatever N, up to float rounding in llama.cpp's kernels.
         outputs = [results[i]["output"] for i in range(len(questions))]
@@ -124,6 +130,26 @@ def bench_ours(backend, questions, parallels, max_tokens, repeat) -> list[dict]:
         rows[-1][f"identical_to_N{first[0]}"] = sum(a == b for a, b in zip(outputs, first[1]))
         print(f"  ours N={n}: {rows[-1]['tokens_per_s']} tok/s", file=sys.stderr, flush=True)
     return rows
+
+
+def bench_ours_pp(backend, n_prompt: int, repeat: int) -> dict:
+    """Our prompt speed on one prompt of about n_prompt tokens (llama-bench's ppN, like for like)."""
+    import dataclasses
+    words, question = "the quick brown fox jumps over the lazy dog".split(), {"instruction": ""}
+    while len(backend.prompt_tokens(question)) < n_prompt:
+        question["instruction"] += " " + words[len(question["instruction"]) % len(words)]
+    spec = backend.spec
+    backend.spec = dataclasses.replace(spec, max_tokens=1)
+    try:
+        def timed_run():
+            list(backend.answer([question], parallel=1))
+            st = backend.engine.last_stats
+            return st["prompt_seconds"], st["prompt_tokens"]
+        seconds, tokens = best_of(repeat, timed_run)
+    finally:
+        backend.spec = spec
+    return {"engine": f"ours, one prompt of {tokens} tokens", "parallel": 1, "prompt_tokens": tokens,
+            "prompt_tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}
 
 
 def bench_llama_cpp_python(args, questions, eog: set[int], template: str | None, threads) -> dict:
@@ -227,6 +253,8 @@ def main(argv=None) -> int:
                         help="time each engine this many times and keep the fastest (a shared CPU)")
     parser.add_argument("--threads", type=int, help="CPU threads for (b) and (c) (default: llama-cpp-python's)")
     parser.add_argument("--llama-batched-bench", type=Path, help="llama-batched-bench --output-format jsonl output")
+    parser.add_argument("--native-bin", type=Path,
+                        help="folder with llama-batched-bench and llama-bench to run beside ours (make bench)")
     parser.add_argument("--out", type=Path, default=ROOT / "out")
     args = parser.parse_args(argv)
     if not args.model.is_file():
@@ -250,30 +278,46 @@ def main(argv=None) -> int:
     ours, template = load_ours(args, args.threads)
     prompt_lens = [len(ours.prompt_tokens(q)) for q in questions]
     results = bench_ours(ours, questions, parallels, args.max_tokens, args.repeat)
+    native_rows = []
+    if args.native_bin:
+        results.append(bench_ours_pp(ours, 512, args.repeat))
+        print("  llama.cpp's llama-batched-bench and llama-bench pp512 ...", file=sys.stderr, flush=True)
+        eng = ours.engine
+        try:
+            native_rows = native.batched_bench(
+                args.native_bin, args.model, parallels, round(sum(prompt_lens) / len(prompt_lens)),
+                args.max_tokens, eng.n_threads, eng.n_threads_batch, args.n_gpu_layers, eng.offload)
+            native_rows.append(native.llama_bench_pp(args.native_bin, args.model, eng.n_threads_batch,
+                                                     args.n_gpu_layers, eng.offload, repetitions=args.repeat))
+        except native.NativeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     threads = {"n_threads": ours.engine.n_threads, "n_threads_batch": ours.engine.n_threads_batch}
     ours.close()
     results.insert(0, bench_llama_cpp_python(args, questions, eog_tokens(args.model), template, args.threads))
     if not args.skip_transformers:
         results.insert(0, bench_transformers(args, questions[:args.transformers_questions]))
-    native = batched_bench_rows(args.llama_batched_bench) if args.llama_batched_bench else []
+    native_rows += batched_bench_rows(args.llama_batched_bench) if args.llama_batched_bench else []
 
     def rate(engine_prefix, n=None, key="tokens_per_s"):
-        for r in results + native:
+        for r in results + native_rows:
             if r["engine"].startswith(engine_prefix) and (n is None or r["parallel"] == n):
                 return r.get(key)
         return None
 
     top = max(parallels)
-    ours_top = rate("ours", top)
+    ours_top = rate("ours (", top)
     report = {
         "machine": machine(), "model": str(args.model), "model_bytes": args.model.stat().st_size,
         "questions": len(questions), "max_tokens": args.max_tokens, "repeat": args.repeat,
         "prompt_tokens_mean": round(sum(prompt_lens) / len(prompt_lens), 1),
-        "ours_threads": threads, "results": results + native,
+        "ours_threads": threads, "results": results + native_rows,
         "ratio_vs_sequential_llama_cpp_python": _ratio(ours_top, rate("llama-cpp-python")),
         "ratio_vs_seed_transformers": _ratio(ours_top, rate("transformers")),
-        "ratio_gen_vs_llama_batched_bench": _ratio(rate("ours", top, "gen_tokens_per_s"),
+        "ratio_gen_vs_llama_batched_bench": _ratio(rate("ours (", top, "gen_tokens_per_s"),
                                                    rate("llama-batched-bench", top)),
+        "ratio_prompt_vs_llama_bench_pp512": _ratio(rate("ours, one prompt", None, "prompt_tokens_per_s"),
+                                                    rate("llama-bench pp512", None, "prompt_tokens_per_s")),
         "ratios_use_parallel": top,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -293,21 +337,23 @@ def print_table(report: dict) -> None:
           f"{report['questions']} questions x {report['max_tokens']} new tokens "
           f"(prompts {report['prompt_tokens_mean']} tokens on average)")
     print(f"machine: {m['gpu'] or m['cpu']}, {m['cpu_count']} CPUs, llama-cpp-python {m['llama_cpp_python']}")
-    print(f"| {'engine':44} | {'N':>3} | {'questions':>9} | {'tok/s':>8} | {'gen-only tok/s':>14} |")
-    print(f"|{'-' * 46}|{'-' * 5}|{'-' * 11}|{'-' * 10}|{'-' * 16}|")
+    print(f"| {'engine':44} | {'N':>3} | {'questions':>9} | {'tok/s':>8} | {'gen-only tok/s':>14} "
+          f"| {'prompt tok/s':>12} |")
+    print(f"|{'-' * 46}|{'-' * 5}|{'-' * 11}|{'-' * 10}|{'-' * 16}|{'-' * 14}|")
     for r in report["results"]:
-        gen = r.get("gen_tokens_per_s", "")
+        gen, tps = r.get("gen_tokens_per_s", ""), r.get("tokens_per_s", "")
         if r["engine"].startswith("llama-batched-bench"):
             gen, tps = r["tokens_per_s"], ""  # S_TG: generation only
-        else:
-            tps = r["tokens_per_s"]
-        print(f"| {r['engine']:44} | {r['parallel']:>3} | {r.get('questions', ''):>9} | {tps:>8} | {gen:>14} |")
+        print(f"| {r['engine']:44} | {r['parallel']:>3} | {r.get('questions', ''):>9} | {tps:>8} | {gen:>14} "
+              f"| {r.get('prompt_tokens_per_s', ''):>12} |")
     n = report["ratios_use_parallel"]
     for key, what in (("ratio_vs_sequential_llama_cpp_python", "llama-cpp-python one at a time"),
                       ("ratio_vs_seed_transformers", "transformers one at a time"),
                       ("ratio_gen_vs_llama_batched_bench", "llama-batched-bench S_TG (generation only)")):
         if report[key] is not None:
             print(f"ours N={n} / {what}: {report[key]}x")
+    if report.get("ratio_prompt_vs_llama_bench_pp512") is not None:
+        print(f"ours, one 512-token prompt / llama-bench pp512: {report['ratio_prompt_vs_llama_bench_pp512']}x")
 
 
 if __name__ == "__main__":

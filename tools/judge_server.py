@@ -30,10 +30,12 @@ def free_port() -> int:
 def judge_server(spec, log_path: Path, n_ctx: int | None = None, timeout: float = 120.0):
     if not spec.path.is_file():
         raise FileNotFoundError(f"judge '{spec.name}': weights not found at {spec.path}; run: make models")
+    from backends.gpu_fit import sized_layers  # on a GPU: the layers that fit its free memory
+    n_gpu_layers, _ = sized_layers(spec.path, spec.name, n_ctx or spec.n_ctx, 1, spec.n_gpu_layers)
     port = free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(spec.path),
            "--model_alias", spec.name, "--host", "127.0.0.1", "--port", str(port),
-           "--n_ctx", str(n_ctx or spec.n_ctx), "--n_gpu_layers", str(spec.n_gpu_layers)]
+           "--n_ctx", str(n_ctx or spec.n_ctx), "--n_gpu_layers", str(n_gpu_layers)]
     if spec.chat_template:
         raise ValueError(f"judge '{spec.name}': a chat_template override is not supported for the judge "
                          "server; pick a judge whose GGUF has its own template")

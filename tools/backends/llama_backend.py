@@ -2,8 +2,12 @@
 
 The prompt is the model's own chat template from the GGUF metadata (or the `chat_template`
 override) rendered with the same Jinja2 formatter llama-cpp-python uses, then tokenized with
-special tokens. All layers go to the GPU when the build has CUDA (`n_gpu_layers = -1`); a CPU
-build ignores that. The output is the generated text only, stripped of surrounding whitespace.
+special tokens. The output is the generated text only, stripped of surrounding whitespace.
+
+On a GPU build, `n_gpu_layers = -1` (the default) and `parallel = 0` are sized from the GPU's
+free memory before the model loads (gpu_fit.py): all layers when they fit, else as many as fit
+with the rest on the CPU (said in one line), and N from the memory left. A CPU build ignores
+n_gpu_layers and sizes N from the free RAM (llama_engine.py).
 
 Questions are decoded N at a time with continuous batching (llama_engine.py): N is the model's
 `parallel` key (0 = automatic: up to 32, fewer when the KV cache would not fit). The model's
@@ -31,6 +35,7 @@ class LlamaBackend:
         from llama_cpp._internals import LlamaModel
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+        from backends import gpu_fit
         from backends.llama_engine import BatchedEngine
 
         if not spec.path.is_file():
@@ -38,7 +43,13 @@ class LlamaBackend:
         self.spec = spec
         self.ignore_eog = ignore_eog
         params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = spec.n_gpu_layers
+        # On a GPU: layers sized from the free memory; self.gpu = (ModelShape, free bytes) then.
+        try:
+            self.n_gpu_layers, self.gpu = gpu_fit.sized_layers(spec.path, spec.name, spec.n_ctx,
+                                                               spec.parallel, spec.n_gpu_layers)
+        except (ValueError, OSError):  # an unreadable GGUF: llama.cpp's load below says why
+            self.n_gpu_layers, self.gpu = spec.n_gpu_layers, None
+        params.n_gpu_layers = self.n_gpu_layers
         try:
             self.model = LlamaModel(path_model=str(spec.path), params=params, verbose=False)
         except ValueError as err:
@@ -53,7 +64,7 @@ class LlamaBackend:
             eos_token=self.model.token_get_text(eos_id) if eos_id != -1 else "",
             bos_token=self.model.token_get_text(bos_id) if bos_id != -1 else "",
         )
-        self.engine = BatchedEngine(self.model, spec.n_gpu_layers, n_threads)
+        self.engine = BatchedEngine(self.model, params.n_gpu_layers, n_threads)
 
     def prompt_tokens(self, question: dict) -> list[int]:
         rendered = self.formatter(messages=chat_messages(question, self.spec.system_prompt))
@@ -62,7 +73,7 @@ class LlamaBackend:
 
     def answer(self, questions: list[dict], parallel: int | None = None):
         """Yield (index, result) in finish order; `parallel` overrides spec.parallel."""
-        from backends.llama_engine import Settings
+        from backends.llama_engine import ContextError, Settings
 
         spec = self.spec
         prompts = []
@@ -85,7 +96,9 @@ class LlamaBackend:
         need = max(len(tokens) for _, tokens in prompts) + spec.max_tokens
         n_ctx_seq = min(spec.n_ctx, -(-need // CTX_ROUND) * CTX_ROUND)
         n = spec.parallel if parallel is None else parallel
-        if n <= 0:
+        if n <= 0 and self.gpu:
+            n = self._gpu_fit(n_ctx_seq, len(prompts)).n_parallel or 1  # 0: let llama.cpp say
+        elif n <= 0:
             n = self.engine.auto_parallel(len(prompts), n_ctx_seq)
         n = min(n, len(prompts))
         settings = Settings(max_tokens=spec.max_tokens, temperature=spec.temperature,
@@ -93,7 +106,22 @@ class LlamaBackend:
                             repetition_penalty=spec.repetition_penalty,
                             **{k: getattr(spec, k) for k in ("top_k", "min_p") if getattr(spec, k) is not None},
                             ignore_eog=self.ignore_eog)
-        yield from self.engine.run(prompts, settings, n, n_ctx_seq)
+        try:
+            yield from self.engine.run(prompts, settings, n, n_ctx_seq)
+        except ContextError as err:
+            if not self.gpu:
+                raise
+            from backends import gpu_fit  # what would fit, in numbers
+            shape, free = self.gpu
+            layers = self._gpu_fit(n_ctx_seq, 1).gpu_layers
+            raise ContextError(gpu_fit.advice(shape, free, n_ctx_seq, layers)) from None
+
+    def _gpu_fit(self, n_ctx_seq: int, n_prompts: int):
+        from backends import gpu_fit
+        from backends.llama_engine import _mem_available
+        shape, free = self.gpu
+        return gpu_fit.fit(shape, free, n_ctx_seq, n_prompts=n_prompts,
+                           n_gpu_layers=self.n_gpu_layers, ram_free=_mem_available())
 
     def close(self) -> None:
         self.model.close()

@@ -8,7 +8,9 @@ chain; a finished slot is refilled with the next prompt at once (its KV cleared 
 Each step: every new prompt is decoded alone (in n_batch chunks, logits only on its last
 token), so its arithmetic does not depend on its neighbours; then one `llama_decode` for all
 running sequences. A prompt start shared by all questions (a chat template's system prompt) is
-decoded once and copied into each sequence (`llama_memory_seq_cp`).
+decoded once and copied into each sequence (`llama_memory_seq_cp`). When llama.cpp cannot
+create the context (out of memory), N is halved down to 1 (said once on stderr); if one
+sequence does not fit either, ContextError says what to set.
 Handles: stop on end-of-generation tokens, stop strings, max_tokens or a full per-sequence
 context; UTF-8 split over tokens (bytes are gathered and decoded once, at the end); greedy
 (temperature 0) or sampled decoding with a seed per sequence, so an answer does not depend on
@@ -24,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -38,6 +41,10 @@ MAX_AUTO_PARALLEL = 32
 PENALTY_LAST_N = 64  # llama-cpp-python's last_n_tokens_size: the window a repetition penalty sees
 MIN_SHARED_PREFIX = 8  # shorter common prompt starts are not worth a KV copy per question
 GPU_KV_BUDGET = 8 << 30  # bytes of KV cache an automatic N may use on a GPU (fits a 24 GB card)
+
+
+class ContextError(RuntimeError):
+    """llama.cpp could not create a context even for one sequence."""
 
 
 @dataclass
@@ -151,7 +158,50 @@ class BatchedEngine:
         """
         n_batch = max(n_batch, n_parallel)
         prefix = _shared_prefix([tokens for _, tokens in prompts])
-        n_seq = n_parallel + (1 if prefix else 0)  # the prefix lives in sequence n_parallel
+        ctx, n_parallel, prefix = self._context(n_parallel, n_ctx_seq, n_batch, prefix)
+        batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        slots: list[_Slot | None] = [None] * n_parallel
+        try:
+            limit = min(n_ctx_seq, llama_cpp.llama_n_ctx_seq(ctx))
+            if prefix and not self._decode_prefix(ctx, batch, prefix, n_parallel, n_batch):
+                prefix = []  # decode each prompt whole instead
+            yield from self._loop(ctx, batch, slots, list(prompts), s, n_batch, limit,
+                                  len(prefix), n_parallel)
+        finally:
+            for slot in slots:
+                if slot is not None and slot.sampler is not None:
+                    llama_cpp.llama_sampler_free(slot.sampler)
+            llama_cpp.llama_batch_free(batch)
+            llama_cpp.llama_free(ctx)
+
+    def _context(self, n_parallel: int, n_ctx_seq: int, n_batch: int, prefix: list[int]):
+        """A llama.cpp context for n_parallel sequences (+1 for a shared prefix); when llama.cpp
+        cannot make it (out of memory), N is halved and tried again down to 1, said once.
+        Returns (ctx, N, prefix); raises ContextError when even one sequence does not fit."""
+        wanted = n_parallel
+        budget = _kv_budget()
+        while True:
+            n_seq = n_parallel + (1 if prefix else 0)  # the prefix lives in sequence n_parallel
+            ctx = None
+            if budget is None or n_seq * n_ctx_seq * self.kv_bytes_per_token() <= budget:
+                ctx = llama_cpp.llama_init_from_model(self.model, self._params(n_seq, n_ctx_seq, n_batch))
+            if ctx:
+                if n_parallel < wanted:
+                    print(f"note: llama.cpp could not make room for {wanted} sequences of {n_ctx_seq} "
+                          f"tokens (out of memory); decoding {n_parallel} together", file=sys.stderr)
+                return ctx, n_parallel, prefix
+            if prefix and n_parallel == 1:
+                prefix = []  # one sequence without the shared prefix's extra one
+            elif n_parallel > 1:
+                n_parallel //= 2
+            else:
+                raise ContextError(f"llama.cpp could not create a context for one sequence of {n_ctx_seq} "
+                                   f"tokens (out of memory): set a smaller n_ctx, or fewer n_gpu_layers")
+
+    def _params(self, n_seq: int, n_ctx_seq: int, n_batch: int):
+        """The context holds n_seq sequences of n_ctx_seq tokens each: llama.cpp gets
+        n_seq_max = n_seq and n_ctx = n_seq * n_ctx_seq, and with a non-unified KV cache every
+        sequence has its own n_ctx_seq cells."""
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_seq * n_ctx_seq
         params.n_seq_max = n_seq
@@ -169,24 +219,7 @@ class BatchedEngine:
         params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO if self.offload
                                   else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         params.no_perf = True
-        ctx = llama_cpp.llama_init_from_model(self.model, params)
-        if not ctx:
-            raise RuntimeError(f"llama.cpp could not create a context of {n_parallel} x "
-                               f"{n_ctx_seq} tokens (out of memory?); set a smaller parallel")
-        batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
-        slots: list[_Slot | None] = [None] * n_parallel
-        try:
-            limit = min(n_ctx_seq, llama_cpp.llama_n_ctx_seq(ctx))
-            if prefix and not self._decode_prefix(ctx, batch, prefix, n_parallel, n_batch):
-                prefix = []  # decode each prompt whole instead
-            yield from self._loop(ctx, batch, slots, list(prompts), s, n_batch, limit,
-                                  len(prefix), n_parallel)
-        finally:
-            for slot in slots:
-                if slot is not None and slot.sampler is not None:
-                    llama_cpp.llama_sampler_free(slot.sampler)
-            llama_cpp.llama_batch_free(batch)
-            llama_cpp.llama_free(ctx)
+        return params
 
     @staticmethod
     def _decode_tokens(ctx, batch, tokens: list[int], pos0: int, seq_id: int, n_batch: int) -> int:
@@ -217,7 +250,8 @@ class BatchedEngine:
         stops = [x.encode("utf-8") for x in s.stop]
         longest_stop = max((len(x) for x in stops), default=0)
         pending.reverse()  # pop() from the end keeps the questions' order
-        stats = {"steps": 0, "generated": 0, "gen_steps_seconds": 0.0, "gen_steps_tokens": 0}
+        stats = {"steps": 0, "generated": 0, "gen_steps_seconds": 0.0, "gen_steps_tokens": 0,
+                 "prompt_seconds": 0.0, "prompt_tokens": 0}
         started = time.perf_counter()
         tok, pos, seq, nseq, logits = batch.token, batch.pos, batch.seq_id, batch.n_seq_id, batch.logits
 
@@ -271,7 +305,10 @@ class BatchedEngine:
             for i, slot in enumerate(slots):  # new prompts, each alone
                 if slot is None or slot.fed == len(slot.prompt):
                     continue
+                prompt_started = time.perf_counter()
                 rc = self._decode_tokens(ctx, batch, slot.prompt[slot.fed:], slot.pos, i, n_batch)
+                stats["prompt_seconds"] += time.perf_counter() - prompt_started
+                stats["prompt_tokens"] += len(slot.prompt) - slot.fed
                 if rc != 0:
                     yield finish(i, f"llama_decode failed with code {rc} on the prompt (out of memory?)")
                     continue
@@ -353,6 +390,17 @@ def _shared_prefix(prompts: list[list[int]]) -> list[int]:
             k += 1
         n = k
     return first[:n] if n >= MIN_SHARED_PREFIX else []
+
+
+def _kv_budget() -> int | None:
+    """LLMEVAL_KV_BUDGET (bytes, or with a K/M/G suffix): the most KV cache a context may hold,
+    a context over it counting as one llama.cpp could not create. For tests of the halving on a
+    machine whose real memory would not run out."""
+    value = os.environ.get("LLMEVAL_KV_BUDGET", "").strip().upper()
+    if not value:
+        return None
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(value[-1], 1)
+    return int(float(value.rstrip("KMG")) * scale)
 
 
 def _mem_available() -> int:
