@@ -13,6 +13,8 @@ OUT         ?= out
 MODELS      ?=
 REFERENCE   ?=
 JUDGE       ?=
+VERSUS      ?=
+PAIRS       ?=
 CUDA        ?= 0
 VENV        ?= .venv
 PARALLEL    ?=
@@ -112,18 +114,19 @@ check-judge: need-judge setup
 	@$(PY) tools/board.py --check-judge --judge $(JUDGE_) --models-toml $(MODELS_TOML)
 
 judge-check: check-judge | models judge-weights ## judge pairs with a plainly right answer in both orders: accuracy, consistency
-	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT)
+	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT) $(if $(PAIRS),--pairs $(PAIRS))
 
 # A new judge-check is quoted by the board: it remakes the views, with every verdict from the cache.
 $(OUT)/board.csv: $(OUT)/output.json $(OUT)/reference.json $(OUT)/stamps/judge.txt $(TOOLS) \
   $(wildcard $(OUT)/judge/checks/*.json) | judge-weights
 	$(PY) tools/board.py --models-toml $(MODELS_TOML) --outputs $(OUT)/output.json \
-	  --reference $(OUT)/reference.json --judge $(JUDGE_) --questions $(QUESTIONS) --out $(OUT)
+	  --reference $(OUT)/reference.json --judge $(JUDGE_) --questions $(QUESTIONS) --out $(OUT) \
+	  $(if $(VERSUS),--versus $(VERSUS))
 
 # Stamps of the model list, the reference and the judge: rewritten only when they change.
 STAMP_models = $(MODELS_)
 STAMP_reference = $(REFERENCE_)
-STAMP_judge = $(JUDGE_)
+STAMP_judge = $(JUDGE_) $(if $(VERSUS),versus=$(VERSUS))
 $(OUT)/stamps/%.txt: FORCE | setup
 	@$(PY) tools/registry.py stamp-value $* $(STAMP_$*) --models-toml $(MODELS_TOML) --out $(OUT)
 

@@ -99,3 +99,12 @@ def test_combine_judges_mean_preference():
     assert merged[0]["preferences"] == {"x": 2.0, "y": 1.5} and merged[0]["n_calls"] == 4
     assert merged[1]["preference"] is None and merged[1]["n_failed"] == 1  # left out until y answers
     assert merged[2]["preference"] == 1.5 and merged[2]["consistent"] is None
+
+
+def test_combine_judges_averages_each_order_too():
+    one = {"model": "m", "question_id": 0, "preference": 1.75, "identical": False, "consistent": True,
+           "n_calls": 2, "n_failed": 0, "pref_model_first": 1.2, "pref_reference_first": 1.7}
+    two = {**one, "preference": 1.25, "pref_model_first": 1.8, "pref_reference_first": 1.3}
+    merged = combine_judges({"x": [one], "y": [two]})[0]
+    assert merged["pref_model_first"] == pytest.approx(1.5) and merged["pref_reference_first"] == pytest.approx(1.5)
+    assert merged["preference"] == pytest.approx(1.5)

@@ -1,6 +1,7 @@
 """Judge every model against the reference, both orders, and write the board's views.
 
     python tools/board.py --outputs out/output.json --reference out/reference.json --judge smollm2_135m --out out
+    python tools/board.py ... --judge judge_a judge_b judge_c --versus all   # several judges, model vs model
     python tools/board.py --show out/board.csv      # print an existing board (make board does)
     python tools/board.py --check-judge --judge chatgpt_fn   # stop early if the judge can't run
 
@@ -13,7 +14,10 @@ settings, judge, question-set hash, timings; never an API key).
 
 When a judge call fails the board is still written, the pair is left out and counted in
 n_failed, and board.csv is dated 1970 so that the next `make board` runs again and retries only
-the failed calls. Not handled: several reference models, judging models against each other.
+the failed calls. With several judges each judges every pair (its own cache entries) and the
+board uses their mean preference (tools/board_judges.py); with --versus all the models are also
+judged against each other, both orders, for the Bradley-Terry fit. Not handled: several
+reference models.
 """
 from __future__ import annotations
 
@@ -157,25 +161,33 @@ def show(board_path: Path) -> int:
     return 0
 
 
-def comparisons(results: list[dict], reference: str) -> dict:
-    """Model against model (paired bootstrap) and Bradley-Terry, for the views (board_compare.py)."""
+def comparisons(results: list[dict], reference: str, battles: list[dict]) -> dict:
+    """Model against model (paired bootstrap) and Bradley-Terry over every battle, for the views."""
     from board_compare import bradley_terry, reference_battles, versus_table
 
     models = [m for m in dict.fromkeys(r["model"] for r in results) if m != reference]
     return {"versus": versus_table(results, models),
-            "bt": bradley_terry(reference_battles(results, reference), reference)}
+            "bt": bradley_terry(reference_battles(results, reference) + battles, reference)}
 
 
-def build_board(args, registry, judge) -> int:
+def judge_about(judge, results: list[dict], check) -> dict:
+    from board_stats import judge_consistency
+
+    consistency, n_swapped = judge_consistency(results)
+    return {"name": judge.name, "kind": judge.kind, "protocol": judge.protocol, "judge_id": judge.judge_id,
+            "identity": judge.identity, "position_consistency": None if consistency != consistency else
+            round(consistency, 2), "n_pairs_judged": n_swapped, "last_check": check}
+
+
+def build_board(args, registry, judges: list) -> int:
     import pandas as pd
 
+    from board_judges import ensemble_summary, judge_everything, versus_pairs
     from board_stats import board_table, judge_consistency, warnings_for, MIN_CONSISTENCY
     from board_stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
     from board_compare import BT_RESAMPLES, CI_LABEL, RESAMPLES
     from board_lc import LC_METHOD
     from board_views import write_all, write_csv
-    from judges import judge_pairs
-
     started = time.monotonic()
     outputs, reference = load_answers(args.outputs), load_answers(args.reference)
     if not outputs:
@@ -186,22 +198,38 @@ def build_board(args, registry, judge) -> int:
     if not pairs:
         raise InputError(f"no model answer shares a question with {args.reference}; were they made "
                          "from the same QUESTIONS?")
-    results, stats = judge_pairs(judge, pairs, args.out, progress=log)
-    for error in stats.errors[:3]:
+    ref_name = reference[0]["generator"]
+    models = [m for m in dict.fromkeys(r["generator"] for r in outputs) if m != ref_name]
+    question_ids = {key: i for i, key in enumerate(dict.fromkeys(question_key(r) for r in reference))}
+    battles = versus_pairs(outputs, question_ids, models) if args.versus == "all" else []
+    judged = judge_everything(judges, pairs, battles, args.out, progress=log)
+    results, stats = judged.results, judged.stats
+    for error in stats["errors"][:3]:
         log(f"judge call failed: {error}")
 
     board = board_table(results)
-    compare = comparisons(results, reference[0]["generator"])
+    compare = comparisons(results, ref_name, judged.battles)
     consistency, n_swapped = judge_consistency(results)
-    check = last_check(args.out, judge)
+    checks = {j.name: last_check(args.out, j) for j in judges}
+    current = {name: c if c and c["current"] else None for name, c in checks.items()}
     n_questions = len({question_key(r) for r in reference})
-    about = {"judge": {"name": judge.name, "kind": judge.kind, "protocol": judge.protocol,
-                       "judge_id": judge.judge_id, "identity": judge.identity,
-                       "position_consistency": None if pd.isna(consistency) else round(consistency, 2),
-                       "n_pairs_judged": n_swapped, "last_check": check},
-             "reference": reference[0]["generator"], "n_questions": n_questions}
-    warnings = warnings_for(board, consistency, n_swapped, judge.name, n_questions,
-                            check if check and check["current"] else None)
+    if len(judges) == 1:
+        judge_info = judge_about(judges[0], results, checks[judges[0].name])
+    else:
+        judge_info = {"name": " + ".join(j.name for j in judges), "kind": "ensemble",
+                      "protocol": "mean preference of the judges", "last_check": None,
+                      "position_consistency": None if pd.isna(consistency) else round(consistency, 2),
+                      "n_pairs_judged": n_swapped}
+    by_judge, agreement, ensemble_warnings = ensemble_summary(judged, judges, current)
+    about = {"judge": judge_info, "reference": ref_name, "n_questions": n_questions,
+             "versus": args.versus, "n_battles_between_models": len(judged.battles)}
+    if len(judges) > 1:
+        about["judges"] = [judge_about(j, [r for r in judged.by_judge[j.name] if "opponent" not in r],
+                                       checks[j.name]) for j in judges]
+        about["judge_agreement"] = agreement.to_dict("records")
+        compare.update(by_judge=by_judge, agreement=agreement)
+    warnings = warnings_for(board, consistency, n_swapped, judge_info["name"], n_questions,
+                            current[judges[0].name] if len(judges) == 1 else None) + ensemble_warnings
     low_consistency = bool(n_swapped) and consistency < MIN_CONSISTENCY
 
     out = args.out
@@ -215,8 +243,7 @@ def build_board(args, registry, judge) -> int:
                                   [r for r in reference if r["generator"] == n]) for n in names},
         "questions": {**question_set(reference, outputs, args.questions), "n_pairs": len(pairs),
                       "n_model_answers_without_reference": unpaired},
-        "judge_calls": {"made": stats.made, "reused_from_cache": stats.reused, "failed": stats.failed,
-                        "errors": stats.errors[:10], "seconds": round(stats.seconds, 2)},
+        "judge_calls": {**stats, "errors": stats["errors"][:10], "seconds": round(stats["seconds"], 2)},
         "settings": {"both_orders": True, "combine": "mean of P(model better) over the two orders",
                      "ci": f"percentile bootstrap 95%, {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}",
                      "lc": LC_METHOD,
@@ -227,7 +254,7 @@ def build_board(args, registry, judge) -> int:
                                       f"({BT_RESAMPLES} resamples)"},
         "versions": versions(),
         "timings": {"board_seconds": round(time.monotonic() - started, 2),
-                    "judging_seconds": round(stats.seconds, 2)},
+                    "judging_seconds": round(stats["seconds"], 2)},
     })
     write_all(board, about, warnings, results, out, low_consistency, compare)
     board_path = out / "board.csv"
@@ -236,7 +263,7 @@ def build_board(args, registry, judge) -> int:
     if failed:
         os.utime(board_path, (0, 0))  # out of date for make: the next make board retries the failed calls
     log(f"board: {len(board)} models -> {board_path} (+ board.md, board.png, board.html, manifest.json); "
-        f"judge calls: {stats.made} made, {stats.reused} from cache, {stats.failed} failed")
+        f"judge calls: {stats['made']} made, {stats['reused_from_cache']} from cache, {stats['failed']} failed")
     if failed:
         log(f"WARNING: {failed} pairs have no verdict; run make board again to retry them")
     return 0
@@ -248,8 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outputs", type=Path, help="merged answers (OUT/output.json)")
     parser.add_argument("--reference", type=Path, help="reference answers (OUT/reference.json)")
     parser.add_argument("--questions", type=Path, help="the questions file (recorded in the manifest)")
-    parser.add_argument("--judge", help="a model from models.toml, an alpaca_eval annotator config, "
-                                        "or a path to an annotator configs.yaml")
+    parser.add_argument("--judge", nargs="+", help="a model from models.toml, an alpaca_eval annotator config, "
+                                                   "or a path to an annotator configs.yaml; several: their mean")
+    parser.add_argument("--versus", choices=["all", "none", ""], default="",
+                        help="all: also judge every two models against each other (both orders)")
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--out", default="out", type=Path)
     parser.add_argument("--check-judge", action="store_true", help="only check that the judge can run")
@@ -262,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> int:
         registry = load_registry(args.models_toml)
-        judge = resolve_judge(args.judge, registry, args.out, check_only=args.check_judge)
-        return 0 if args.check_judge else build_board(args, registry, judge)
+        judges = [resolve_judge(name, registry, args.out, check_only=args.check_judge)
+                  for name in dict.fromkeys(args.judge)]
+        return 0 if args.check_judge else build_board(args, registry, judges)
 
     return run_reporting_errors("making the board", work)
 

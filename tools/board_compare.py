@@ -135,7 +135,7 @@ def judge_agreement(by_judge: dict[str, list[dict]]) -> pd.DataFrame:
     sides model / tie / reference)."""
     from sklearn.metrics import cohen_kappa_score
 
-    sides = {judge: {(r["model"], r["question_id"]): _side(float(r["preference"]))
+    sides = {judge: {(r["model"], r.get("opponent"), r["question_id"]): _side(float(r["preference"]))
                      for r in results if r["preference"] is not None and not r.get("identical")}
              for judge, results in by_judge.items()}
     rows = []
@@ -185,9 +185,11 @@ def combine_judges(by_judge: dict[str, list[dict]]) -> list[dict]:
     merged: dict = {}
     for judge, results in by_judge.items():
         for r in results:
-            key = (r["model"], r["question_id"])
+            key = (r["model"], r.get("opponent"), r["question_id"])  # opponent: a model-vs-model battle
             into = merged.setdefault(key, {**r, "preferences": {}, "n_calls": 0, "n_failed": 0, "consistent": True})
             into["preferences"][judge] = r["preference"]
+            for order in ("pref_model_first", "pref_reference_first"):
+                into.setdefault(f"_{order}", []).append(r.get(order))
             into["n_calls"] += r["n_calls"]
             into["n_failed"] += r["n_failed"]
             if r["preference"] is not None and r.get("consistent") is not None:
@@ -196,6 +198,9 @@ def combine_judges(by_judge: dict[str, list[dict]]) -> list[dict]:
         given = [p for p in r["preferences"].values() if p is not None]
         complete = len(given) == len(by_judge)
         r["preference"] = float(np.mean(given)) if complete else None
+        for order in ("pref_model_first", "pref_reference_first"):  # each order: the judges' mean too
+            each = r.pop(f"_{order}")
+            r[order] = float(np.mean(each)) if None not in each else None
         if r["identical"] or not complete:
             r["consistent"] = None
         if not complete:

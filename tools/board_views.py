@@ -76,6 +76,11 @@ def header_lines(about: dict) -> list[str]:
                      f"{_num(check.get('consistency'), 0)}% on {check.get('n_pairs')} pairs with a plainly right answer")
     else:
         lines.append("judge-check: not run for this judge (make judge-check)")
+    for judge in about.get("judges") or []:
+        check = judge.get("last_check")
+        lines.append(f"judge {judge['name']} ({judge['kind']}, {judge['protocol']}): consistency "
+                     f"{_num(judge.get('position_consistency'), 0)}%, judge-check "
+                     + (f"accuracy {_num(check.get('accuracy'), 0)}%" if check else "not run"))
     for row in about.get("judge_agreement") or []:
         lines.append(f"judges {row['judge_a']} / {row['judge_b']}: same side on {_num(row['same_side'], 0)}% of "
                      f"{row['n_pairs']} pairs, Cohen's kappa {_num(row['kappa'], 2)}")
@@ -121,6 +126,10 @@ def compare_sections(compare: dict | None) -> list[tuple[str, pd.DataFrame, str]
         found.append(("Model against model", versus_matrix(compare["versus"]).reset_index(), VERSUS_NOTE))
     if compare.get("bt") is not None and len(compare["bt"]):
         found.append(("Bradley-Terry", bt_display(compare["bt"]), BT_NOTE))
+    if compare.get("by_judge") is not None and len(compare["by_judge"]):
+        found.append(("By judge", compare["by_judge"].map(lambda v: _num(v, 1)).reset_index(),
+                      "Each judge's own win rate and LC win rate against the reference; the board above "
+                      "uses their mean preference."))
     if compare.get("agreement") is not None and len(compare["agreement"]):
         agreement = compare["agreement"].assign(
             same_side=lambda t: t["same_side"].map(lambda v: _num(v, 1)),
@@ -133,11 +142,14 @@ def compare_sections(compare: dict | None) -> list[tuple[str, pd.DataFrame, str]
 
 def write_compare_csv(compare: dict | None, out_dir: Path) -> list[Path]:
     paths = []
-    for key, name, index in (("versus", "board_versus.csv", False), ("bt", "board_bradley_terry.csv", True)):
+    for key, name, index in (("versus", "board_versus.csv", False), ("bt", "board_bradley_terry.csv", True),
+                             ("by_judge", "board_by_judge.csv", True)):
         table = (compare or {}).get(key)
         if table is not None and len(table):
             write_atomic(out_dir / name, table.to_csv(index=index).encode("utf-8"))
             paths.append(out_dir / name)
+        else:
+            (out_dir / name).unlink(missing_ok=True)  # from an earlier board with more judges or models
     return paths
 
 
@@ -297,7 +309,8 @@ def render_html(board: pd.DataFrame, about: dict, warnings: list[str], results: 
                "second; P is the judge's probability that the model's answer is better. A judge whose two "
                "verdicts keep disagreeing follows the position of the answers, not their content.</p>")
     for title, table, note in compare_sections(compare):
-        table_id = {"Model against model": "versus", "Bradley-Terry": "bradley-terry"}.get(title, "agreement")
+        table_id = {"Model against model": "versus", "Bradley-Terry": "bradley-terry",
+                    "By judge": "by-judge"}.get(title, "agreement")
         classes = versus_classes(compare["versus"]) if table_id == "versus" else None
         out += [f"<h2>{_e(title)}</h2>", *_html_table(table, table_id, classes), f"<p>{_e(note)}</p>"]
     out.append("<h2>Questions</h2>")

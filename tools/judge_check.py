@@ -1,18 +1,22 @@
 """Check a judge on pairs with a known winner: `make judge-check`.
 
-    python tools/judge_check.py --judge smollm2_135m --out out [--pairs data/judge_check.jsonl]
+    python tools/judge_check.py --judge smollm2_135m --out out [--pairs my_pairs.jsonl]
+    python tools/judge_check.py --judge judge_a judge_b --pairs my_pairs.jsonl   # side by side
 
-Each line of the pairs file is {"instruction", "right", "wrong", "lang", "wrong_is"}: one answer
-plainly right, the other wrong, empty, degenerate, off-topic or a refusal (English and Chinese
-in data/judge_check.jsonl). The judge sees every pair in both orders, through the same code,
+Each line of the pairs file is {"instruction", "right", "wrong"} (plus optional "lang" and
+"wrong_is"): a question and two answers a person has labelled, the better one as "right". The
+default, data/judge_check.jsonl, holds 12 pairs whose wrong answer is plainly wrong, empty,
+degenerate, off-topic or a refusal (English and Chinese). The judge sees every pair in both orders, through the same code,
 protocol and verdict cache as the board (tools/judges/). It reports:
 
-- accuracy: % of pairs whose combined verdict favours the right answer (a tie counts half);
+- accuracy: % of pairs whose combined verdict favours the right answer (a tie counts half),
+  with a 95% percentile bootstrap interval over the pairs;
 - accuracy with the right answer shown first, and shown second: a judge that always picks one
   position scores ~100% on one and ~0% on the other;
 - consistency: % of pairs whose two verdicts pick the same answer.
 
 The result goes to OUT/judge/checks/NAME.json, which the board's manifest and header quote.
+With several judges each is checked in turn and a table puts their figures side by side.
 Not handled: judging style or length; this only shows whether a judge can tell right from wrong.
 """
 from __future__ import annotations
@@ -70,17 +74,45 @@ def run_check(judge, items: list[dict], out_dir: Path) -> dict:
             return None
         return sum(1.0 if v > 0.5 + 1e-9 else 0.5 if abs(v - 0.5) <= 1e-9 else 0.0 for v in values) / len(values) * 100
 
+    low, high = accuracy_interval([r["p_right"] for r in done])
     return {
         "judge": judge.name, "judge_id": judge.judge_id, "kind": judge.kind, "protocol": judge.protocol,
         "identity": judge.identity, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "n_pairs": len(done), "n_failed": len(rows) - len(done),
-        "accuracy": score(r["p_right"] for r in done),
+        "accuracy": score(r["p_right"] for r in done), "accuracy_ci_low": low, "accuracy_ci_high": high,
+        "pairs_file": None,
         "accuracy_right_first": score(r["p_right_when_first"] for r in done),
         "accuracy_right_second": score(r["p_right_when_second"] for r in done),
         "consistency": sum(bool(r["consistent"]) for r in done) / len(done) * 100 if done else None,
         "calls": {"made": stats.made, "reused_from_cache": stats.reused, "failed": stats.failed},
         "pairs": rows,
     }
+
+
+def accuracy_interval(p_right: list[float]) -> tuple[float | None, float | None]:
+    """95% percentile bootstrap interval of the accuracy (a tie counts half), over the pairs."""
+    import math
+
+    import pandas as pd
+
+    from board_stats import bootstrap_ci
+
+    scores = [1.0 if p > 0.5 + 1e-9 else 0.5 if abs(p - 0.5) <= 1e-9 else 0.0 for p in p_right]
+    low, high = bootstrap_ci(pd.Series(scores) + 1)  # as preferences: 2 = right, 1 = wrong
+    return (None, None) if math.isnan(low) else (low, high)
+
+
+def side_by_side(checks: list[dict]) -> str:
+    """Several judges' checks on the same pairs, one line each."""
+    def pct(value) -> str:
+        return "n/a" if value is None else f"{value:.0f}%"
+
+    lines = [f"{'judge':24} {'accuracy':>8} {'95% CI':>13} {'right 1st':>9} {'right 2nd':>9} {'consistency':>11} {'pairs':>5}"]
+    for c in checks:
+        ci = "n/a" if c.get("accuracy_ci_low") is None else f"[{c['accuracy_ci_low']:.0f}, {c['accuracy_ci_high']:.0f}]"
+        lines.append(f"{c['judge'][:24]:24} {pct(c['accuracy']):>8} {ci:>13} {pct(c['accuracy_right_first']):>9} "
+                     f"{pct(c['accuracy_right_second']):>9} {pct(c['consistency']):>11} {c['n_pairs']:>5}")
+    return "\n".join(lines)
 
 
 def report(check: dict) -> str:
@@ -98,7 +130,10 @@ def report(check: dict) -> str:
         lines.append(f"{r['lang']:4} {r['wrong_is']:10} {p(r['p_right_when_first']):>9} {p(r['p_right_when_second']):>9} "
                      f"{p(r['p_right']):>5}  {agree:5}  {r['instruction'][:50]}")
     lines += ["",
-              f"accuracy:    {pct(check['accuracy'])} (combined verdict favours the right answer; a tie counts half)",
+              f"accuracy:    {pct(check['accuracy'])} (combined verdict favours the right answer; a tie counts half)"
+              + ("" if check.get("accuracy_ci_low") is None else
+                 f", 95% percentile bootstrap interval over the pairs [{check['accuracy_ci_low']:.0f}, "
+                 f"{check['accuracy_ci_high']:.0f}]"),
               f"by order:    {pct(check['accuracy_right_first'])} with the right answer shown first, "
               f"{pct(check['accuracy_right_second'])} shown second",
               f"consistency: {pct(check['consistency'])} (both orders pick the same answer)"]
@@ -113,21 +148,30 @@ def report(check: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--judge", required=True, help="a model from models.toml or an alpaca_eval annotator config")
+    parser.add_argument("--judge", required=True, nargs="+",
+                        help="a model from models.toml or an alpaca_eval annotator config; several: side by side")
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--out", default="out", type=Path)
-    parser.add_argument("--pairs", default=DEFAULT_PAIRS, type=Path, help="JSONL of {instruction, right, wrong}")
+    parser.add_argument("--pairs", default=DEFAULT_PAIRS, type=Path,
+                        help="JSONL of labelled pairs {instruction, right, wrong} (default: the 12 built-in)")
     parser.add_argument("--limit", type=int, help="only the first N pairs")
     args = parser.parse_args(argv)
     from judges import resolve_judge, run_reporting_errors
 
     def work() -> int:
-        judge = resolve_judge(args.judge, load_registry(args.models_toml), args.out)
-        check = run_check(judge, load_check_pairs(args.pairs)[:args.limit], args.out)
-        path = check_path(args.out, judge.name)
-        write_json_atomic(path, check)
-        print(report(check))
-        print(f"-> {path}")
+        registry, items = load_registry(args.models_toml), load_check_pairs(args.pairs)[:args.limit]
+        checks = []
+        for name in dict.fromkeys(args.judge):
+            judge = resolve_judge(name, registry, args.out)
+            check = {**run_check(judge, items, args.out), "pairs_file": str(args.pairs)}
+            path = check_path(args.out, judge.name)
+            write_json_atomic(path, check)
+            print(report(check))
+            print(f"-> {path}")
+            checks.append(check)
+        if len(checks) > 1:
+            print(f"\nthe judges side by side, on the {len(items)} pairs of {args.pairs}:")
+            print(side_by_side(checks))
         return 0
 
     return run_reporting_errors("checking the judge", work)
