@@ -90,3 +90,97 @@ def test_guide_infer_again_does_nothing(guide, infer):
     assert "tools/infer.py" not in again.stdout  # answers, GGUF and environment all reused
     assert "installing its own environment" not in again.stderr and "convert" not in again.stderr.lower()
 
+
+
+# --- The guide's board: gpt-3.5 reference and the GPT judges through an OpenAI-compatible URL ---
+GUIDE_NAMES = {  # model name asked for -> llama_cpp.server chat format (None: the GGUF's template)
+    "gpt-3.5-turbo": None,                       # the gpt35 reference
+    "gpt-3.5-turbo-16k-0613": "chatml-function-calling",  # chatgpt_fn: a forced tool call
+    "gpt-4": None,                               # alpaca_eval_gpt4
+    "gpt-4-1106-preview": None,                  # weighted_alpaca_eval_gpt4_turbo: logprobs
+}
+DUMMY_KEY = "sk-dummy-guide-board-key-never-written"
+
+
+@pytest.fixture(scope="module")
+def openai_server(tmp_path_factory):
+    """`python -m llama_cpp.server` on 127.0.0.1 with the embedded SmolLM2 under the guide's names."""
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    tmp = tmp_path_factory.mktemp("openai-server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = {"host": "127.0.0.1", "port": port, "models": [
+        {"model": str(SMOLLM2), "model_alias": name, "n_ctx": 8192, "verbose": False,
+         **({"chat_format": fmt} if fmt else {})} for name, fmt in GUIDE_NAMES.items()]}
+    (tmp / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    log = (tmp / "server.log").open("w", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(tmp / "config.json")],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(url + "/models", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp / "server.log").read_text(encoding="utf-8")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def board(guide, url, judge, extra_env=None):
+    env = {"OPENAI_BASE_URL": url, "OPENAI_API_KEY": DUMMY_KEY, **(extra_env or {})}
+    return make(guide, "board", "MODELS=chatglm_6b baichuan_7b", "REFERENCE=gpt35", f"JUDGE={judge}",
+                env_extra=env)
+
+
+def board_rows(guide):
+    import csv
+
+    with (guide["out"] / "board.csv").open(encoding="utf-8") as f:
+        return {row["model"]: row for row in csv.DictReader(f)}
+
+
+def test_guide_board_with_chatgpt_fn(guide, infer, openai_server):
+    """The tiny judge mostly fails to name an output: the board is still written, those pairs in
+    n_failed with a warning saying why, never a crash."""
+    result = board(guide, openai_server, "chatgpt_fn")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    reference = json.loads((guide["out"] / "reference.json").read_text(encoding="utf-8"))
+    assert [r["generator"] for r in reference] == ["gpt35", "gpt35"] and all(r["output"] for r in reference)
+    rows = board_rows(guide)
+    assert set(rows) == {"chatglm_6b", "baichuan_7b"}
+    for row in rows.values():
+        assert int(float(row["n_total"])) + int(float(row["n_failed"])) == len(QUESTIONS)
+    if any(int(float(row["n_failed"])) for row in rows.values()):
+        assert "no verdict" in result.stdout.lower() or "failed" in result.stdout.lower(), result.stdout
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    for path in guide["out"].rglob("*"):
+        if path.is_file():
+            assert DUMMY_KEY.encode() not in path.read_bytes(), path
+
+
+def test_guide_board_with_weighted_judge_has_every_verdict(guide, infer, openai_server):
+    result = board(guide, openai_server, "weighted_alpaca_eval_gpt4_turbo")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for name, row in board_rows(guide).items():
+        assert int(float(row["n_failed"])) == 0 and int(float(row["n_total"])) == len(QUESTIONS), (name, row)
+
+
+def test_guide_board_with_claude_needs_its_key(guide, infer, openai_server):
+    result = board(guide, openai_server, "claude", extra_env={"ANTHROPIC_API_KEY": None})
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("make: ***")]
+    assert len(lines) == 1 and "ANTHROPIC_API_KEY" in lines[0], result.stderr

@@ -231,6 +231,9 @@ def build_board(args, registry, judges: list) -> int:
     warnings = warnings_for(board, consistency, n_swapped, judge_info["name"], n_questions,
                             current[judges[0].name] if len(judges) == 1 else None) + ensemble_warnings
     low_consistency = bool(n_swapped) and consistency < MIN_CONSISTENCY
+    if stats["failed"] and stats["errors"]:  # why those pairs have none (a weak judge's replies, a server)
+        warnings.append(f"{stats['failed']} judge calls gave no verdict ({stats['errors'][0]}); "
+                        "make board asks them again")
 
     out = args.out
     write_json(out / "board_pairs.json", results)

@@ -107,6 +107,7 @@ class AnnotatorJudge(Judge):
         from alpaca_eval.annotators import PairwiseAnnotator
 
         logging.getLogger().setLevel(logging.ERROR)  # alpaca_eval logs every step
+        reasons = _ErrorLines()  # and an error with a traceback for each reply it cannot parse
         warnings.filterwarnings("ignore")
         with tempfile.TemporaryDirectory(prefix="llmeval-judge-") as folder:  # private (0700), removed after
             config = Path(folder) / "annotator" / "configs.yaml"
@@ -121,14 +122,19 @@ class AnnotatorJudge(Judge):
         for start in range(0, len(calls), chunk):
             batch = calls[start:start + chunk]
             started = time.monotonic()
+            reasons.lines.clear()
             try:
-                rows = annotator.annotate_pairs([
-                    {"instruction": c.instruction, "output_1": c.first, "output_2": c.second} for c in batch])
+                with reasons:
+                    rows = annotator.annotate_pairs([
+                        {"instruction": c.instruction, "output_1": c.first, "output_2": c.second} for c in batch])
                 found = {(r["instruction"], r["output_1"], r["output_2"]): r.get("preference") for r in rows}
             except Exception as err:  # alpaca_eval and its API clients raise anything
+                replied = False
                 found, error = {}, mask(f"{type(err).__name__}: {' '.join(str(err).split())[:300]}", self.secrets())
             else:
-                error = "no verdict (the annotator's reply did not parse)"
+                replied = True
+                why = mask(reasons.lines[-1], self.secrets()) if reasons.lines else "no choice found in it"
+                error = f"no verdict: the annotator's reply did not parse ({why})"
             seconds = round((time.monotonic() - started) / len(batch), 3)
             for call in batch:
                 pref = found.get((call.instruction, call.first, call.second))
@@ -137,4 +143,38 @@ class AnnotatorJudge(Judge):
                 if valid_preference(pref):
                     yield call, {"preference": pref, "soft": pref not in (1.0, 1.5, 2.0), "seconds": seconds}
                 else:
-                    yield call, {"error": error, "seconds": seconds}
+                    yield call, {"error": error, "seconds": seconds, "unparsed": replied}
+
+
+class _ErrorLines:
+    """While entered: the root logger's records (alpaca_eval logs to it) kept as one line each,
+    their exception's message included, and not printed."""
+
+    def __init__(self):
+        import logging
+
+        self.lines: list[str] = []
+        outer = self
+
+        class Keep(logging.Handler):
+            def emit(self, record):
+                text = record.getMessage()
+                if record.exc_info and record.exc_info[1] is not None:
+                    text += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+                outer.lines.append(" ".join(text.split())[:300])
+
+        self.handler = Keep()
+
+    def __enter__(self):
+        import logging
+
+        root = logging.getLogger()
+        self.saved = root.handlers[:]
+        root.handlers = [self.handler]
+        return self
+
+    def __exit__(self, *exc):
+        import logging
+
+        logging.getLogger().handlers = self.saved
+        return False

@@ -8,6 +8,8 @@ the next run tries it again. A line torn by a crash or a full disk (even inside 
 character) is skipped on reading, and the next verdict starts on a line of its own.
 `judge_calls` shows a progress bar (calls done, calls/s, ETA) and stops a judge that fails 5
 calls in a row; a judge that fails every call it was asked raises JudgeError naming the cause.
+A reply that came but did not parse (`"unparsed": true`: a weak judge, not a broken one) is no
+verdict, counted in `failed` with its reason, but neither stops the judge nor makes it an error.
 """
 from __future__ import annotations
 
@@ -77,6 +79,7 @@ class CallStats:
     made: int = 0
     reused: int = 0
     failed: int = 0
+    unparsed: int = 0  # of `failed`: the judge replied, but gave no verdict that parses
     errors: list[str] = field(default_factory=list)  # distinct error messages, keys masked
     seconds: float = 0.0
 
@@ -113,7 +116,8 @@ def judge_calls(judge, calls: list[Call], out_dir: Path, progress=None, quiet: b
             bar.update(1)
             if "error" in result:
                 stats.failed += 1
-                consecutive += 1
+                stats.unparsed += bool(result.get("unparsed"))
+                consecutive += not result.get("unparsed")  # it answered: not down
                 error = mask(str(result["error"]), judge.secrets())
                 if error not in stats.errors:
                     stats.errors.append(error)
@@ -135,7 +139,7 @@ def judge_calls(judge, calls: list[Call], out_dir: Path, progress=None, quiet: b
     stats.seconds = time.monotonic() - started
     rate = stats.made / stats.seconds if stats.seconds else 0.0
     say(f"judge '{judge.name}': {stats.made} calls made ({rate:.2f}/s), {stats.failed} failed")
-    if stats.made == 0:
+    if stats.made == 0 and stats.unparsed < stats.failed:
         raise JudgeError(f"judge '{judge.name}' failed every call ({stats.failed}): {stats.errors[0] if stats.errors else 'no verdict'}"
                          f" (the {stats.reused} verdicts already cached are kept)")
     return verdicts, stats
