@@ -56,7 +56,10 @@ def judge_everything(judges: list, pairs: list, battles: list, out_dir, progress
     for judge in judges:
         if len(judges) > 1:
             progress(f"judge {judge.name}:")
-        results, judge_stats = judge_pairs(judge, all_pairs, out_dir, progress=progress)
+        try:
+            results, judge_stats = judge_pairs(judge, all_pairs, out_dir, progress=progress)
+        finally:
+            judge.close()  # one judge's model in memory at a time
         for result, (_, opponent) in zip(results[len(pairs):], battles):
             result["opponent"] = opponent
         by_judge[judge.name] = results

@@ -78,7 +78,9 @@ class AnnotatorJudge(Judge):
         super().__init__(name, {
             "kind": "alpaca_eval", "config": scrub(portable), "protocol": "alpaca_eval-annotator-v1",
             "prompt_sha256": [sha256_text(p) for p in prompts], "alpaca_eval": version("alpaca-eval"),
-            "openai_api_base": public_url(os.environ["OPENAI_API_BASE"]) if os.environ.get("OPENAI_API_BASE") else ""})
+            # the endpoint it will reach: alpaca_eval's variable, else the openai package's
+            "openai_api_base": public_url(endpoint) if (endpoint := os.environ.get("OPENAI_API_BASE")
+                                                       or os.environ.get("OPENAI_BASE_URL")) else ""})
         self.config = configs  # may hold a key: never written but to the private folder
         procs = [(v.get("completions_kwargs") or {}).get("num_procs") for v in configs.values()]
         self.concurrency = max([p for p in procs if isinstance(p, int) and p > 0] or [DEFAULT_PROCS])
