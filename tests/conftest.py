@@ -4,6 +4,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
+
+# Under `make test` these would make every `make` a test runs a sub-make (`make[1]: ***` lines,
+# the parent's flags): the tests run make as a user does, from a shell.
+import os  # noqa: E402
+
+for _name in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"):
+    os.environ.pop(_name, None)
 sys.path.insert(0, str(ROOT / "bench"))  # llama_server.py: a local OpenAI-compatible server for tests
 
 
