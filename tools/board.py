@@ -286,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="out", type=Path)
     parser.add_argument("--check-judge", action="store_true", help="only check that the judge can run")
     args = parser.parse_args(argv)
+    # matplotlib (the chart; alpaca_eval imports it too) would create ~/.config/matplotlib: its
+    # config and font cache go under OUT instead, unless the user chose a folder.
+    os.environ.setdefault("MPLCONFIGDIR", str(Path(args.out).resolve() / "judge" / "matplotlib"))
     if args.show:
         return show(args.show)
     if not args.judge or not args.check_judge and not (args.outputs and args.reference):

@@ -22,6 +22,7 @@ Not handled: judging style or length; this only shows whether a judge can tell r
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from datetime import datetime, timezone
@@ -156,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSONL of labelled pairs {instruction, right, wrong} (default: the 12 built-in)")
     parser.add_argument("--limit", type=int, help="only the first N pairs")
     args = parser.parse_args(argv)
+    # matplotlib (the chart; alpaca_eval imports it too) would create ~/.config/matplotlib: its
+    # config and font cache go under OUT instead, unless the user chose a folder.
+    os.environ.setdefault("MPLCONFIGDIR", str(Path(args.out).resolve() / "judge" / "matplotlib"))
     from judges import resolve_judge, run_reporting_errors
 
     def work() -> int:
