@@ -74,12 +74,12 @@ def machine() -> dict:
 def make_spec(model: Path, max_tokens: int, n_gpu_layers: int, template: str | None):
     """A ModelSpec through the real registry, so the backend sees what models.toml would give."""
     folder = Path(tempfile.mkdtemp(prefix="bench-"))
-    lines = ["[models.bench]", f"path = {json.dumps(str(model.resolve()))}", f"max_tokens = {max_tokens}",
+    lines = ["[models.bench_model]", f"path = {json.dumps(str(model.resolve()))}", f"max_tokens = {max_tokens}",
              "temperature = 0.0", "n_ctx = 2048", f"n_gpu_layers = {n_gpu_layers}"]
     if template:
         lines.append(f"chat_template = {json.dumps(template)}")
     (folder / "models.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return load_registry(folder / "models.toml").get("bench")
+    return load_registry(folder / "models.toml").get("bench_model")
 
 
 def load_ours(args, threads):
