@@ -4,7 +4,9 @@ Judges no longer need it (tools/judges/ runs them in-process): what still does i
 benchmark's "before" path (bench/bench_judge.py) and the tests that check an OpenAI-compatible
 judge, the openai backend and alpaca_eval's annotators against a real local server.
 
-    with judge_server(spec) as base_url:   # e.g. http://127.0.0.1:41234/v1
+    with judge_server(spec, log) as base_url:   # one models.toml model, e.g. http://127.0.0.1:41234/v1
+        ...
+    with llama_cpp_server(lambda port: ["--config_file", ...], log) as base_url:  # any arguments
         ...
 
 It binds to 127.0.0.1 only, on a free port, waits until /v1/models answers, and is always
@@ -38,14 +40,23 @@ def judge_server(spec, log_path: Path, n_ctx: int | None = None, timeout: float 
     n_gpu_layers, _ = sized_layers(spec.path, spec.name, n_ctx or spec.n_ctx, 1, spec.n_gpu_layers)
     if spec.chat_template:
         raise ValueError(f"'{spec.name}': llama_cpp.server cannot take a chat_template override")
+    def args(port: int) -> list[str]:
+        return ["--model", str(spec.path), "--model_alias", spec.name, "--host", "127.0.0.1", "--port", str(port),
+                "--n_ctx", str(n_ctx or spec.n_ctx), "--n_gpu_layers", str(n_gpu_layers)]
+    with llama_cpp_server(args, log_path, timeout) as base_url:
+        yield base_url
+
+
+@contextlib.contextmanager
+def llama_cpp_server(args_for_port, log_path: Path, timeout: float = 120.0):
+    """`python -m llama_cpp.server *args_for_port(port)` on a free port of 127.0.0.1 (the arguments,
+    or the config file they name, must bind there); yields its base URL once /v1/models answers."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(3):  # the free port may be taken between choosing and binding: try another
         port = free_port()
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(spec.path),
-               "--model_alias", spec.name, "--host", "127.0.0.1", "--port", str(port),
-               "--n_ctx", str(n_ctx or spec.n_ctx), "--n_gpu_layers", str(n_gpu_layers)]
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", *args_for_port(port)],
+                                    stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         base_url = f"http://127.0.0.1:{port}/v1"
         try:
             _wait_ready(proc, base_url, timeout, log_path)

@@ -105,39 +105,19 @@ DUMMY_KEY = "sk-dummy-guide-board-key-never-written"
 @pytest.fixture(scope="module")
 def openai_server(tmp_path_factory):
     """`python -m llama_cpp.server` on 127.0.0.1 with the embedded SmolLM2 under the guide's names."""
-    import socket
-    import sys
-    import time
-    import urllib.request
+    from llama_server import llama_cpp_server
 
     tmp = tmp_path_factory.mktemp("openai-server")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = {"host": "127.0.0.1", "port": port, "models": [
-        {"model": str(SMOLLM2), "model_alias": name, "n_ctx": 8192, "verbose": False,
-         **({"chat_format": fmt} if fmt else {})} for name, fmt in GUIDE_NAMES.items()]}
-    (tmp / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    log = (tmp / "server.log").open("w", encoding="utf-8")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(tmp / "config.json")],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(url + "/models", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp / "server.log").read_text(encoding="utf-8")
-                time.sleep(0.5)
+
+    def config(port: int) -> list[str]:
+        models = [{"model": str(SMOLLM2), "model_alias": name, "n_ctx": 8192, "verbose": False,
+                   **({"chat_format": fmt} if fmt else {})} for name, fmt in GUIDE_NAMES.items()]
+        (tmp / "config.json").write_text(json.dumps({"host": "127.0.0.1", "port": port, "models": models}),
+                                         encoding="utf-8")
+        return ["--config_file", str(tmp / "config.json")]
+
+    with llama_cpp_server(config, tmp / "server.log", timeout=300) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def board(guide, url, judge, extra_env=None):

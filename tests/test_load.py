@@ -1,10 +1,10 @@
 """Load: 1,000 questions through `make infer` with the embedded SmolLM2 (2 new tokens each), next
 to 100 questions: every answer written, and the peak memory of the run (the largest RSS of make
 and everything it ran) the same within 64 MiB, so memory does not grow with the question count.
-Slow (1,100 questions answered): it runs only with LLMEVAL_SLOW=1 in the environment.
+1,100 questions answered: about 1 min 40 s on 2 idle cores (peak RSS measured there: 361 MiB for
+100 questions, 365 MiB for 1,000), so it runs under `make test` like every other test.
 """
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-pytestmark = [pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first"),
-              pytest.mark.skipif(not os.environ.get("LLMEVAL_SLOW"), reason="slow: set LLMEVAL_SLOW=1 to run it")]
+pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
 
 # Runs make and prints the peak RSS (KiB) of its whole process tree: RUSAGE_CHILDREN counts every
 # descendant that was waited for, so infer.py under make is included.

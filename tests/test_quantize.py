@@ -1,6 +1,6 @@
 """tools/quantize.py with the real llama.cpp converter and quantizer: a tiny random Llama made in
 the test -> f16 GGUF -> Q4_K_M, answered through the llama.cpp backend; skip when up to date;
-clear messages for an unknown architecture and for missing weights."""
+clear messages for an unknown architecture, missing weights and a broken folder."""
 import json
 import os
 import subprocess
@@ -103,3 +103,41 @@ def test_unknown_architecture_says_use_transformers(tiny_llama, tmp_path):
     assert "model 'odd'" in message and "NoSuchModelForCausalLM" in message
     assert 'backend = "transformers"' in message
     assert not spec.path.exists()
+
+
+def broken_copy(tiny_llama, folder, damage: str):
+    """The tiny Llama's folder with one thing wrong, as an interrupted download leaves it."""
+    import shutil
+
+    shutil.copytree(tiny_llama, folder)
+    weights = folder / "model.safetensors"
+    if damage == "truncated":
+        data = weights.read_bytes()
+        weights.write_bytes(data[:len(data) // 2])
+    elif damage == "no weights":
+        weights.unlink()
+    elif damage == "missing shard":
+        weights.rename(folder / "model-00001-of-00002.safetensors")
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+            "a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    elif damage == "bad config":
+        (folder / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], ')
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("truncated", "model.safetensors is truncated or not a safetensors file"),
+    ("no weights", "it has no weight files"),
+    ("missing shard", "names 1 shard(s) that are missing, e.g. model-00002-of-00002.safetensors"),
+    ("bad config", "its config.json is not valid JSON"),
+])
+def test_broken_folder_is_one_line_before_converting(tiny_llama, tmp_path, damage, said):
+    folder = tmp_path / "broken"
+    broken_copy(tiny_llama, folder, damage)
+    (tmp_path / "models.toml").write_text(f'[models.broken]\npath = "{folder}"\nquant = "Q4_K_M"\n')
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "quantize.py"), "broken",
+                          "--models-toml", str(tmp_path / "models.toml")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith(f"error: model 'broken': cannot convert {folder}: ")
+    assert said in run.stderr and "fix the folder, or 'path' in models.toml" in run.stderr
+    made = load_registry(tmp_path / "models.toml").get("broken").path  # models/broken/broken.Q4_K_M.gguf
+    assert not made.parent.exists()  # the converter never ran: no log, no partial file

@@ -13,6 +13,8 @@ one that will load the file), fetched from PyPI once with pip and kept, with its
 than every file of its folder; the f16 file is removed afterwards unless --keep-f16. The
 converter's log goes to models/NAME/convert.log.
 
+A folder that cannot be converted (config.json unreadable, no weights, a shard missing or
+truncated) is refused in one line before the converter runs.
 Not handled: architectures llama.cpp's converter does not know (the message says to declare
 backend = "transformers"), LoRA adapters, multimodal projectors, importance matrices.
 """
@@ -90,6 +92,50 @@ def architecture(folder: Path) -> str:
     return (config.get("architectures") or [config.get("model_type", "unknown")])[0]
 
 
+def folder_problem(folder: Path) -> str | None:
+    """What makes a Hugging Face folder unusable before the converter runs, in words, or None:
+    config.json unreadable, no weight files, or a shard its index names missing or truncated
+    (an interrupted download). The converter's own messages for these name no file."""
+    import json
+
+    try:
+        json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return f"its config.json is not valid JSON ({type(err).__name__})"
+    weights = [f for f in folder.iterdir() if f.suffix in (".safetensors", ".bin", ".pt", ".pth")]
+    if not weights:
+        return "it has no weight files (*.safetensors or *.bin)"
+    for index in [*folder.glob("*.safetensors.index.json"), *folder.glob("*.bin.index.json")]:
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (OSError, ValueError, KeyError, AttributeError):
+            return f"its {index.name} is not a valid shard index"
+        missing = sorted(s for s in shards if not (folder / s).is_file())
+        if missing:
+            return f"{index.name} names {len(missing)} shard(s) that are missing, e.g. {missing[0]}"
+    for f in weights:
+        if f.suffix == ".safetensors" and not _whole_safetensors(f):
+            return f"{f.name} is truncated or not a safetensors file"
+    return None
+
+
+def _whole_safetensors(path: Path) -> bool:
+    """A safetensors file's header is readable and its tensors end within the file."""
+    import json
+    import struct
+
+    try:
+        with path.open("rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n)) if n < 100 << 20 else None
+        if not isinstance(header, dict):
+            return False
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        return path.stat().st_size >= 8 + n + end
+    except (OSError, ValueError, struct.error, KeyError, TypeError, IndexError):
+        return False
+
+
 def convert(spec: ModelSpec, f16: Path) -> None:
     """Hugging Face folder -> f16 GGUF with llama.cpp's convert_hf_to_gguf.py (log in convert.log)."""
     script = converter_dir() / "convert_hf_to_gguf.py"
@@ -139,6 +185,10 @@ def build(spec: ModelSpec, keep_f16: bool = False) -> str:
         raise QuantizeError(f"model '{spec.name}': no Hugging Face weights at {spec.hf_dir}; run: {source}")
     if up_to_date(spec.path, spec.hf_dir):
         return "up to date"
+    problem = folder_problem(spec.hf_dir)
+    if problem:
+        again = f"run make download MODELS={spec.name} again" if spec.hf_repo else "fix the folder, or 'path' in models.toml"
+        raise QuantizeError(f"model '{spec.name}': cannot convert {spec.hf_dir}: {problem}; {again}")
     spec.path.parent.mkdir(parents=True, exist_ok=True)
     weights = sum(f.stat().st_size for f in spec.hf_dir.iterdir() if f.suffix in (".safetensors", ".bin"))
     free = shutil.disk_usage(spec.path.parent).free

@@ -11,7 +11,7 @@ batching or prefix sharing (one prompt at a time: use a GGUF judge for speed).
 from __future__ import annotations
 
 from judges import Judge, JudgeError
-from judges.prompt import VERDICT_TOKENS, fit, make_messages, preference_from_logits, prompt_template
+from judges.prompt import fit, make_messages, prompt_template, verdict_from_logits, verdict_token_ids
 from records import InputError
 
 
@@ -30,16 +30,15 @@ class HFJudge(Judge):
         from backends.hf_backend import LocalModel
 
         if self.model is None:
+            model = None
             try:
-                self.model = LocalModel(self.spec)
+                model = LocalModel(self.spec)
+                self.token_ids = verdict_token_ids(lambda word: model.tokenizer.encode(word, add_special_tokens=False))
             except (FileNotFoundError, ValueError, RuntimeError) as err:
+                if model is not None:
+                    model.close()
                 raise JudgeError(f"judge '{self.name}': {err}") from None
-            self.token_ids = []
-            for word in VERDICT_TOKENS:
-                ids = self.model.tokenizer.encode(word, add_special_tokens=False)
-                if len(ids) != 1:
-                    raise JudgeError(f"judge '{self.name}': '{word}' is {len(ids)} tokens in its vocabulary, not one")
-                self.token_ids.append(ids[0])
+            self.model = model
         return self.model
 
     def ids(self, call, template: str):
@@ -62,11 +61,7 @@ class HFJudge(Judge):
             except (ValueError, RuntimeError) as err:
                 yield call, {"error": f"{type(err).__name__}: {err}"}
                 continue
-            verdict = {"preference": preference_from_logits(lm, lM), "soft": True,
-                       "logits": {"m": round(lm, 4), "M": round(lM, 4)}}
-            if truncated:
-                verdict["truncated"] = True
-            yield call, verdict
+            yield call, verdict_from_logits(lm, lM, truncated)
 
     def close(self) -> None:
         if self.model is not None:

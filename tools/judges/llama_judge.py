@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 
 from judges import Judge, JudgeError
-from judges.prompt import VERDICT_TOKENS, fit, make_messages, preference_from_logits, prompt_template
+from judges.prompt import fit, make_messages, prompt_template, verdict_from_logits, verdict_token_ids
 
 MAX_PARALLEL = 16
 
@@ -35,17 +35,16 @@ class LlamaJudge(Judge):
         from backends.llama_backend import LlamaBackend
 
         if self.backend is None:
+            backend = None
             try:
-                self.backend = LlamaBackend(self.spec)
+                backend = LlamaBackend(self.spec)
+                self.token_ids = verdict_token_ids(
+                    lambda word: backend.model.tokenize(word.encode("utf-8"), add_bos=False, special=False))
             except (FileNotFoundError, ValueError, RuntimeError) as err:
+                if backend is not None:
+                    backend.close()
                 raise JudgeError(f"judge '{self.name}': {err}") from None
-            self.token_ids = []
-            for word in VERDICT_TOKENS:
-                ids = self.backend.model.tokenize(word.encode("utf-8"), add_bos=False, special=False)
-                if len(ids) != 1:
-                    raise JudgeError(f"judge '{self.name}': '{word}' is {len(ids)} tokens in its vocabulary, "
-                                     "not one; pick another judge")
-                self.token_ids.append(ids[0])
+            self.backend = backend
         return self.backend
 
     def tokens(self, messages: list[dict]) -> list[int]:
@@ -84,12 +83,7 @@ class LlamaJudge(Judge):
             if "error" in result:
                 yield call, {"error": result["error"]}
                 continue
-            lm, lM = result["logits"]
-            verdict = {"preference": preference_from_logits(lm, lM), "soft": True,
-                       "logits": {"m": round(lm, 4), "M": round(lM, 4)}}
-            if shown[index]:
-                verdict["truncated"] = True
-            yield call, verdict
+            yield call, verdict_from_logits(*result["logits"], truncated=shown[index])
         self.last_stats = {**stats, "seconds": time.perf_counter() - started, "parallel": n}
 
     def close(self) -> None:

@@ -50,6 +50,27 @@ def preference_from_logits(logit_m: float, logit_M: float) -> float:
     return 2 - p_m
 
 
+def verdict_token_ids(encode: Callable[[str], list[int]]) -> list[int]:
+    """The token id of `m` and of `M` in a local judge's vocabulary (`encode`: word -> ids);
+    ValueError when one is not a single token (the verdict needs exactly one logit each)."""
+    ids = []
+    for word in VERDICT_TOKENS:
+        got = encode(word)
+        if len(got) != 1:
+            raise ValueError(f"'{word}' is {len(got)} tokens in its vocabulary, not one; pick another judge")
+        ids.append(got[0])
+    return ids
+
+
+def verdict_from_logits(logit_m: float, logit_M: float, truncated: bool) -> dict:
+    """A local judge's verdict (protocol logits-v2) from the two verdict tokens' logits."""
+    verdict = {"preference": preference_from_logits(logit_m, logit_M), "soft": True,
+               "logits": {"m": round(logit_m, 4), "M": round(logit_M, 4)}}
+    if truncated:
+        verdict["truncated"] = True
+    return verdict
+
+
 def parse_logprob_reply(reply: dict) -> dict:
     """A chat completion with top logprobs -> {"preference", "soft"}, or {"error"}."""
     try:
