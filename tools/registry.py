@@ -373,88 +373,33 @@ def load_registry(path: str | Path) -> Registry:
     return registry
 
 
-def write_stamp(registry: Registry, name: str, questions: Path, stamp: Path) -> bool:
-    """Write what OUT/NAME.json is made from to `stamp`, touching it only when that changed.
-
-    Make cannot see one table of models.toml, so it depends on this file instead: it is rewritten
-    (and the model re-run) only when the model's entry, its weights or the questions change.
-    """
-    spec = registry.get(name)
-    model = {k: redact_url(v) if k == "base_url" else v for k, v in spec.raw.items()}
-    content = json.dumps({"model": model, "settings_id": spec.settings_id(),
-                          "questions": str(questions),
-                          "questions_sha256": hashlib.sha256(questions.read_bytes()).hexdigest()},
-                         sort_keys=True, ensure_ascii=False, indent=1) + "\n"
-    return write_if_changed(stamp, content)
-
-
-def write_if_changed(path: Path, content: str) -> bool:
-    if path.exists() and path.read_text(encoding="utf-8") == content:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content, encoding="utf-8")
-    return True
-
-
-def check_api_keys(registry: Registry, names: list[str]) -> None:
-    """Before any work: every API model among `names` (not declared ones are skipped) has its key."""
-    for name in dict.fromkeys(names):
-        spec = registry.models.get(name)
-        if spec and spec.backend == "openai" and spec.api_key_env and not os.environ.get(spec.api_key_env):
-            raise RegistryError(f"model '{name}' calls {redact_url(spec.base_url)} and needs an API key: "
-                                f"export {spec.api_key_env}=... (or leave '{name}' out of MODELS / REFERENCE)")
-
-
 def main(argv: list[str] | None = None) -> int:
-    """`check` validates models.toml; `stamp NAME...` writes one make stamp per model; `stamp-value
-    NAME VALUE...` writes OUT/stamps/NAME.txt (a model or judge table's entry when VALUE names one);
-    `preflight NAME...` stops when an API model among them has no key in the environment;
-    `defaults` prints [defaults] for the Makefile (`M:name ... R:name J:name`, or `ERROR why`: make
-    reads it with $(shell), which drops stderr and the exit code, so the error goes to stdout)."""
+    """`check` validates models.toml; `list` prints its models; `defaults` prints [defaults] for the
+    Makefile (`M:name ... R:name J:name`, or `ERROR why`: make reads it with $(shell), which drops
+    stderr and the exit code, so the error goes to stdout). Make's stamps: tools/stamps.py."""
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(description="Validate models.toml or write make stamps.")
-    parser.add_argument("command", choices=["check", "stamp", "stamp-value", "list", "preflight", "defaults"])
-    parser.add_argument("models", nargs="*")
+    parser = argparse.ArgumentParser(description="Validate models.toml, list its models, or print its [defaults].")
+    parser.add_argument("command", choices=["check", "list", "defaults"])
     parser.add_argument("--models-toml", default="models.toml")
-    parser.add_argument("--questions", help="questions file (stamp)")
-    parser.add_argument("--out", default="out", help="output folder (stamp)")
     args = parser.parse_args(argv)
     try:
         registry = load_registry(args.models_toml)
-        if args.command == "defaults":
-            print(" ".join([*(f"M:{m}" for m in registry.default_models),
-                            *([f"R:{registry.reference}"] if registry.reference else []),
-                            *([f"J:{registry.judge}"] if registry.judge else [])]))
-        elif args.command == "list":
-            for name, spec in registry.models.items():
-                where = spec.path or spec.api_model or spec.function
-                print(f"{name:24} {spec.backend:12} {where}")
-        elif args.command == "preflight":
-            check_api_keys(registry, args.models)
-        elif args.command == "stamp":
-            if not args.questions or not Path(args.questions).exists():
-                raise RegistryError(f"questions file not found: {args.questions} (set QUESTIONS)")
-            if not Path(args.questions).is_file():
-                raise RegistryError(f"QUESTIONS={args.questions} is not a file; name a .txt, .json or .jsonl file")
-            for name in args.models:
-                write_stamp(registry, name, Path(args.questions), Path(args.out) / "stamps" / f"{name}.json")
-        elif args.command == "stamp-value":
-            stamp_name, *values = args.models
-            entries = [json.dumps({k: redact_url(x) if k == "base_url" else x for k, x in registry.models[v].raw.items()},
-                                  sort_keys=True) for v in values if v in registry.models]
-            write_if_changed(Path(args.out) / "stamps" / f"{stamp_name}.txt", "\n".join([*values, *entries]) + "\n")
     except RegistryError as err:
         if args.command == "defaults":
             print("ERROR", " ".join(str(err).split()))
         else:
             print(f"error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # a read-only or full OUT, a file we may not read
-        print(f"error: cannot write or read {err.filename or args.out}: {err.strerror}; "
-              "choose a writable OUT=... or fix the permissions", file=sys.stderr)
-        return 2
+    if args.command == "defaults":
+        print(" ".join([*(f"M:{m}" for m in registry.default_models),
+                        *([f"R:{registry.reference}"] if registry.reference else []),
+                        *([f"J:{registry.judge}"] if registry.judge else [])]))
+    elif args.command == "list":
+        for name, spec in registry.models.items():
+            where = spec.path or spec.api_model or spec.function
+            print(f"{name:24} {spec.backend:12} {where}")
     return 0
 
 
