@@ -272,3 +272,22 @@ def test_disk_full_during_the_board_is_reported_as_such_and_keeps_verdicts(tmp_p
         assert json.loads(cache.read_text(encoding="utf-8").splitlines()[0]) == kept
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_verdict_does_not_depend_on_what_is_judged_beside_it(judged):
+    """Batched with shared starts decoded once, or alone: the same logits (as the answers' greedy
+    tokens are the same at any N), so a board's verdicts do not depend on which calls share a run."""
+    from judge_check import load_check_pairs
+
+    _, judge, _, _ = judged
+    pairs = load_check_pairs(ROOT / "data" / "judge_check.jsonl")[:4]
+    calls = [c for p in pairs for c in (Call(p["instruction"], p["right"], p["wrong"]),
+                                        Call(p["instruction"], p["wrong"], p["right"]))]
+    together = dict(judge.judge(calls))
+    assert judge.last_stats["decoded_tokens"] < judge.last_stats["prompt_tokens"]  # starts were shared
+    halves = {**dict(judge.judge(calls[::2])), **dict(judge.judge(calls[1::2]))}
+    for call in calls:
+        alone = dict(judge.judge([call]))[call]
+        for other in (alone, halves[call]):
+            assert other["logits"] == together[call]["logits"]
+            assert other["preference"] == pytest.approx(together[call]["preference"], abs=1e-9)
