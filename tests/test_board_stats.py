@@ -120,3 +120,28 @@ def test_logprob_reply_parsing_never_guesses():
     assert forced == {"preference": 2.0, "soft": False, "text": "M"}
     assert "error" in parse_logprob_reply(reply("Output", [("Output", -0.1)]))
     assert "error" in parse_logprob_reply({"unexpected": True})
+
+
+def test_a_judge_that_follows_length_is_named_for_the_models_it_moves():
+    """Verdicts that depend on answer length only: the long and the short model's win rates move
+    10 points or more from their LC win rates and the board says so, naming them; a model as long
+    as the reference is not named, and a judge blind to length gives no such warning."""
+    rng = np.random.default_rng(3)
+
+    def board_of(by_length: bool):
+        results = []
+        for model, shift in (("verbose", 400), ("plain", 0), ("terse", -300)):
+            for q in range(40):
+                d = shift + rng.normal(0, 100)
+                p = 1 / (1 + np.exp(-d / 100)) if by_length else rng.uniform(0.4, 0.6)  # P(model better)
+                results.append(result(model, q, 2 - p, 1 + p, "a" * int(500 + d), "b" * 500))
+        return board_table(results), results
+
+    board, results = board_of(by_length=True)
+    found = [w for w in warnings_for(board, *judge_consistency(results), "j", 40, None) if w.startswith("LENGTH")]
+    gaps = (board["lc_win_rate"] - board["win_rate"]).abs()
+    assert gaps["verbose"] >= 10 and gaps["terse"] >= 10 and gaps["plain"] < 10
+    assert len(found) == 1 and "'verbose' (" in found[0] and "'terse' (" in found[0] and "'plain'" not in found[0]
+    assert "rank these models by lc_win_rate" in found[0]
+    board, results = board_of(by_length=False)
+    assert not [w for w in warnings_for(board, *judge_consistency(results), "j", 40, None) if w.startswith("LENGTH")]

@@ -42,6 +42,9 @@ BOOTSTRAP_SEED = 0
 # Below these the board warns (see README, "Reading the board").
 MIN_CONSISTENCY = 60.0  # a coin-flip judge agrees with itself on about 50% of swapped pairs
 FEW_QUESTIONS = 30
+# Points between the win rate and the LC win rate that say the judge's verdicts follow length
+# (AlpacaEval 2's own board has Claude 2 at 17.2 against 28.2 length-controlled).
+LENGTH_GAP = 10.0
 
 
 def win_rate_stats(preferences: pd.Series) -> dict:
@@ -139,4 +142,12 @@ def warnings_for(board: pd.DataFrame, consistency: float, n_swapped: int, judge:
     if n_questions < FEW_QUESTIONS:
         found.append(f"only {n_questions} questions: the intervals are wide and lc_win_rate is a rough "
                      "estimate; differences inside the intervals mean nothing.")
+    else:  # with few questions the LC figure is too rough to read a gap from
+        gap = board[(board["lc_win_rate"] - board["win_rate"]).abs() >= LENGTH_GAP]
+        if len(gap):
+            each = " and ".join(f"'{m}' ({r.win_rate:.1f} -> {r.lc_win_rate:.1f}, answers of "
+                                f"{r.avg_length:.0f} characters on average)" for m, r in gap.iterrows())
+            found.append(f"LENGTH: the length-controlled win rate differs from the win rate by {LENGTH_GAP:.0f} "
+                         f"points or more for {each}: this judge's verdicts follow answer length, so rank "
+                         "these models by lc_win_rate.")
     return found
