@@ -94,3 +94,24 @@ def test_main_reports_bad_input_in_one_line(tmp_path, capsys):
     assert infer.main(["nope", "--models-toml", str(tmp_path / "models.toml"),
                        "--questions", str(tmp_path / "missing.txt")]) == 2
     assert "no model named 'nope'" in capsys.readouterr().err
+
+
+
+def test_llama_cpp_log_lines_stay_off_the_screen(tmp_path, capfd):
+    """The embedded Gemma 3 makes llama.cpp warn ("using full-size SWA cache") on a context longer
+    than its sliding window: nothing of llama.cpp's reaches the screen, only our own lines."""
+    from backends.llama_backend import LlamaBackend
+
+    gemma = ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"
+    if not gemma.is_file():
+        pytest.skip("run `make models` first")
+    (tmp_path / "models.toml").write_text(f'[models.g]\npath = "{gemma}"\nmax_tokens = 4\nn_ctx = 2048\n'
+                                          'chat_template = "{{ messages[0][\'content\'] }}"\n', encoding="utf-8")
+    backend = LlamaBackend(load_registry(tmp_path / "models.toml").get("g"))
+    try:
+        answers = dict(backend.answer([{"instruction": "Name a colour."}], parallel=1))
+    finally:
+        backend.close()
+    assert "error" not in answers[0]
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""

@@ -33,8 +33,11 @@ from dataclasses import dataclass, field
 import llama_cpp
 import numpy as np
 
-# llama-cpp-python's log callback prints every llama.cpp line unless its logger says otherwise.
-logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+# llama-cpp-python's log callback prints every llama.cpp line unless its logger says otherwise,
+# and 0.3.36 reads ggml's levels one off (a WARN as ERROR, an ERROR as DEBUG): at CRITICAL,
+# llama.cpp's warnings (Gemma 3's "using full-size SWA cache" on every context) stay off the
+# screen too. What fails is said by our own one-line errors.
+logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)
 llama_cpp.llama_backend_init()
 
 MAX_AUTO_PARALLEL = 32
@@ -77,6 +80,7 @@ class _Slot:
 class BatchedEngine:
     def __init__(self, model, n_gpu_layers: int, n_threads: int | None = None):
         """`model` is a llama_cpp._internals.LlamaModel (owned by the caller)."""
+        logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)  # again: a Llama() resets it
         self.model = model.model
         self.vocab = model.vocab
         self.offload = n_gpu_layers != 0 and llama_cpp.llama_supports_gpu_offload()
