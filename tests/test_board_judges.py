@@ -18,6 +18,7 @@ pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models`
 QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?"]
 ANSWERS = {"ref": ["Paris.", "Eight."], "alpha": ["The capital of France is Paris.", "A spider has eight legs."],
            "beta": ["Berlin.", "Six."]}
+DATASETS = ["geography", "biology"]
 
 
 def rows(path):
@@ -35,8 +36,8 @@ def board(tmp_path_factory):
     (tmp / "models.toml").write_text(
         f'[models.smol]\npath = "{SMOLLM2}"\nn_ctx = 2048\n\n[models.smol2]\npath = "{smol2}"\nn_ctx = 2048\n',
         encoding="utf-8")
-    records = lambda model: [{"instruction": q, "output": a, "generator": model}
-                             for q, a in zip(QUESTIONS, ANSWERS[model])]
+    records = lambda model: [{"instruction": q, "output": a, "generator": model, "dataset": d}
+                             for q, a, d in zip(QUESTIONS, ANSWERS[model], DATASETS)]
     (tmp / "output.json").write_text(json.dumps(records("alpha") + records("beta") + records("ref")), encoding="utf-8")
     (tmp / "reference.json").write_text(json.dumps(records("ref")), encoding="utf-8")
     args = ["--models-toml", str(tmp / "models.toml"), "--outputs", str(tmp / "output.json"),
@@ -75,6 +76,23 @@ def test_views_show_each_judge_agreement_and_battles(board):
     html = (out / "board.html").read_text(encoding="utf-8")
     assert '<table id="agreement">' in html and '<table id="by-judge">' in html
     assert "judge: smol + smol2 (ensemble" in md
+
+
+def test_win_rates_by_dataset(board):
+    """The questions come from two datasets: each model's win rate on each, from the same combined
+    verdicts as the board (one question each here, so its pair's preference)."""
+    out, _ = board
+    pairs = json.loads((out / "board_pairs.json").read_text(encoding="utf-8"))
+    by_dataset = rows(out / "board_by_dataset.csv")
+    assert [(r["dataset"], r["model"]) for r in by_dataset] == [
+        (d, m) for d in DATASETS for m in ("alpha", "beta", "ref")]
+    for row in by_dataset:
+        pair = next(p for p in pairs if p["model"] == row["model"] and p["instruction"] == QUESTIONS[DATASETS.index(row["dataset"])])
+        assert float(row["win_rate"]) == pytest.approx((pair["preference"] - 1) * 100)
+        assert int(row["n_questions"]) == 1 and int(row["n_total"]) == 1
+    md = (out / "board.md").read_text(encoding="utf-8")
+    assert "## By dataset" in md and "geography (1 question)" in md
+    assert '<table id="by-dataset">' in (out / "board.html").read_text(encoding="utf-8")
 
 
 def test_second_run_reuses_every_verdict(board, capsys):

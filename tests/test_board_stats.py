@@ -8,7 +8,7 @@ import pytest
 from alpaca_eval.metrics import get_winrate
 
 from board import safe_settings
-from board_stats import (BOARD_COLUMNS, board_table, bootstrap_ci, judge_consistency,
+from board_stats import (BOARD_COLUMNS, board_table, bootstrap_ci, by_dataset, judge_consistency,
                          length_controlled_win_rate, warnings_for)
 from judges import combine
 
@@ -145,3 +145,21 @@ def test_a_judge_that_follows_length_is_named_for_the_models_it_moves():
     assert "rank these models by lc_win_rate" in found[0]
     board, results = board_of(by_length=False)
     assert not [w for w in warnings_for(board, *judge_consistency(results), "j", 40, None) if w.startswith("LENGTH")]
+
+
+def test_by_dataset_is_each_models_win_rate_on_each_datasets_questions():
+    rng = np.random.default_rng(5)
+    datasets = {q: ("math" if q < 12 else "writing") for q in range(30)}
+    results = [result(m, q, *rng.uniform(1, 2, size=2)) for m in ("a", "b") for q in range(30)]
+    results[0].update(preference=None, consistent=None, n_failed=1)  # a's first math pair: no verdict
+    table = by_dataset(results, datasets)
+    assert [(r.dataset, r.model) for r in table.itertuples()] == [("math", "a"), ("math", "b"),
+                                                                   ("writing", "a"), ("writing", "b")]
+    for row in table.itertuples():
+        prefs = pd.Series([r["preference"] for r in results if r["model"] == row.model
+                           and datasets[r["question_id"]] == row.dataset and r["preference"] is not None])
+        assert row.win_rate == pytest.approx(get_winrate(pd.DataFrame({"preference": prefs}))["win_rate"])
+        assert (row.win_rate_ci_low, row.win_rate_ci_high) == bootstrap_ci(prefs)
+        assert row.n_total == len(prefs) and row.n_questions == (12 if row.dataset == "math" else 18)
+    assert table.loc[0, "n_total"] == 11
+    assert by_dataset(results, {q: "one" for q in range(30)}).empty  # one dataset: no breakdown

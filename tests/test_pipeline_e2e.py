@@ -87,6 +87,7 @@ def test_board_has_every_model_and_every_question(run):
     assert 0 <= float(rows["sampled"]["position_consistency"]) <= 100
     assert "Leaderboard" in first.stdout and "sampled" in first.stdout
     assert "4 made, 0 from cache, 0 failed" in first.stderr
+    assert not (tmp_path / "out" / "board_by_dataset.csv").exists()  # one question file: one dataset
     out = tmp_path / "out"
     for name in ("greedy.json", "sampled.json", "output.json", "reference.json", "board.md", "board.png",
                  "board.html", "board_pairs.json", "manifest.json", "judge/verdicts.jsonl"):

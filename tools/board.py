@@ -183,7 +183,7 @@ def build_board(args, registry, judges: list) -> int:
     import pandas as pd
 
     from board_judges import ensemble_summary, judge_everything, versus_pairs
-    from board_stats import board_table, judge_consistency, warnings_for, MIN_CONSISTENCY
+    from board_stats import board_table, by_dataset, judge_consistency, warnings_for, MIN_CONSISTENCY
     from board_stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
     from board_compare import BT_RESAMPLES, CI_LABEL, RESAMPLES
     from board_lc import LC_METHOD
@@ -209,6 +209,8 @@ def build_board(args, registry, judges: list) -> int:
 
     board = board_table(results)
     compare = comparisons(results, ref_name, judged.battles)
+    compare["by_dataset"] = by_dataset(results, {question_ids[question_key(r)]: str(r.get("dataset") or "")
+                                                 for r in reference})
     consistency, n_swapped = judge_consistency(results)
     checks = {j.name: last_check(args.out, j) for j in judges}
     current = {name: c if c and c["current"] else None for name, c in checks.items()}

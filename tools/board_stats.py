@@ -114,6 +114,26 @@ def board_table(results: list[dict]) -> pd.DataFrame:
     return board.sort_values("win_rate", ascending=False, na_position="last")
 
 
+def by_dataset(results: list[dict], datasets: dict[int, str]) -> pd.DataFrame:
+    """Each model's win rate on each `dataset` of the questions (`datasets`: question_id -> name),
+    with its 95% bootstrap interval, as MT-Bench and Arena-Hard break scores down by category:
+    one row per (model, dataset), datasets in question order. Empty with one dataset."""
+    order = list(dict.fromkeys(datasets[q] for q in sorted(datasets)))
+    if len(order) < 2:
+        return pd.DataFrame()
+    frame = pd.DataFrame(results)
+    frame["dataset"] = frame["question_id"].map(datasets)
+    rows = []
+    for dataset in order:
+        for model, group in frame[frame["dataset"] == dataset].groupby("model", sort=False):
+            prefs = group["preference"].dropna().astype(float)
+            low, high = bootstrap_ci(prefs)
+            rows.append({"model": model, "dataset": dataset, "n_questions": len(group), "n_total": len(prefs),
+                         "win_rate": win_rate_stats(prefs)["win_rate"] if len(prefs) else math.nan,
+                         "win_rate_ci_low": low, "win_rate_ci_high": high})
+    return pd.DataFrame(rows)
+
+
 def judge_consistency(results: list[dict]) -> tuple[float, int]:
     """Over every model: (% of judged, non-identical pairs whose two orders agree, how many)."""
     judged = [r for r in results if r["preference"] is not None and not r["identical"]]

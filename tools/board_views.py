@@ -118,6 +118,18 @@ BT_NOTE = ("Bradley-Terry over every battle (reference included): strength on th
            "interval (questions resampled).")
 
 
+def dataset_matrix(by_dataset: pd.DataFrame) -> pd.DataFrame:
+    """Models down, datasets across (with their question counts): "win rate [low, high]"."""
+    cells = by_dataset.assign(cell=[_num(r.win_rate) + ("" if pd.isna(r.win_rate_ci_low) else
+                                    f" [{_num(r.win_rate_ci_low)}, {_num(r.win_rate_ci_high)}]")
+                                    for r in by_dataset.itertuples()])
+    sizes = cells.groupby("dataset", sort=False)["n_questions"].max()
+    table = cells.pivot(index="model", columns="dataset", values="cell")
+    table = table.reindex(index=list(dict.fromkeys(cells["model"])), columns=list(sizes.index)).fillna("")
+    table.columns = [f"{d} ({n} question{'s' if n != 1 else ''})" for d, n in sizes.items()]
+    return table.reset_index()
+
+
 def compare_sections(compare: dict | None) -> list[tuple[str, pd.DataFrame, str]]:
     """(title, table, note) for each comparison the board has."""
     compare = compare or {}
@@ -130,6 +142,10 @@ def compare_sections(compare: dict | None) -> list[tuple[str, pd.DataFrame, str]
         found.append(("By judge", compare["by_judge"].map(lambda v: _num(v, 1)).reset_index(),
                       "Each judge's own win rate and LC win rate against the reference; the board above "
                       "uses their mean preference."))
+    if compare.get("by_dataset") is not None and len(compare["by_dataset"]):
+        found.append(("By dataset", dataset_matrix(compare["by_dataset"]),
+                      "Each model's win rate against the reference on the questions of each dataset (the "
+                      "questions' `dataset` field), with its 95% percentile bootstrap interval."))
     if compare.get("agreement") is not None and len(compare["agreement"]):
         agreement = compare["agreement"].assign(
             same_side=lambda t: t["same_side"].map(lambda v: _num(v, 1)),
@@ -143,7 +159,7 @@ def compare_sections(compare: dict | None) -> list[tuple[str, pd.DataFrame, str]
 def write_compare_csv(compare: dict | None, out_dir: Path) -> list[Path]:
     paths = []
     for key, name, index in (("versus", "board_versus.csv", False), ("bt", "board_bradley_terry.csv", True),
-                             ("by_judge", "board_by_judge.csv", True)):
+                             ("by_judge", "board_by_judge.csv", True), ("by_dataset", "board_by_dataset.csv", False)):
         table = (compare or {}).get(key)
         if table is not None and len(table):
             write_atomic(out_dir / name, table.to_csv(index=index).encode("utf-8"))
@@ -310,7 +326,7 @@ def render_html(board: pd.DataFrame, about: dict, warnings: list[str], results: 
                "verdicts keep disagreeing follows the position of the answers, not their content.</p>")
     for title, table, note in compare_sections(compare):
         table_id = {"Model against model": "versus", "Bradley-Terry": "bradley-terry",
-                    "By judge": "by-judge"}.get(title, "agreement")
+                    "By judge": "by-judge", "By dataset": "by-dataset"}.get(title, "agreement")
         classes = versus_classes(compare["versus"]) if table_id == "versus" else None
         out += [f"<h2>{_e(title)}</h2>", *_html_table(table, table_id, classes), f"<p>{_e(note)}</p>"]
     out.append("<h2>Questions</h2>")
