@@ -31,12 +31,12 @@ pytestmark = [
 QUESTIONS = ["What is the capital of France?", "为什么天空是蓝色的？"]
 
 
-def make(guide, *args, env_extra=None, timeout=1800):
+def make(guide, *args, env_extra=None, timeout=1800, no_network=False):
     env = {**os.environ, "HF_HUB_CACHE": str(guide["cache"]), "HF_HOME": str(guide["tmp"] / "hf-home"),
            "HF_HUB_OFFLINE": "1", **(env_extra or {})}
     env = {k: v for k, v in env.items() if v is not None}  # None: unset
-    cmd = ["make", "--no-print-directory", "-C", str(ROOT), *args, f"MODELS_TOML={guide['toml']}",
-           f"OUT={guide['out']}", f"QUESTIONS={guide['questions']}"]
+    cmd = [*(["unshare", "-rn"] if no_network else []), "make", "--no-print-directory", "-C", str(ROOT), *args,
+           f"MODELS_TOML={guide['toml']}", f"OUT={guide['out']}", f"QUESTIONS={guide['questions']}"]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -85,7 +85,11 @@ def test_guide_infer_answers_with_both_twins(guide, infer):
 
 
 def test_guide_infer_again_does_nothing(guide, infer):
-    again = make(guide, "infer", "MODELS=chatglm_6b baichuan_7b")
+    """Also offline as an offline machine is: no network at all (when the kernel allows a network
+    namespace) and HF_HUB_OFFLINE unset: the pinned files on disk are not looked up on the Hub."""
+    no_network = bool(shutil.which("unshare")) and subprocess.run(["unshare", "-rn", "true"]).returncode == 0
+    again = make(guide, "infer", "MODELS=chatglm_6b baichuan_7b", no_network=no_network,
+                 env_extra={"HF_HUB_OFFLINE": None if no_network else "1"})
     assert again.returncode == 0, again.stderr
     assert "tools/infer.py" not in again.stdout  # answers, GGUF and environment all reused
     assert "installing its own environment" not in again.stderr and "convert" not in again.stderr.lower()

@@ -3,7 +3,8 @@ in its error bodies, appears in no file under OUT or models/, no log and no term
 every backend and judge kind; a user:password in a base_url is scrubbed the same way; every server
 our runs start listens on 127.0.0.1 only and is gone after the run and after kill -9 of make;
 nothing is written outside OUT, models/ and the Hugging Face cache; a model's own Python code
-(trust_remote_code) runs only for a model that declares it.
+(trust_remote_code) runs only for a model that declares it; and with the models on disk the whole
+board, judge included, runs with no network at all (a network namespace with none).
 """
 import base64
 import json
@@ -277,6 +278,29 @@ def test_servers_listen_on_loopback_and_are_gone_after(tmp_path, echo, kill):
     assert not process_group(proc.pid), "a process of the run outlived it"
     if not kill:
         assert proc.returncode == 0
+
+
+def no_network_available() -> bool:
+    return bool(shutil.which("unshare")) and subprocess.run(["unshare", "-rn", "true"]).returncode == 0
+
+
+@pytest.mark.skipif(not no_network_available(), reason="this kernel does not allow network namespaces (unshare -rn)")
+def test_the_whole_board_runs_with_no_network(tmp_path):
+    """Offline first: with .venv and the models on disk, `make board` (inference, reference, the
+    local judge, every view) in a network namespace with no interface up, not even loopback."""
+    (tmp_path / "models.toml").write_text(
+        f'[defaults]\nmodels = ["greedy", "sampled"]\nreference = "greedy"\njudge = "greedy"\n\n'
+        f'[models.greedy]\npath = "{SMOLLM2}"\nmax_tokens = 16\n\n'
+        f'[models.sampled]\npath = "{SMOLLM2}"\nmax_tokens = 16\ntemperature = 0.8\nseed = 3\n', encoding="utf-8")
+    (tmp_path / "q.txt").write_text("What is the capital of France?\n为什么天空是蓝色的？\n", encoding="utf-8")
+    cmd = ["unshare", "-rn", "make", "--no-print-directory", "-C", str(ROOT), "board", f"OUT={tmp_path / 'out'}",
+           f"MODELS_TOML={tmp_path / 'models.toml'}", f"QUESTIONS={tmp_path / 'q.txt'}"]
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["judge_calls"]["made"] == 4 and manifest["judge_calls"]["failed"] == 0
+    assert (tmp_path / "out" / "board.html").is_file() and "Traceback" not in run.stderr
 
 
 REMOTE_CODE_MARKER = '''
