@@ -52,6 +52,8 @@ help: ## list targets and variables
 	@echo "  MODELS=\"$(MODELS_)\"  QUESTIONS=$(QUESTIONS)  REFERENCE=$(REFERENCE_)  JUDGE=$(JUDGE_)"
 	@echo "  OUT=$(OUT)  MODELS_TOML=$(MODELS_TOML)  CUDA=$(CUDA) (1 builds llama.cpp with CUDA)"
 	@echo "  PARALLEL=$(PARALLEL) (questions decoded together by llama.cpp; empty = models.toml's parallel)"
+	@echo "  JUDGE=\"a b c\" (several judges, their mean)  VERSUS=$(VERSUS) (all: models also judged against each other)"
+	@echo "  PAIRS=$(PAIRS) (make judge-check: your own labelled pairs, JSONL; empty = data/judge_check.jsonl)"
 	@echo "  BENCH_MODEL=$(BENCH_MODEL)  BENCH_ARGS=$(BENCH_ARGS) (bench/bench.py --help)"
 	@echo "  FREE=$(FREE) CARDS=$(CARDS) (make plan: pretend a GPU with FREE free, or one column per card)"
 
