@@ -234,6 +234,34 @@ def test_a_transformers_judge_gives_the_llama_cpp_verdict(judged, tmp_path):
     assert verdicts[call]["preference"] == pytest.approx(results[0]["pref_model_first"], abs=0.05)
 
 
+def test_a_transformers_judge_batches_without_changing_a_verdict(tmp_path):
+    """Prompts of different lengths, left-padded 4 to a forward pass: each verdict equals the one
+    of its prompt alone (fp32 on the CPU: float rounding only)."""
+    import dataclasses
+
+    from judge_check import load_check_pairs
+    from judges.prompt import prompt_template
+
+    (tmp_path / "models.toml").write_text(f'[models.hf]\npath = "{SMOLLM2}"\nbackend = "transformers"\n'
+                                          'n_ctx = 2048\nparallel = 4\n', encoding="utf-8")
+    hf = resolve_judge("hf", load_registry(tmp_path / "models.toml"), tmp_path)
+    try:
+        pairs = load_check_pairs(ROOT / "data" / "judge_check.jsonl")[:3]
+        calls = [c for p in pairs for c in (Call(p["instruction"], p["right"], p["wrong"]),
+                                            Call(p["instruction"], p["wrong"], p["right"]))]
+        assert len({len(hf.ids(c, prompt_template())) for c in calls}) > 1  # padding is really exercised
+        batched = dict(hf.judge(calls))
+        assert hf.last_stats["forward_passes"] == 2  # 6 prompts, 4 to a pass
+        hf.spec = dataclasses.replace(hf.spec, parallel=1)
+        alone = dict(hf.judge(calls))
+        assert hf.last_stats["forward_passes"] == 6
+    finally:
+        hf.close()
+    for call in calls:
+        assert batched[call]["preference"] == pytest.approx(alone[call]["preference"], abs=1e-4)
+        assert batched[call]["logits"]["m"] == pytest.approx(alone[call]["logits"]["m"], abs=1e-2)
+
+
 def test_disk_full_during_the_board_is_reported_as_such_and_keeps_verdicts(tmp_path):
     """A real full disk (a 1 MB tmpfs, filled): the board says so in one line, exits non-zero,
     and the verdicts written before the disk filled are kept."""

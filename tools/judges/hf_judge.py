@@ -2,17 +2,25 @@
 
 The model is loaded by the transformers backend (tools/backends/hf_backend.py: a Hugging Face
 folder, or a GGUF that transformers dequantizes; its chat template or the `chat_template`
-override), in this process. Each call is one forward pass over its prompt; P(first better) =
-softmax over the two verdict tokens' logits at the last position (protocol logits-v2, like
-llama_judge.py). Answers too long for n_ctx are cut to fit (marked `truncated`).
+override), in this process. P(first better) = softmax over the two verdict tokens' logits at a
+prompt's last position (protocol logits-v2, like llama_judge.py). Prompts go through the model
+`parallel` at a time (8 when 0), sorted by length and left-padded, with the position ids and the
+attention mask that make each row's numbers those of the prompt alone (up to float rounding), and
+only the last position's logits are computed. A batch that fails (out of memory, a model whose
+forward takes no position ids) is judged one prompt at a time. Answers too long for n_ctx are cut
+to fit (marked `truncated`).
 Does not handle: models with `requirements` (their own virtual environment) or `model_chat`;
-batching or prefix sharing (one prompt at a time: use a GGUF judge for speed).
+sharing prompt prefixes (use a GGUF judge for that).
 """
 from __future__ import annotations
+
+import inspect
 
 from judges import Judge, JudgeError
 from judges.prompt import fit, make_messages, prompt_template, verdict_from_logits, verdict_token_ids
 from records import InputError
+
+BATCH = 8  # prompts per forward pass when the model's `parallel` is 0
 
 
 class HFJudge(Judge):
@@ -25,6 +33,7 @@ class HFJudge(Judge):
         super().__init__(spec.name, identity)
         self.spec = spec
         self.model = None
+        self.last_stats: dict = {}
 
     def _load(self):
         from backends.hf_backend import LocalModel
@@ -41,27 +50,56 @@ class HFJudge(Judge):
             self.model = model
         return self.model
 
-    def ids(self, call, template: str):
+    def ids(self, call, template: str) -> list[int]:
         model = self._load()
-        return model.tokenizer.apply_chat_template(make_messages(call, template), add_generation_prompt=True,
-                                                   return_tensors="pt", return_dict=True)
+        return list(model.tokenizer.apply_chat_template(make_messages(call, template), add_generation_prompt=True,
+                                                        tokenize=True, return_dict=True)["input_ids"])
 
     def judge(self, calls):
-        model = self._load()
+        self._load()
         template = prompt_template()
-        budget = self.spec.n_ctx
+        prompts = []  # (call, token ids, truncated)
         for call in calls:
             try:
-                shown, truncated = fit(call, lambda c: int(self.ids(c, template)["input_ids"].shape[1]), budget,
-                                       self.name, self.spec.n_ctx)
-                with model.torch.no_grad():
-                    inputs = self.ids(shown, template).to(model.model.device)
-                    logits = model.model(**inputs).logits[0, -1]
-                lm, lM = (float(logits[t]) for t in self.token_ids)
+                shown, truncated = fit(call, lambda c: len(self.ids(c, template)), self.spec.n_ctx, self.name,
+                                       self.spec.n_ctx)
+                prompts.append((call, self.ids(shown, template), truncated))
             except (ValueError, RuntimeError) as err:
                 yield call, {"error": f"{type(err).__name__}: {err}"}
-                continue
-            yield call, verdict_from_logits(lm, lM, truncated)
+        prompts.sort(key=lambda p: len(p[1]))  # neighbours of similar length: little padding
+        size = self.spec.parallel or BATCH
+        self.last_stats = {"prompts": len(prompts), "forward_passes": 0, "parallel": size}
+        for start in range(0, len(prompts), size):
+            chunk = prompts[start:start + size]
+            try:
+                logits = self._last_logits([ids for _, ids, _ in chunk])
+            except (RuntimeError, TypeError, ValueError):
+                logits = None  # out of memory, or a forward without position ids: one at a time
+            for k, (call, ids, truncated) in enumerate(chunk):
+                try:
+                    lm, lM = logits[k] if logits else self._last_logits([ids])[0]
+                except (ValueError, RuntimeError) as err:
+                    yield call, {"error": f"{type(err).__name__}: {err}"}
+                    continue
+                yield call, verdict_from_logits(lm, lM, truncated)
+
+    def _last_logits(self, batch: list[list[int]]) -> list[tuple[float, float]]:
+        """The two verdict tokens' logits at each prompt's last position, in one forward pass."""
+        model = self.model
+        torch, device = model.torch, model.model.device
+        kwargs = {"input_ids": torch.tensor([batch[0]], device=device)}
+        if len(batch) > 1:  # left padding, masked, each row's positions counted from its first token
+            width = max(len(ids) for ids in batch)
+            pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+            mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=device)
+            kwargs = {"input_ids": torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=device),
+                      "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+        if "logits_to_keep" in inspect.signature(model.model.forward).parameters:
+            kwargs["logits_to_keep"] = 1  # not a vocabulary-wide row for every prompt token
+        with torch.no_grad():
+            last = model.model(**kwargs).logits[:, -1].float()
+        self.last_stats["forward_passes"] += 1
+        return [(float(row[self.token_ids[0]]), float(row[self.token_ids[1]])) for row in last]
 
     def close(self) -> None:
         if self.model is not None:
