@@ -44,7 +44,7 @@ class _Scorer:
         with self.lock:
             if key not in self.memo:
                 tokens = self.judge.tokens(messages)
-                engine = self.judge.backend.engine
+                engine = self.judge.model.engine
                 (_, result), = score(engine, [(0, tokens)], self.judge.token_ids, 1, context_size([tokens], 4096))
                 lm, lM = result["logits"]
                 top = max(lm, lM)

@@ -70,7 +70,7 @@ def test_second_run_reuses_every_verdict_without_loading_the_model(judged, regis
     again, stats = judge_pairs(second, PAIRS, out)
     assert (stats.made, stats.reused) == (0, 4)
     assert [r["preference"] for r in again] == [r["preference"] for r in results]
-    assert second.backend is None  # the model was never loaded
+    assert second.model is None  # the model was never loaded
 
 
 def test_judge_identity_is_the_weights_not_the_name(judged, registry, tmp_path):
@@ -136,7 +136,7 @@ def test_chat_template_override_judges(tmp_path):
     call = Call("2 + 2?", "4", "5")
     verdicts, stats = judge_calls(judge, [call], tmp_path)
     assert stats.made == 1 and 1 <= verdicts[call]["preference"] <= 2
-    assert "assistant: " in judge.backend.formatter(messages=[{"role": "user", "content": "x"}]).prompt
+    assert "assistant: " in judge.model.formatter(messages=[{"role": "user", "content": "x"}]).prompt
 
 
 def test_killed_run_resumes_without_losing_verdicts(tmp_path):

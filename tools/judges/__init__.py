@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 from judges.cache import Call, JudgeError, judge_calls  # noqa: F401  (the package's API)
 from judges.identity import file_sha256, mask, public_url, scrub, sha256_text  # noqa: F401
 from judges.pairs import Pair, combine, judge_pairs  # noqa: F401
-from judges.prompt import alpaca_eval_configs_dir, prompt_template
+from judges.prompt import alpaca_eval_configs_dir, prompt_template, verdict_token_ids
 from records import InputError
 
 # alpaca_eval imports pkg_resources, which warns on every run: not our reader's concern.
@@ -67,6 +67,39 @@ class Judge:
 
     def close(self) -> None:
         """Free what the judge holds (a loaded model, a client)."""
+
+
+class LocalJudge(Judge):
+    """A judge whose model runs in this process (llama_judge.py, hf_judge.py): loaded on first use,
+    with the token ids of the two verdict words; any failure to load is one JudgeError."""
+
+    def __init__(self, spec, identity: dict):
+        super().__init__(spec.name, identity)
+        self.spec = spec
+        self.model = None
+        self.last_stats: dict = {}
+
+    def _open(self):
+        """(the loaded model, with a close(); its encoder: word -> token ids)."""
+        raise NotImplementedError
+
+    def _load(self):
+        if self.model is None:
+            model = None
+            try:
+                model, encode = self._open()
+                self.token_ids = verdict_token_ids(encode)
+            except (FileNotFoundError, ValueError, RuntimeError) as err:
+                if model is not None:
+                    model.close()
+                raise JudgeError(f"judge '{self.name}': {err}") from None
+            self.model = model
+        return self.model
+
+    def close(self) -> None:
+        if self.model is not None:
+            self.model.close()
+            self.model = None
 
 
 def resolve_judge(name: str, registry, out_dir: Path, check_only: bool = False) -> Judge:

@@ -16,39 +16,27 @@ from __future__ import annotations
 
 import inspect
 
-from judges import Judge, JudgeError
-from judges.prompt import fit, make_messages, prompt_template, verdict_from_logits, verdict_token_ids
+from judges import LocalJudge
+from judges.prompt import fit, make_messages, prompt_template, verdict_from_logits
 from records import InputError
 
 BATCH = 8  # prompts per forward pass when the model's `parallel` is 0
 
 
-class HFJudge(Judge):
+class HFJudge(LocalJudge):
     kind = "transformers"
 
     def __init__(self, spec, identity: dict):
         if spec.requirements or spec.model_chat:
             raise InputError(f"judge '{spec.name}': a transformers judge cannot use `requirements` or "
                              "`model_chat` (it needs the logits in this process); pick another JUDGE")
-        super().__init__(spec.name, identity)
-        self.spec = spec
-        self.model = None
-        self.last_stats: dict = {}
+        super().__init__(spec, identity)
 
-    def _load(self):
+    def _open(self):
         from backends.hf_backend import LocalModel
 
-        if self.model is None:
-            model = None
-            try:
-                model = LocalModel(self.spec)
-                self.token_ids = verdict_token_ids(lambda word: model.tokenizer.encode(word, add_special_tokens=False))
-            except (FileNotFoundError, ValueError, RuntimeError) as err:
-                if model is not None:
-                    model.close()
-                raise JudgeError(f"judge '{self.name}': {err}") from None
-            self.model = model
-        return self.model
+        model = LocalModel(self.spec)
+        return model, lambda word: model.tokenizer.encode(word, add_special_tokens=False)
 
     def ids(self, call, template: str) -> list[int]:
         model = self._load()
@@ -100,8 +88,3 @@ class HFJudge(Judge):
             last = model.model(**kwargs).logits[:, -1].float()
         self.last_stats["forward_passes"] += 1
         return [(float(row[self.token_ids[0]]), float(row[self.token_ids[1]])) for row in last]
-
-    def close(self) -> None:
-        if self.model is not None:
-            self.model.close()
-            self.model = None

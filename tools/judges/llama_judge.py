@@ -16,36 +16,20 @@ from __future__ import annotations
 
 import time
 
-from judges import Judge, JudgeError
-from judges.prompt import fit, make_messages, prompt_template, verdict_from_logits, verdict_token_ids
+from judges import LocalJudge
+from judges.prompt import fit, make_messages, prompt_template, verdict_from_logits
 
 MAX_PARALLEL = 16
 
 
-class LlamaJudge(Judge):
+class LlamaJudge(LocalJudge):
     kind = "llama.cpp"
 
-    def __init__(self, spec, identity: dict):
-        super().__init__(spec.name, identity)
-        self.spec = spec
-        self.backend = None
-        self.last_stats: dict = {}
-
-    def _load(self):
+    def _open(self):
         from backends.llama_backend import LlamaBackend
 
-        if self.backend is None:
-            backend = None
-            try:
-                backend = LlamaBackend(self.spec)
-                self.token_ids = verdict_token_ids(
-                    lambda word: backend.model.tokenize(word.encode("utf-8"), add_bos=False, special=False))
-            except (FileNotFoundError, ValueError, RuntimeError) as err:
-                if backend is not None:
-                    backend.close()
-                raise JudgeError(f"judge '{self.name}': {err}") from None
-            self.backend = backend
-        return self.backend
+        backend = LlamaBackend(self.spec)
+        return backend, lambda word: backend.model.tokenize(word.encode("utf-8"), add_bos=False, special=False)
 
     def tokens(self, messages: list[dict]) -> list[int]:
         backend = self._load()
@@ -85,8 +69,3 @@ class LlamaJudge(Judge):
                 continue
             yield call, verdict_from_logits(*result["logits"], truncated=shown[index])
         self.last_stats = {**stats, "seconds": time.perf_counter() - started, "parallel": n}
-
-    def close(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
-            self.backend = None
