@@ -231,3 +231,16 @@ def test_read_only_out_is_one_line(tmp_path):
     result = subprocess.run(["unshare", "-rm", "bash", "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert_one_clear_line(result, "Read-only file system; choose a writable OUT=")
+
+
+def test_line_separators_inside_a_line_stay_in_it(tmp_path):
+    """Lines end at \\n (or \\r\\n) only: a form feed, U+0085 or U+2028 is a character of its
+    question, and a JSONL line may hold a raw U+2028 inside a string (valid JSON)."""
+    text = "one\x0cstill one\r\nfive\x85more\ntwo\u2028lines\n"
+    jsonl = json.dumps({"instruction": "a\u2028b", "dataset": "x"}, ensure_ascii=False) + "\r\n"
+    setup_files(tmp_path, {"models.toml": GOOD_MODEL, "q.txt": text, "q.jsonl": jsonl})
+    for name, wanted in (("q.txt", ["one\x0cstill one", "five\x85more", "two\u2028lines"]), ("q.jsonl", ["a\u2028b"])):
+        result = run(tmp_path, f"infer tiny --quiet --questions {{d}}/{name}")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        answers = json.loads((tmp_path / "out" / "tiny.json").read_text(encoding="utf-8"))
+        assert [a["instruction"] for a in answers] == wanted
