@@ -39,7 +39,7 @@ $(error $(OUT_REFUSED))
 endif
 
 PY := $(VENV)/bin/python
-TOOLS := $(wildcard tools/*.py tools/backends/*.py tools/judges/*.py)
+TOOLS := $(wildcard tools/*.py tools/backends/*.py tools/judges/*.py tools/board/*.py)
 # Defaults for MODELS / REFERENCE / JUDGE come from [defaults] in models.toml, read once with the
 # system python3 (3.11+ for tomllib; registry.py needs only the standard library, and .venv may not
 # exist yet): "M:a M:b R:ref J:judge", or "ERROR why" when models.toml is missing or broken. A
@@ -120,10 +120,10 @@ $(OUT)/reference.json: $(if $(REFERENCE_),$(OUT)/$(REFERENCE_).json,need-referen
 	$(PY) tools/reference.py $< --out $@
 
 board: check-judge $(OUT)/board.csv ## judge every model against REFERENCE -> OUT/board.csv, and print it
-	@$(PY) tools/board.py --show $(OUT)/board.csv
+	@$(PY) tools/board --show $(OUT)/board.csv
 
 check-judge: need-judge setup
-	@$(PY) tools/board.py --check-judge --judge $(JUDGE_) --models-toml $(MODELS_TOML)
+	@$(PY) tools/board --check-judge --judge $(JUDGE_) --models-toml $(MODELS_TOML)
 
 judge-check: check-judge | models judge-weights $(OUT)/.llmeval ## judge pairs with a plainly right answer in both orders: accuracy, consistency
 	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT) $(if $(PAIRS),--pairs $(PAIRS))
@@ -131,7 +131,7 @@ judge-check: check-judge | models judge-weights $(OUT)/.llmeval ## judge pairs w
 # A new judge-check is quoted by the board: it remakes the views, with every verdict from the cache.
 $(OUT)/board.csv: $(OUT)/output.json $(OUT)/reference.json $(OUT)/stamps/judge.txt $(TOOLS) \
   $(wildcard $(OUT)/judge/checks/*.json) | judge-weights
-	$(PY) tools/board.py --models-toml $(MODELS_TOML) --outputs $(OUT)/output.json \
+	$(PY) tools/board --models-toml $(MODELS_TOML) --outputs $(OUT)/output.json \
 	  --reference $(OUT)/reference.json --judge $(JUDGE_) --questions $(QUESTIONS) --out $(OUT) \
 	  $(if $(VERSUS),--versus $(VERSUS))
 

@@ -159,7 +159,7 @@ def command(d: Path, line: str) -> list[str]:
         if not any(w.startswith("OUT=") for w in given):
             extra.append(f"OUT={d}/out")
         return ["make", "--no-print-directory", "-C", str(ROOT), *given, *extra, f"MODELS_TOML={d}/models.toml"]
-    script = {"infer": "infer.py", "registry": "registry.py", "board": "board.py",
+    script = {"infer": "infer.py", "registry": "registry.py", "board": "board",
               "judge-check": "judge_check.py"}[tool]
     argv = [PY, str(ROOT / "tools" / script), *args.split()]
     if tool == "infer":
