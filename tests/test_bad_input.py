@@ -127,6 +127,8 @@ CASES.update({
     "board_outputs_not_records": ({"models.toml": GOOD_MODEL, "o.json": '[{"a": 1}]', "r.json": "[]"},
                                   "board --outputs {d}/o.json --reference {d}/r.json --judge tiny --out {d}/out",
                                   "expected a list of alpaca_eval records"),
+    "board_versus_unknown": ({"models.toml": GOOD_MODEL}, "board --check-judge --judge tiny --versus some",
+                             "argument --versus: invalid choice: 'some'"),
     "board_unknown_judge": ({"models.toml": GOOD_MODEL}, "board --check-judge --judge ghost", "ghost"),
     "judge_check_pairs_invalid": ({"models.toml": GOOD_MODEL, "p.jsonl": '{"instruction": "a"\n'},
                                   "judge-check --judge tiny --pairs {d}/p.jsonl --out {d}/out", "p.jsonl:1"),

@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import cli
+import arguments
 from records import sha256_of
 from registry import ModelSpec, RegistryError, load_registry
 
@@ -68,7 +68,7 @@ def fetch(spec: ModelSpec) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="model names (default: every model with 'embedded')")
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--judge", nargs="+", default=[],

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-import cli
+import arguments
 from records import AnswerCache, InputError, answer_record, exclusive_lock, load_questions, write_atomic
 from registry import ModelSpec, RegistryError, load_registry
 
@@ -100,13 +100,13 @@ def _answer(spec, questions, todo, records, cache, settings_id, quiet, save) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="model names from models.toml (default: [defaults] models)")
     parser.add_argument("--questions", required=True, help="questions file (.txt, .json or .jsonl)")
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--out", default="out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--parallel", type=cli.count(">= 0 (0 = automatic)"), metavar="N",
+    parser.add_argument("--parallel", type=arguments.count(">= 0 (0 = automatic)"), metavar="N",
                         help="llama.cpp: questions decoded together, overriding models.toml's "
                              "parallel (0 = automatic)")
     args = parser.parse_args(argv)

@@ -19,7 +19,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import cli
+import arguments
 from backends import gpu_fit
 from registry import RegistryError, load_registry
 
@@ -82,7 +82,7 @@ def plan_row(spec, shape, free: int | None, ram: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="model names (default: [defaults] models)")
     parser.add_argument("--judge", nargs="+", default=[], help="the judge models (default: [defaults] judge)")
     parser.add_argument("--models-toml", default="models.toml")

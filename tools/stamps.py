@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-import cli
+import arguments
 from registry import Registry, RegistryError, load_registry, redact_url
 
 
@@ -56,7 +56,7 @@ def check_api_keys(registry: Registry, names: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["stamp", "stamp-value", "preflight"])
     parser.add_argument("models", nargs="*")
     parser.add_argument("--models-toml", default="models.toml")

@@ -1,8 +1,8 @@
 """argparse with a one-line error: make passes what a user typed (PARALLEL=abc, VERSUS=x) as
 options, and argparse's own three lines (usage, then the error) bury what is wrong.
 
-    parser = cli.ArgumentParser(description=...)     # then as argparse.ArgumentParser
-    parser.add_argument("--parallel", type=cli.count(">= 0 (0 = automatic)", minimum=0))
+    parser = arguments.ArgumentParser(description=...)   # then as argparse.ArgumentParser
+    parser.add_argument("--parallel", type=arguments.count(">= 0 (0 = automatic)", minimum=0))
 
 Does not handle: what argparse accepts (a valid value that makes no sense is the tool's to refuse).
 """
