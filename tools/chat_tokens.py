@@ -19,9 +19,9 @@ tokens not parsed. For content without such strings the ids are those of the who
 tokenized with special tokens, token for token (tests/test_chat_tokens.py), so verdicts and
 answers do not move.
 Does not handle: templates that transform content other than by trimming it (the content is then
-placed as given); llama.cpp tokens with lstrip/rstrip attributes (whitespace beside them is kept);
-user-defined (non-control) tokens, which llama.cpp matches even in plain text, are split into
-plain-text pieces instead of parsed.
+placed as given); llama.cpp tokens with lstrip/rstrip attributes (whitespace beside them is kept).
+User-defined (non-control) tokens are matched in content too, as llama.cpp and transformers do in
+plain text: they are ordinary text pieces (Gemma's runs of spaces, HTML tags), never turn markers.
 """
 from __future__ import annotations
 
@@ -33,16 +33,16 @@ Messages = list[dict]
 
 
 class ChatTokenizer:
-    """`render(messages) -> text` (the template, generation prompt included), `control`: each
-    control-token string of the vocabulary -> its id, `encode_text(text) -> ids` with control
-    tokens not parsed."""
+    """`render(messages) -> text` (the template, generation prompt included); `special`: each
+    string the tokenizer parses as a token of its own in a template (llama.cpp: control,
+    user-defined and unknown tokens; transformers: added tokens) -> its id; `encode_text(text)
+    -> ids` with control tokens not parsed; `control`: the ids that must never come from content
+    (control tokens: turn markers, BOS/EOS)."""
 
-    def __init__(self, render: Callable[[Messages], str], control: dict[str, int],
-                 encode_text: Callable[[str], list[int]]):
-        self.render, self.control, self.encode_text = render, control, encode_text
-        self._control_ids = set(control.values())
-        names = sorted(control, key=len, reverse=True)  # the longest match first, as llama.cpp
-        self._control_re = re.compile("|".join(map(re.escape, names))) if names else None
+    def __init__(self, render: Callable[[Messages], str], special: dict[str, int],
+                 encode_text: Callable[[str], list[int]], control: set[int]):
+        self.render, self.special, self.encode_text, self.control = render, special, encode_text, control
+        self._special_re = _alternation(special)
 
     def parts(self, messages: Messages) -> list[tuple[str, bool]]:
         """The rendered prompt as (text, is_content) pieces, in order; joined, the rendered text."""
@@ -66,39 +66,27 @@ class ChatTokenizer:
 
         def flush():
             if run:
-                ids.extend(self.plain("".join(run)))
+                ids.extend(self.encode_text("".join(run)))
                 run.clear()
         for text, is_content in self.parts(messages):
-            if is_content or self._control_re is None:
+            if is_content or self._special_re is None:
                 run.append(text)
                 continue
             at = 0
-            for match in self._control_re.finditer(text):
+            for match in self._special_re.finditer(text):
                 run.append(text[at:match.start()])
                 flush()
-                ids.append(self.control[match.group(0)])
+                ids.append(self.special[match.group(0)])
                 at = match.end()
             run.append(text[at:])
         flush()
         return ids
 
-    def plain(self, text: str) -> list[int]:
-        """`text` as plain-text tokens: a control-token string in it (which some tokenizers still
-        match) is cut into two pieces tokenized apart, so it never becomes that token."""
-        if not text:
-            return []
-        got = self.encode_text(text)
-        matches = [] if self._control_re is None or not self._control_ids.intersection(got) else \
-            list(self._control_re.finditer(text))
-        if not matches:  # (an id like <unk>'s can also come from text that is not its string)
-            return got
-        out, at = [], 0
-        for match in matches:
-            out += self.plain(text[at:match.start()]) if at < match.start() else []
-            word = match.group(0)
-            out += self.plain(word[:1]) + self.plain(word[1:])
-            at = match.end()
-        return out + (self.plain(text[at:]) if at < len(text) else [])
+
+def _alternation(strings) -> re.Pattern | None:
+    """A regex matching any of `strings`, the longest first at each position (as llama.cpp does)."""
+    names = sorted(strings, key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, names))) if names else None
 
 
 def _as_shown(skeleton: list[str], contents: list[str], rendered: str) -> list[str] | None:
@@ -127,21 +115,25 @@ def for_llama(model, formatter) -> ChatTokenizer:
     import llama_cpp
 
     vocab = model.vocab
-    wanted = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
-    control = {}
+    parsed = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+    special, control = {}, set()
     for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
-        if llama_cpp.llama_vocab_get_attr(vocab, token) & wanted:
+        attr = llama_cpp.llama_vocab_get_attr(vocab, token)
+        if attr & parsed:  # what llama.cpp parses with special=True (user-defined ones even without)
             text = llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8", errors="replace")
-            if text:
-                control.setdefault(text, token)
-    return ChatTokenizer(lambda messages: formatter(messages=messages).prompt, control,
-                         lambda text: model.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+            if text and text not in special:
+                special[text] = token
+                if attr & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL:
+                    control.add(token)
+    return ChatTokenizer(lambda messages: formatter(messages=messages).prompt, special,
+                         lambda text: model.tokenize(text.encode("utf-8"), add_bos=False, special=False), control)
 
 
 def for_hf(tokenizer) -> ChatTokenizer:
     """A transformers tokenizer with a chat template (its own, or one set on it)."""
-    control = {t.content: i for i, t in tokenizer.added_tokens_decoder.items() if t.content}
+    added = {i: t for i, t in tokenizer.added_tokens_decoder.items() if t.content}
     return ChatTokenizer(
         lambda messages: tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
-        control,
-        lambda text: list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]))
+        {t.content: i for i, t in added.items()},
+        lambda text: list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]),
+        {i for i, t in added.items() if t.special})

@@ -4,8 +4,12 @@ Every judge of ours (llama.cpp, transformers, an OpenAI-compatible API) asks alp
 weighted_alpaca_eval_gpt4_turbo question: which output is better, `m` (shown first) or `M`
 (shown second), for one token. The verdict is alpaca_eval's preference: 1 = the first is better,
 2 = the second, in between for a soft verdict: 2 - P(m) / (P(m) + P(M)).
-Answers too long for a local judge's context are cut (both, the longer more) until the prompt
-fits, and the verdict is marked `truncated`. Does not handle: multi-turn questions.
+The question and the answers are data: make_messages fills them into the template's own messages
+(split first), so they are never its markup; judges tokenize the messages with chat_tokens.py.
+neutralise() breaks markers and placeholders in texts for prompt builders we cannot change
+(alpaca_eval's annotators). Answers too long for a local judge's context are cut (both, the
+longer more) until the prompt fits, and the verdict is marked `truncated`.
+Does not handle: multi-turn questions.
 """
 from __future__ import annotations
 
