@@ -2,8 +2,9 @@
 tokens. For content without markers the ids equal those of the whole rendered text tokenized
 with special tokens (what llama.cpp's and transformers' chat paths do), so answers and verdicts do
 not move; content is placed as the template shows it (trimmed by a trimming template); a marker
-in content is plain text. With the embedded GGUFs (SmolLM2's ChatML template, Gemma 3's own
-template from its GGUF) and the tiny transformers Llama of conftest.py.
+in content is plain text. With the embedded GGUFs (SmolLM2's ChatML template, Gemma 3's
+instruction-tuned template, text only: this GGUF is the base model's) and the tiny transformers
+Llama of conftest.py.
 """
 from pathlib import Path
 
@@ -18,6 +19,15 @@ SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA3 = ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"
 pytestmark = pytest.mark.skipif(not (SMOLLM2.is_file() and GEMMA3.is_file()), reason="run `make models` first")
 
+# Gemma 3's instruction-tuned chat template (google/gemma-3-270m-it), its text-only branch.
+GEMMA3_TEMPLATE = (
+    "{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else '') }}"
+    "{{ message['content'] | trim }}{{ '<end_of_turn>\\n' }}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}")
 MESSAGES = [
     [{"role": "user", "content": "What is 2+2?"}],
     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "  Leading and trailing spaces \n"}],
@@ -27,7 +37,7 @@ MESSAGES = [
 ]
 
 
-@pytest.fixture(scope="module", params=[SMOLLM2, GEMMA3], ids=["smollm2", "gemma3"])
+@pytest.fixture(scope="module", params=[(SMOLLM2, None), (GEMMA3, GEMMA3_TEMPLATE)], ids=["smollm2", "gemma3"])
 def llama(request):
     """A GGUF with its own chat template (Gemma 3's: <start_of_turn>, trimmed content, no system role)."""
     import llama_cpp
@@ -36,8 +46,9 @@ def llama(request):
 
     params = llama_cpp.llama_model_default_params()
     params.vocab_only = True
-    model = LlamaModel(path_model=str(request.param), params=params, verbose=False)
-    formatter = Jinja2ChatFormatter(template=model.metadata()["tokenizer.chat_template"],
+    path, template = request.param
+    model = LlamaModel(path_model=str(path), params=params, verbose=False)
+    formatter = Jinja2ChatFormatter(template=template or model.metadata()["tokenizer.chat_template"],
                                     eos_token=model.token_get_text(model.token_eos()),
                                     bos_token=model.token_get_text(model.token_bos()))
     yield model, formatter, for_llama(model, formatter)

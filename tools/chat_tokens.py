@@ -46,7 +46,7 @@ class ChatTokenizer:
 
     def parts(self, messages: Messages) -> list[tuple[str, bool]]:
         """The rendered prompt as (text, is_content) pieces, in order; joined, the rendered text."""
-        nonce = secrets.token_hex(8)
+        nonce = f"{secrets.randbelow(10 ** 16):016d}"  # digits: no filter (upper, trim, ...) changes them
         marks = [{**m, "content": f"@@{nonce}:{i}@@"} for i, m in enumerate(messages)]
         skeleton = re.split(f"@@{nonce}:(\\d+)@@", self.render(marks))
         contents = [m["content"] for m in messages]
