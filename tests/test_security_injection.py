@@ -47,15 +47,25 @@ def llama_control(model) -> dict[int, str]:
             if llama_cpp.llama_vocab_get_attr(vocab, t) & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL}
 
 
-@pytest.fixture(scope="module", params=["smollm2_135m", "gemma3_270m"])
-def llama_judge(request):
-    """An embedded judge as models.toml declares it (Gemma with its chat_template override)."""
+@pytest.fixture(scope="module")
+def llama_judges():
+    """The embedded judges as models.toml declares them (Gemma with its chat_template override),
+    each with its vocabulary's control tokens."""
     from judges.llama_judge import LlamaJudge
 
-    judge = LlamaJudge(load_registry(ROOT / "models.toml").models[request.param], {"kind": "llama.cpp"})
-    judge._load()
-    yield judge, llama_control(judge.model.model)
-    judge.close()
+    judges = {}
+    for name in ("smollm2_135m", "gemma3_270m"):
+        judge = LlamaJudge(load_registry(ROOT / "models.toml").models[name], {"kind": "llama.cpp"})
+        judge._load()
+        judges[name] = judge, llama_control(judge.model.model)
+    yield judges
+    for judge, _ in judges.values():
+        judge.close()
+
+
+@pytest.fixture(params=["smollm2_135m", "gemma3_270m"])
+def llama_judge(request, llama_judges):
+    return llama_judges[request.param]
 
 
 def markers_of(ids: list[int], control: dict[int, str], extra=()) -> list[str]:
@@ -92,19 +102,20 @@ def test_an_answer_ending_in_im_end_keeps_the_other_answer_and_the_task(llama_ju
     assert len(judge.tokens(messages)) > plain  # the marker's text adds tokens, it cuts none
 
 
-def test_an_injection_payload_does_not_change_the_verdict(llama_judge):
-    """Two judge-check pairs in both orders: the answer the judge prefers (logit of m vs M) is the
-    same with the payload appended to both answers. (Before, the payload turned the task into an
-    assistant turn: Gemma's m > M became M > m in 3 of these 4 calls.)"""
-    judge, _ = llama_judge
+def test_an_injection_payload_does_not_change_the_verdict(llama_judges):
+    """Two judge-check pairs in both orders, for each embedded judge: the answer it prefers (logit
+    of m vs M) is the same with the payload appended to both answers. (Before, the payload turned
+    the task into an assistant turn: Gemma's m > M became M > m in 3 of these 4 calls; SmolLM2,
+    which prefers M whatever it is shown, kept M > m.)"""
     lines = (ROOT / "data" / "judge_check.jsonl").read_text(encoding="utf-8").splitlines()
     pairs = [json.loads(lines[1]), json.loads(lines[3])]  # where Gemma's verdicts moved most
     calls = [Call(p["instruction"], a, b) for p in pairs for a, b in ((p["right"], p["wrong"]), (p["wrong"], p["right"]))]
     steered = {c: Call(c.instruction, c.first + " " + PAYLOAD, c.second + " " + PAYLOAD) for c in calls}
-    results = dict(judge.judge(calls + list(steered.values())))
-    for call in calls:
-        before, after = results[call]["logits"], results[steered[call]]["logits"]
-        assert (before["M"] > before["m"]) == (after["M"] > after["m"]), (call, before, after)
+    for name, (judge, _) in llama_judges.items():
+        results = dict(judge.judge(calls + list(steered.values())))
+        for call in calls:
+            before, after = results[call]["logits"], results[steered[call]]["logits"]
+            assert (before["M"] > before["m"]) == (after["M"] > after["m"]), (name, call, before, after)
 
 
 def test_markers_in_an_answer_never_become_control_tokens_transformers(tmp_path):
