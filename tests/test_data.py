@@ -286,3 +286,9 @@ def test_make_reference_from_the_set_runs_no_model(bench_data_url, tmp_path):
     # A model named with REFERENCE= still wins: make would answer with it (dry run).
     result = make("-n", "reference", "QUESTIONS=alpaca_eval", "LIMIT=6", "REFERENCE=smollm2_135m", f"OUT={tmp_path}")
     assert "tools/infer.py smollm2_135m" in result.stdout and "--set" not in result.stdout
+    # make board answers with MODELS only; the reference comes from the set.
+    result = make("-n", "board", "QUESTIONS=alpaca_eval", "LIMIT=6", "MODELS=gemma3_270m", f"OUT={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    answered = [line for line in result.stdout.splitlines() if "tools/infer.py" in line]
+    assert len(answered) == 1 and "infer.py gemma3_270m" in answered[0]
+    assert "tools/reference.py --set" in result.stdout and "tools/data.py --cost" in result.stdout
