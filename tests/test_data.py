@@ -292,3 +292,10 @@ def test_make_reference_from_the_set_runs_no_model(bench_data_url, tmp_path):
     answered = [line for line in result.stdout.splitlines() if "tools/infer.py" in line]
     assert len(answered) == 1 and "infer.py gemma3_270m" in answered[0]
     assert "tools/reference.py --set" in result.stdout and "tools/data.py --cost" in result.stdout
+
+
+def test_progress_bar_while_fetching(bench_data_url, tmp_path):
+    env = {"LLMEVAL_PROGRESS": "1", "LLMEVAL_DATA_DIR": str(tmp_path / "cache")}
+    result = run_data("alpaca_eval", "--out", str(tmp_path / "out"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "alpaca_eval: model_outputs.json:" in result.stderr and "/1.90M" in result.stderr  # tqdm: of 1.90 MB

@@ -188,6 +188,10 @@ def estimate_tokens(text: str) -> float:
 JUDGE_TOKENS = {"pairwise": (450, 1), "grade": (250, 200), "arena_hard": (500, 800)}
 
 
+def _tokens(n: float) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else f"{n:.0f}"
+
+
 def cost_lines(questions_path: Path, n_models: int, n_judges: int = 1) -> list[str]:
     """What a board of these questions costs: answers, judge calls (per judge), rough API tokens."""
     questions = load_questions(questions_path)
@@ -215,8 +219,8 @@ def cost_lines(questions_path: Path, n_models: int, n_judges: int = 1) -> list[s
     judges = f" per judge, {calls * n_judges} for {n_judges} judges" if n_judges > 1 else ""
     lines = [f"{name}: {n} questions ({turns} turns) x {n_models} models = {answers} answers to make; "
              f"judge calls: {what}{judges}",
-             f"{name}: an API judge reads about {calls * (prompt + shown) / 1e6:.2f}M tokens and writes about "
-             f"{calls * reply / 1e6:.2f}M (rough: ~{prompt + shown:.0f} in, ~{reply} out per call); a local judge costs no tokens"]
+             f"{name}: an API judge reads about {_tokens(calls * (prompt + shown))} tokens and writes about "
+             f"{_tokens(calls * reply)} (rough: ~{prompt + shown:.0f} in, ~{reply} out per call); a local judge costs no tokens"]
     if info.get("limit"):
         lines.append(f"{name}: LIMIT={info['limit']} of {info['n_total']} questions; the full set costs "
                      f"{info['n_total'] / n:.0f}x as much")
