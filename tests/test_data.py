@@ -87,12 +87,11 @@ def test_published_tables_named_and_present(bench_data_url, tmp_path):
             assert name == "arena_hard_v2"  # none ships; its notes say so
             continue
         assert published["judge"] and published["comparable_with"]
-        if published["path"].startswith("alpaca_eval:"):
-            alpaca_eval = pytest.importorskip("alpaca_eval")
-            csv = Path(alpaca_eval.__file__).parent / published["path"].split(":", 1)[1]
-        else:
-            csv = ROOT / published["path"]
-        assert csv.is_file() and csv.read_text(encoding="utf-8").count("\n") > 10, csv
+        csv = benchsets.published_path(published)
+        assert csv is not None and csv.read_text(encoding="utf-8").count("\n") > 10, published
+        if name == "alpaca_eval":  # AlpacaEval 2.0's 223 models, with the LC win rate
+            header, *rows = csv.read_text(encoding="utf-8").splitlines()
+            assert len(rows) >= 223 and "length_controlled_winrate" in header
 
 
 def test_corrupted_file_refused_and_not_cached(bench_layout, tmp_path):

@@ -6,7 +6,7 @@
 `load_sets()` validates data/benchmarks.toml (its header comment documents the format; unknown
 keys are errors naming the set and the key). `set_info(questions_path)` reads the sidecar
 NAME.set.json that tools/data.py writes beside a normalized questions file (None for a plain
-questions file). `stratified_sample()` is the fixed-seed LIMIT sample. Fetching and normalizing
+questions file); `published_path()` finds its published table. `stratified_sample()` is the fixed-seed LIMIT sample. Fetching and normalizing
 the files is tools/data.py's job, not this module's. Standard library only: the Makefile runs it
 with the system python3 before .venv exists.
 """
@@ -116,6 +116,24 @@ def set_info(questions_path: str | Path) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InputError(f"{path}: not valid JSON; run make data again") from None
+
+
+def published_path(published: dict | None) -> Path | None:
+    """The published table's CSV: data/published/... in the project, or "alpaca_eval:<path>"
+    inside the installed alpaca_eval package (found without importing it); None if absent."""
+    if not published:
+        return None
+    where = published["path"]
+    if where.startswith("alpaca_eval:"):
+        import importlib.util
+
+        spec = importlib.util.find_spec("alpaca_eval")
+        if spec is None or spec.origin is None:
+            return None
+        path = Path(spec.origin).parent / where.split(":", 1)[1]
+    else:
+        path = ROOT / where
+    return path if path.is_file() else None
 
 
 def _rank(seed: int, *parts: object) -> str:
