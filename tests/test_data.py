@@ -56,6 +56,7 @@ def test_every_set_fetched_and_normalized(bench_data_url, tmp_path):
     arena = sets["arena_hard"]
     assert len(arena) == 500 and len({q["dataset"] for q in arena}) == 250  # the clusters
     assert all(q["meta"]["cluster"] == q["dataset"] for q in arena)
+    assert all(q["generation"] == {"temperature": 0.0, "max_tokens": 4096} for q in arena)  # its gen config
     info = benchsets.set_info(out / "sets" / "arena_hard.jsonl")
     assert info["reference_name"] == "gpt-4-0314" and "judge_config" in info["files"]
     assert "[[A>>B]]" in Path(info["files"]["judge_config"]).read_text(encoding="utf-8")
