@@ -209,7 +209,8 @@ def test_cache_line_without_a_text_answer_is_answered_again(tmp_path):
     records[1]["output"] = 42
     (out / "cache" / "a.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
                                            encoding="utf-8")
-    (out / "a.json").unlink()  # as after new questions or settings: make runs `a` again
+    for made in ("a.json", "output.json"):  # as after new questions or settings: make runs `a` again
+        (out / made).unlink()
     again = subprocess.run(make_cmd(tmp_path, "merge"), capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
     assert re.search(r"^a: 2 answered, 1 reused, 0 failed", again.stderr, re.M), again.stderr

@@ -70,7 +70,7 @@ def mark(out: Path) -> None:
 
 def is_ours(entry: Path) -> bool:
     """Whether a top-level entry of OUT is something the project writes."""
-    name = entry.name + ("/" if entry.is_dir() and not entry.is_symlink() else "")
+    name = entry.name + ("/" if entry.is_dir() else "")  # a link to a folder (cache/ elsewhere) too
     if any(fnmatch.fnmatchcase(name, pattern) for pattern in OUTPUTS):
         return True
     if entry.suffix == ".json" and entry.is_file() and not entry.is_symlink():

@@ -89,22 +89,18 @@ class CallStats:
 
 def judge_calls(judge, calls: list[Call], out_dir: Path, progress=None, quiet: bool | None = None):
     """Verdicts for `calls` (a dict call -> cache record; failed calls are absent) and CallStats,
-    asking the judge only for those not cached. `progress(message)` gets one-line summaries."""
-    path = Path(out_dir) / "judge" / "verdicts.jsonl"
-    verdicts, missing = _lookup(VerdictCache(path), judge, calls)
-    if not missing:
-        return verdicts, CallStats(reused=len(verdicts))
-    # Another run on this OUT may be asking the same judge: wait for it, then ask only what it
-    # left, so two runs never pay for one call twice.
+    asking the judge only for those not cached. `progress(message)` gets one-line summaries.
+
+    Another run on this OUT may be asking the same judge: unless every call is cached, wait for
+    the judge's lock, then read the cache again and ask only what that run left, so two runs never
+    pay for one call twice."""
+    cache = VerdictCache(Path(out_dir) / "judge" / "verdicts.jsonl")
+    if all(cache.get(call.key(judge.judge_id)) for call in calls):
+        return _judge_calls(judge, calls, out_dir, progress, quiet)  # nothing to ask: no lock
     waiting = (f"waiting: another run (pid {{pid}}) is asking judge '{judge.name}' into {out_dir}; "
                "this one goes on when it is done, with its verdicts")
     with exclusive_lock(judge_lock_path(Path(out_dir), judge), waiting):
-        cache = VerdictCache(path)  # read again: the other run's verdicts are in it now
-        verdicts, missing = _lookup(cache, judge, calls)
-        stats = CallStats(reused=len(verdicts))
-        if not missing:
-            return verdicts, stats
-        return _ask(judge, cache, verdicts, missing, stats, progress, quiet)
+        return _judge_calls(judge, calls, out_dir, progress, quiet)
 
 
 def judge_lock_path(out_dir: Path, judge) -> Path:
@@ -114,8 +110,12 @@ def judge_lock_path(out_dir: Path, judge) -> Path:
     return out_dir / "judge" / "locks" / f"{name}-{sha256_text(judge.judge_id)[:12]}.lock"
 
 
-def _lookup(cache: VerdictCache, judge, calls: list[Call]) -> tuple[dict[Call, dict], list[Call]]:
-    """(the calls' cached verdicts, the calls without one), each distinct call once."""
+def _judge_calls(judge, calls: list[Call], out_dir: Path, progress, quiet):
+    """judge_calls, the cache read afresh (under the judge's lock when there is work)."""
+    from tqdm import tqdm
+
+    cache = VerdictCache(Path(out_dir) / "judge" / "verdicts.jsonl")
+    stats = CallStats()
     verdicts: dict[Call, dict] = {}
     missing: list[Call] = []
     for call in dict.fromkeys(calls):
@@ -124,13 +124,9 @@ def _lookup(cache: VerdictCache, judge, calls: list[Call]) -> tuple[dict[Call, d
             missing.append(call)
         else:
             verdicts[call] = record
-    return verdicts, missing
-
-
-def _ask(judge, cache: VerdictCache, verdicts: dict, missing: list[Call], stats: CallStats, progress, quiet):
-    """Ask the judge for `missing`, caching each verdict as it arrives (under the judge's lock)."""
-    from tqdm import tqdm
-
+            stats.reused += 1
+    if not missing:
+        return verdicts, stats
     say = progress or (lambda message: None)
     say(f"judge '{judge.name}': {len(missing)} calls to make ({stats.reused} cached)")
     started = time.monotonic()
