@@ -7,7 +7,7 @@ of `m` and `M`, so it also serves as an API judge that prefers `m`), unless a me
 `FAULT:<mode>`, then it answers as that mode says:
   html        200, text/html, an error page (what a proxy or captive portal sends)
   html_json   200, application/json, the same HTML page
-  latin1      200, application/json, a body that is not UTF-8
+  utf16       200, application/json, a chat completion in UTF-16 (not UTF-8)
   null        200, a chat completion whose content is null
   surrogate   200, a chat completion whose content holds a lone surrogate ("\\ud800")
   huge        200, a chat completion of 5 MB
@@ -80,8 +80,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(HTML, "text/html; charset=utf-8")
         elif mode == "html_json":
             self._send(HTML)
-        elif mode == "latin1":
-            self._send('{"choices": [{"message": {"content": "caf\xe9"}}]}'.encode("latin-1"))
+        elif mode == "utf16":
+            self._send(json.dumps(completion(model, "café")).encode("utf-16"))
         elif mode in ("trickle", "trickle_head"):
             self._send(json.dumps(completion(model, "late " * 200)).encode(), trickle=mode)
         else:

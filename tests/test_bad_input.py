@@ -78,6 +78,14 @@ CASES.update({
                                  "infer tiny --questions {d}/q.jsonl", "q.jsonl:2: not valid JSON"),
     "questions_json_nul": ({"models.toml": GOOD_MODEL, "q.json": '[{"instruction": "a\\u0000b"}]'},
                            "infer tiny --questions {d}/q.json", "contains a NUL"),
+    "questions_json_lone_surrogate": ({"models.toml": GOOD_MODEL, "q.json": '[{"instruction": "a"}, {"instruction": "b\\ud800c"}]'},
+                                      "infer tiny --questions {d}/q.json", "record 2 contains a lone surrogate"),
+    "questions_jsonl_lone_surrogate": ({"models.toml": GOOD_MODEL, "q.jsonl": '{"instruction": "a"}\n{"instruction": "x", "input": "\\udc00"}\n'},
+                                       "infer tiny --questions {d}/q.jsonl", "record on line 2 contains a lone surrogate"),
+    "toml_timeout_zero": ({"models.toml": '[models.g]\nbackend = "openai"\napi_model = "m"\nbase_url = "http://127.0.0.1:9/v1"\ntimeout = 0\n'},
+                          "registry check", "'timeout' must be a number of seconds > 0"),
+    "toml_timeout_on_llama": ({"models.toml": GOOD_MODEL + "timeout = 30\n"}, "registry check",
+                              "'timeout' is for backend"),
     "parallel_negative": ({"models.toml": GOOD_MODEL, "q.txt": QUESTIONS}, "infer tiny --parallel -1",
                           "--parallel must be >= 0"),
     "weights_missing": ({"models.toml": '[models.tiny]\npath = "nowhere.gguf"\n', "q.txt": QUESTIONS}, "infer tiny",
@@ -209,3 +217,61 @@ def test_read_only_out_is_one_line(tmp_path):
     result = subprocess.run(["unshare", "-rm", "bash", "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert_one_clear_line(result, "Read-only file system; choose a writable OUT=")
+
+
+def records_of(d: Path, name: str) -> dict:
+    return {r["instruction"]: r for r in json.loads((d / "out" / f"{name}.json").read_text(encoding="utf-8"))}
+
+
+def test_malformed_api_replies_fail_that_question_alone(tmp_path):
+    """Issue 16, items 5, 6, 9, 10: a 200 reply that is an HTML page, HTML labelled as JSON or not
+    UTF-8 is that question's error (retried first) naming the endpoint and what came back; content
+    null is an error, not an empty answer; a lone surrogate becomes U+FFFD and a 5 MB answer is cut,
+    both said in the record. The other questions are answered; a rerun asks only the failed ones."""
+    from faulty_api_server import faulty_api_server
+
+    with faulty_api_server() as server:
+        setup_files(tmp_path, {"models.toml": f'[models.api]\nbackend = "openai"\nbase_url = "{server.url}"\n'
+                                              'api_model = "m"\nmax_tokens = 8\nconcurrency = 3\n',
+                               "q.txt": "".join(f"FAULT:{m}\n" for m in ("html", "html_json", "utf16", "null",
+                                                                          "surrogate", "huge", "html_once"))
+                               + "plain\n"})
+        result = run(tmp_path, "infer api --quiet")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        assert "4 answered, 0 reused, 4 failed" in result.stderr
+        got = records_of(tmp_path, "api")
+        endpoint = f"{server.url}/chat/completions answered 200 with"
+        assert got["FAULT:html"]["error"].startswith(f"{endpoint} a body that is not JSON on 7 tries")
+        assert "text/html; charset=utf-8, 96 bytes: b'<!DOCTYPE html>" in got["FAULT:html"]["error"]
+        assert "application/json, 96 bytes: b'<!DOCTYPE" in got["FAULT:html_json"]["error"]
+        assert "a body that is not UTF-8 on 7 tries" in got["FAULT:utf16"]["error"]
+        assert "bytes: b'\\xff\\xfe{" in got["FAULT:utf16"]["error"]
+        assert server.requests["html"] == 7  # retried like a 5xx: the first try and 6 retries
+        assert "answered without text (content: null" in got["FAULT:null"]["error"] and got["FAULT:null"]["output"] == ""
+        assert got["FAULT:surrogate"]["output"] == "half \ufffd a character"
+        assert got["FAULT:surrogate"]["notes"] == ["1 lone surrogate(s) in the output replaced by U+FFFD"]
+        assert len(got["FAULT:huge"]["output"]) == 4096 and "cut to its first 4,096 of 5,000,000" in got["FAULT:huge"]["notes"][0]
+        assert got["FAULT:html_once"]["output"] == "answer to FAULT:html_once" and got["plain"]["output"] == "answer to plain"
+        cache = (tmp_path / "out" / "cache" / "api.jsonl").read_text(encoding="utf-8")
+        assert "content: null" not in cache and len(cache.splitlines()) == 4  # failures are not cached
+        again = run(tmp_path, "infer api --quiet")
+        assert "0 answered, 4 reused, 4 failed" in again.stderr, again.stderr
+        assert (server.requests[""], server.requests["html_once"], server.requests["html"]) == (1, 2, 14)
+
+
+def test_misbehaving_custom_function_fails_that_question_alone(tmp_path):
+    """Issue 16, items 6, 10, 12: a custom function that returns a str, raises KeyboardInterrupt or
+    SystemExit fails that question only (the run goes on, rc 0); its surrogates and huge answers are
+    repaired and cut like an API's."""
+    setup_files(tmp_path, {"models.toml": '[models.drill]\nbackend = "custom"\nfunction = "fault_drill"\nmax_tokens = 8\n',
+                           "q.txt": "RETURN_STR\nRAISE_INTERRUPT\nRAISE_EXIT\nSURROGATE\nHUGE\nplain\n"})
+    result = run(tmp_path, "infer drill --quiet")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "3 answered, 0 reused, 3 failed" in result.stderr
+    got = records_of(tmp_path, "drill")
+    assert "TypeError: returned a str, not a list of answers" in got["RETURN_STR"]["error"]
+    assert "custom function 'fault_drill': KeyboardInterrupt" in got["RAISE_INTERRUPT"]["error"]
+    assert "custom function 'fault_drill': SystemExit: 3" in got["RAISE_EXIT"]["error"]
+    assert got["SURROGATE"]["output"] == "half \ufffd a character" and "U+FFFD" in got["SURROGATE"]["notes"][0]
+    assert len(got["HUGE"]["output"]) == 4096 and "of 50,000,000 characters" in got["HUGE"]["notes"][0]
+    assert got["plain"]["output"] == "echo: plain"

@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from hashes import hash_cache
 from records import AnswerCache, InputError, answer_record, clean_result, load_questions, write_atomic
 from registry import ModelSpec, RegistryError, load_registry
 
@@ -62,7 +63,7 @@ def run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: bool
 
 
 def _run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: bool) -> dict:
-    settings_id = spec.settings_id()
+    settings_id = spec.settings_id(hash_cache(out_dir))  # the weights by content: new weights, new answers
     cache = AnswerCache(out_dir / "cache" / f"{spec.name}.jsonl")
     records: list[dict | None] = [cache.get(settings_id, q) for q in questions]
     for record in records:

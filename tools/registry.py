@@ -146,8 +146,9 @@ class ModelSpec:
         return self.backend == "llama.cpp" and self.hf_dir is not None
 
 
-    def weights_id(self) -> str:
-        """What identifies the weights without reading them: a checksum, a pinned revision, a size."""
+    def weights_id(self, hash_cache: Path | None = None) -> str:
+        """What identifies the weights: a declared checksum, a pinned revision, or the content hash
+        of the file or folder (hashes.py: remembered in `hash_cache` by path, size and mtime)."""
         if self.sha256:
             return self.sha256
         if self.gguf_repo:
@@ -160,18 +161,17 @@ class ModelSpec:
         if self.path is None:
             return self.backend
         source = self.hf_dir or self.path
-        weights = source.name
-        if source.is_file():
-            weights += f":{source.stat().st_size}"
-        elif source.is_dir():  # a Hugging Face folder: the sizes of its weight files
-            weights += ":" + str(sum(f.stat().st_size for f in source.glob("*")
-                                     if f.suffix in (".safetensors", ".bin", ".pt")))
-        return weights
+        if not source.exists():  # not there yet (make quantize makes it): the name stands in
+            return source.name
+        from hashes import weights_sha256
 
-    def settings_id(self) -> str:
-        """A short hash of what decides this model's answers (weights identity + settings)."""
+        return f"{source.name}:sha256:{weights_sha256(source, hash_cache)}"
+
+    def settings_id(self, hash_cache: Path | None = None) -> str:
+        """A short hash of what decides this model's answers (weights identity + settings);
+        `hash_cache`: where file hashes are remembered (OUT/judge/file_hashes.json)."""
         settings = {k: getattr(self, k) for k in ANSWER_KEYS}
-        settings["weights"] = self.weights_id()
+        settings["weights"] = self.weights_id(hash_cache)
         for key in EXTRA_ANSWER_KEYS:
             if getattr(self, key) != MODEL_KEYS[key][1]:
                 # Credentials in a base_url are not settings (and must not be in any output).

@@ -128,7 +128,7 @@ def model_entry(registry, name: str, out_dir: Path, answers: list[dict]) -> dict
         entry["note"] = "no longer declared in models.toml"
         return entry
     path = getattr(spec, "path", None)
-    entry.update({"backend": spec.backend, "settings_id": spec.settings_id(),
+    entry.update({"backend": spec.backend, "settings_id": spec.settings_id(hash_cache(out_dir)),
                   "settings": safe_settings(spec.raw)})
     if path is not None:
         entry["path"] = str(path)
