@@ -56,7 +56,7 @@ class OpenAIBackend:
         self.secrets = [s for s in (self.key, userinfo, userinfo.partition(":")[2],
                                     base64.b64encode(urllib.parse.unquote(userinfo).encode()).decode() if userinfo else "")
                         if len(s) >= 4]
-        self.client = ChatClient(spec.base_url, self.key, spec.timeout, max_retries, self.url)
+        self.client = ChatClient(spec.base_url, self.key, spec.timeout, max_retries, self.url, self.secrets)
 
     def answer(self, questions: list[dict]):
         with ThreadPoolExecutor(max_workers=self.spec.concurrency) as pool:

@@ -1,6 +1,6 @@
 """The one client for OpenAI-compatible chat APIs, shared by the openai backend and the API judge.
 
-    client = ChatClient(base_url, key, timeout=300, max_retries=6)
+    client = ChatClient(base_url, key, timeout=300, max_retries=6, url_for_messages=..., secrets=[...])
     reply = client.create(model=..., messages=..., max_tokens=...)   # the reply, a dict
 
 The openai package sends the requests (its own retries off); this client adds:
@@ -104,10 +104,14 @@ def _http_client(timeout: float):
     return httpx2.Client(transport=transport, timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)))
 
 
-def describe(http_response) -> str:
-    """What came back, for a message: content type, size and the first bytes."""
+def describe(http_response, secrets: list[str]) -> str:
+    """What came back, for a message: content type, size and the first bytes, with any secret
+    masked before they are cut (a page that echoes the key must not show even part of it)."""
     kind = http_response.headers.get("content-type") or "no content type"
-    return f"{kind}, {len(http_response.content)} bytes: {http_response.content[:40]!r}"
+    body = http_response.content
+    for secret in sorted(secrets, key=len, reverse=True):
+        body = body.replace(secret.encode("utf-8"), b"***")
+    return f"{kind}, {len(http_response.content)} bytes: {body[:40]!r}"
 
 
 def parse_reply(http_response) -> dict:
@@ -126,11 +130,13 @@ def parse_reply(http_response) -> dict:
 
 
 class ChatClient:
-    def __init__(self, base_url: str, key: str, timeout: float, max_retries: int, url_for_messages: str):
+    def __init__(self, base_url: str, key: str, timeout: float, max_retries: int, url_for_messages: str,
+                 secrets: list[str] = ()):
         import openai
 
         self.openai = openai
         self.timeout, self.max_retries, self.url = float(timeout), max_retries, url_for_messages
+        self.secrets = list(secrets)
         # Local servers ignore the key, but the client wants a non-empty one.
         self.client = openai.OpenAI(base_url=base_url, api_key=key or "not-needed", max_retries=0,
                                     http_client=_http_client(self.timeout))
@@ -149,7 +155,7 @@ class ChatClient:
                 return parse_reply(raw.http_response)
             except _Malformed as err:
                 headers = raw.http_response.headers
-                failure = f"{endpoint} answered 200 with {err}", describe(raw.http_response)
+                failure = f"{endpoint} answered 200 with {err}", describe(raw.http_response, self.secrets)
             except openai.APIStatusError as err:
                 if err.status_code not in RETRIED_STATUS and err.status_code < 500:
                     raise
