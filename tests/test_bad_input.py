@@ -310,3 +310,59 @@ def test_misbehaving_custom_function_fails_that_question_alone(tmp_path):
     assert got["SURROGATE"]["output"] == "half \ufffd a character" and "U+FFFD" in got["SURROGATE"]["notes"][0]
     assert len(got["HUGE"]["output"]) == 4096 and "of 50,000,000 characters" in got["HUGE"]["notes"][0]
     assert got["plain"]["output"] == "echo: plain"
+
+
+BOARD_TOML = """[defaults]
+models = ["drill"]
+reference = "parrot"
+judge = "j"
+
+[models.drill]
+backend = "custom"
+function = "fault_drill"
+max_tokens = {max_tokens}
+
+[models.parrot]
+backend = "custom"
+
+[models.j]
+path = "{judge}"
+n_ctx = 1024
+"""
+
+
+def test_board_warns_about_answers_it_cannot_rank_or_trace(tmp_path):
+    """Issue 16, items 10, 11, 15: board.html cuts a long answer (board_pairs.json keeps it whole);
+    manifest.json takes each model's settings from its answers' settings_id, and the board warns
+    when models.toml changed since, when answers have no reference answer and when a ranked model
+    is not in models.toml, each warning naming the counts."""
+    toml = tmp_path / "models.toml"
+    toml.write_text(BOARD_TOML.format(max_tokens=320, judge=SMOLLM2), encoding="utf-8")
+    (tmp_path / "q.txt").write_text("plain\nHUGE\n", encoding="utf-8")
+    made = run(tmp_path, "make board")
+    assert made.returncode == 0 and "Traceback" not in made.stderr, made.stderr
+    out = tmp_path / "out"
+    page = (out / "board.html").read_text(encoding="utf-8")
+    assert "x" * 20_001 not in page and "cut here: 20,480 characters in all; board_pairs.json has" in page
+    pairs = json.loads((out / "board_pairs.json").read_text(encoding="utf-8"))
+    assert max(len(p["model_output"]) for p in pairs) == 20_480  # cut only by infer's bound: 64 x max_tokens
+    first = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert first["models"]["drill"]["settings"]["max_tokens"] == 320 and "settings_now" not in first["models"]["drill"]
+
+    toml.write_text(BOARD_TOML.format(max_tokens=64, judge=SMOLLM2), encoding="utf-8")  # changed since
+    outputs = json.loads((out / "output.json").read_text(encoding="utf-8"))
+    ghost = [{**r, "generator": "ghost"} for r in outputs if r["generator"] == "drill"]
+    unmatched = {**outputs[0], "instruction": "a question the reference never answered"}
+    (tmp_path / "o.json").write_text(json.dumps(outputs + ghost + [unmatched]), encoding="utf-8")
+    board = run(tmp_path, f"board --outputs {tmp_path}/o.json --reference {out}/reference.json --judge j --out {out}")
+    assert board.returncode == 0 and "Traceback" not in board.stderr, board.stderr
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    drill = manifest["models"]["drill"]
+    assert drill["settings_id"] == first["models"]["drill"]["settings_id"]
+    assert drill["settings"]["max_tokens"] == 320 and drill["settings_now"]["settings"]["max_tokens"] == 64
+    shown = run(tmp_path, f"board --show {out}/board.csv")
+    said = [line for line in shown.stdout.splitlines() if line.startswith("WARNING:")]
+    assert any("models.toml or the weights of 'drill' changed since it answered: its 3 answers" in w for w in said), said
+    assert any("1 model answers have no reference answer to their question and are left out (1 of '"
+               f"{outputs[0]['generator']}')" in w for w in said), said
+    assert any(f"1 ranked models are not in {toml}: ghost" in w for w in said), said

@@ -29,6 +29,7 @@ import cli
 from hashes import hash_cache
 from records import AnswerCache, InputError, answer_record, clean_result, exclusive_lock, load_questions, write_atomic
 from registry import ModelSpec, RegistryError, load_registry
+from settings_log import record_settings
 
 
 def model_lock(out_dir: Path, name: str):
@@ -46,6 +47,7 @@ def run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: bool
 
 def _run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: bool) -> dict:
     settings_id = spec.settings_id(hash_cache(out_dir))  # the weights by content: new weights, new answers
+    record_settings(out_dir, spec, settings_id, spec.weights_id(hash_cache(out_dir)))  # for manifest.json
     cache = AnswerCache(out_dir / "cache" / f"{spec.name}.jsonl")
     records: list[dict | None] = [cache.get(settings_id, q) for q in questions]
     for record in records:
