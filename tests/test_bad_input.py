@@ -337,17 +337,17 @@ def test_board_warns_about_answers_it_cannot_rank_or_trace(tmp_path):
     when models.toml changed since, when answers have no reference answer and when a ranked model
     is not in models.toml, each warning naming the counts."""
     toml = tmp_path / "models.toml"
-    toml.write_text(BOARD_TOML.format(max_tokens=320, judge=SMOLLM2), encoding="utf-8")
+    toml.write_text(BOARD_TOML.format(max_tokens=128, judge=SMOLLM2), encoding="utf-8")
     (tmp_path / "q.txt").write_text("plain\nHUGE\n", encoding="utf-8")
     made = run(tmp_path, "make board")
     assert made.returncode == 0 and "Traceback" not in made.stderr, made.stderr
     out = tmp_path / "out"
     page = (out / "board.html").read_text(encoding="utf-8")
-    assert "x" * 20_001 not in page and "cut here: 20,480 characters in all; board_pairs.json has" in page
+    assert "x" * 8_001 not in page and "cut here: 8,192 characters in all; board_pairs.json has" in page
     pairs = json.loads((out / "board_pairs.json").read_text(encoding="utf-8"))
-    assert max(len(p["model_output"]) for p in pairs) == 20_480  # cut only by infer's bound: 64 x max_tokens
+    assert max(len(p["model_output"]) for p in pairs) == 8_192  # cut only by infer's bound: 64 x max_tokens
     first = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    assert first["models"]["drill"]["settings"]["max_tokens"] == 320 and "settings_now" not in first["models"]["drill"]
+    assert first["models"]["drill"]["settings"]["max_tokens"] == 128 and "settings_now" not in first["models"]["drill"]
 
     toml.write_text(BOARD_TOML.format(max_tokens=64, judge=SMOLLM2), encoding="utf-8")  # changed since
     outputs = json.loads((out / "output.json").read_text(encoding="utf-8"))
@@ -359,7 +359,7 @@ def test_board_warns_about_answers_it_cannot_rank_or_trace(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     drill = manifest["models"]["drill"]
     assert drill["settings_id"] == first["models"]["drill"]["settings_id"]
-    assert drill["settings"]["max_tokens"] == 320 and drill["settings_now"]["settings"]["max_tokens"] == 64
+    assert drill["settings"]["max_tokens"] == 128 and drill["settings_now"]["settings"]["max_tokens"] == 64
     shown = run(tmp_path, f"board --show {out}/board.csv")
     said = [line for line in shown.stdout.splitlines() if line.startswith("WARNING:")]
     assert any("models.toml or the weights of 'drill' changed since it answered: its 3 answers" in w for w in said), said

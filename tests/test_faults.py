@@ -395,3 +395,49 @@ def test_a_malformed_reply_to_the_judge_is_that_calls_error(tmp_path):
     board = (tmp_path / "out" / "board.csv").read_text(encoding="utf-8").splitlines()
     header, row = board[0].split(","), board[1].split(",")
     assert row[header.index("n_failed")] == "1" and row[header.index("n_total")] == "1"
+
+
+BOARD_FILES = ("board.csv", "board.md", "board.png", "board.html", "board_pairs.json", "manifest.json")
+
+
+def board_cmd(outputs: Path, reference: Path, out: Path, d: Path) -> str:
+    return " ".join(f"'{w}'" for w in [sys.executable, str(ROOT / "tools" / "board"), "--outputs", str(outputs),
+                                       "--reference", str(reference), "--judge", "j", "--out", str(out),
+                                       "--models-toml", str(d / "models.toml")])
+
+
+def test_disk_full_while_writing_the_board_leaves_the_last_board_whole(tmp_path):
+    """Issue 16, item 18: a board rewrite on a disk that fills up names the file it could not
+    write, and replaces none of the board's files: they all stay those of the last board (the
+    views are written whole first, then renamed together)."""
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"]).returncode != 0:
+        pytest.skip("this kernel does not allow user namespaces (unshare -rm)")
+    setup(tmp_path)
+    full = subprocess.run(make_cmd(tmp_path, "board"), capture_output=True, text=True, timeout=900)
+    assert full.returncode == 0, full.stderr
+    out, last = tmp_path / "out", tmp_path / "last"
+    # The last board: one question only, every verdict from the full board's cache.
+    shutil.copytree(out / "judge", last / "judge")
+    for name in ("output", "reference"):
+        records = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
+        (last / f"{name}1.json").write_text(json.dumps([r for r in records if r["instruction"] == FIRST[0]]))
+    small = subprocess.run(board_cmd(last / "output1.json", last / "reference1.json", last, tmp_path), shell=True,
+                           capture_output=True, text=True, timeout=900)
+    assert small.returncode == 0, small.stderr
+    before = {name: (last / name).read_bytes() for name in BOARD_FILES}
+    # Room for the biggest new file, but not for all of them at once.
+    room = max((out / name).stat().st_size for name in BOARD_FILES) // 2
+    disk, saved = tmp_path / "disk", tmp_path / "saved"
+    disk.mkdir()
+    saved.mkdir()
+    script = (f"mount -t tmpfs -o size=64m tmpfs {disk} && cp -a {last}/. {disk}/ && "
+              f"used=$(df -B1 --output=used {disk} | tail -1) && mount -o remount,size=$((used + {room})) {disk} && "
+              f"{{ {board_cmd(out / 'output.json', out / 'reference.json', disk, tmp_path)}; echo rc=$?; }}; "
+              f"cp -a {disk}/. {saved}/")
+    result = subprocess.run(["unshare", "-rm", "bash", "-c", script], capture_output=True, text=True, timeout=900)
+    assert "rc=0" not in result.stdout and "Traceback" not in result.stderr, result.stdout + result.stderr
+    line = [x for x in result.stderr.splitlines() if "disk full" in x]
+    assert len(line) == 1 and re.search(rf"disk full writing {disk}/(board|manifest)", line[0]), result.stderr
+    for name in BOARD_FILES:  # all of the last board, none of the new one
+        assert (saved / name).read_bytes() == before[name], name
+    assert not list(saved.glob(".*.tmp")), list(saved.glob(".*"))  # no temporary file left behind

@@ -265,7 +265,7 @@ def _e(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-HTML_TEXT_CHARS = 20_000  # of each answer or question on the page; board_pairs.json has them whole
+HTML_TEXT_CHARS = 8_000  # of each answer or question on the page; board_pairs.json has them whole
 
 
 def _pre(text: str) -> str:
