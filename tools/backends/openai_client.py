@@ -168,8 +168,12 @@ class ChatClient:
             finally:
                 _local.deadline = None
             wait = _retry_wait(headers, attempt)
-            if attempt == self.max_retries or wait is None or time.monotonic() + wait >= deadline:
+            if attempt == self.max_retries or wait is None:
                 break
+            if time.monotonic() + wait >= deadline:
+                last = f"{failure[0]} ({failure[1]})" if isinstance(failure, tuple) else f"{type(failure).__name__}: {failure}"
+                raise ReplyError(f"{endpoint}: no usable reply within the {self.timeout:g} s deadline (`timeout` in "
+                                 f"models.toml), {attempt + 1} tries; the last: {last}")
             time.sleep(wait)
         if isinstance(failure, tuple):
             raise ReplyError(f"{failure[0]} on {attempt + 1} tries; the last: {failure[1]}")
