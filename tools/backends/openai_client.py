@@ -26,7 +26,7 @@ import threading
 import time
 
 RETRIED_STATUS = (408, 409, 429)  # and every 5xx
-MAX_RETRY_AFTER = 60.0  # a longer Retry-After is not honoured: the request fails instead
+MAX_RETRY_AFTER = 120.0  # a longer Retry-After is not honoured (the request fails), as the openai package does
 _local = threading.local()  # the deadline of the request this thread is making
 
 
