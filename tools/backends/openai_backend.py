@@ -31,7 +31,7 @@ from backends import chat_messages
 from backends.openai_client import ChatClient, ReplyError
 from registry import redact_url
 
-MAX_RETRIES = 6  # with the library's backoff (0.5 s doubling, at most 8 s): about half a minute
+MAX_RETRIES = 6  # with openai_client.py's backoff (0.5 s doubling, at most 8 s): about half a minute
 
 
 class FatalAPIError(RuntimeError):
