@@ -26,22 +26,21 @@ def file_sha256(path: Path, cache_path: Path | None) -> str:
     """The file's sha256, remembered by path, size and mtime."""
     stat = path.stat()
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    if key in _memory:
+    if cache_path is None:
+        if key not in _memory:
+            _memory[key] = sha256_of(path)
         return _memory[key]
-    cache = {}
-    if cache_path is not None:
-        try:
-            cache = read_json(cache_path) if cache_path.exists() else {}
-        except (InputError, OSError):
-            cache = {}
-        cache = cache if isinstance(cache, dict) else {}
+    try:
+        cache = read_json(cache_path) if cache_path.exists() else {}
+    except (InputError, OSError):
+        cache = {}
+    cache = cache if isinstance(cache, dict) else {}
     if key not in cache:
-        cache[key] = sha256_of(path)
-        if cache_path is not None:
-            try:
-                write_json_atomic(cache_path, cache)
-            except OSError:  # a read-only OUT: the answer does not depend on the cache
-                pass
+        cache[key] = _memory.get(key) or sha256_of(path)  # hashed once per process at most
+        try:
+            write_json_atomic(cache_path, cache)
+        except OSError:  # a read-only OUT: the answer does not depend on the cache
+            pass
     _memory[key] = cache[key]
     return cache[key]
 
