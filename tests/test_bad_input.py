@@ -79,6 +79,14 @@ CASES.update({
                                  "infer tiny --questions {d}/q.jsonl", "q.jsonl:2: not valid JSON"),
     "questions_json_nul": ({"models.toml": GOOD_MODEL, "q.json": '[{"instruction": "a\\u0000b"}]'},
                            "infer tiny --questions {d}/q.json", "contains a NUL"),
+    "questions_json_lone_surrogate": ({"models.toml": GOOD_MODEL, "q.json": '[{"instruction": "a"}, {"instruction": "b\\ud800c"}]'},
+                                      "infer tiny --questions {d}/q.json", "record 2 contains a lone surrogate"),
+    "questions_jsonl_lone_surrogate": ({"models.toml": GOOD_MODEL, "q.jsonl": '{"instruction": "a"}\n{"instruction": "x", "input": "\\udc00"}\n'},
+                                       "infer tiny --questions {d}/q.jsonl", "record on line 2 contains a lone surrogate"),
+    "toml_timeout_zero": ({"models.toml": '[models.g]\nbackend = "openai"\napi_model = "m"\nbase_url = "http://127.0.0.1:9/v1"\ntimeout = 0\n'},
+                          "registry check", "'timeout' must be a number of seconds > 0"),
+    "toml_timeout_on_llama": ({"models.toml": GOOD_MODEL + "timeout = 30\n"}, "registry check",
+                              "'timeout' is for backend"),
     "parallel_negative": ({"models.toml": GOOD_MODEL, "q.txt": QUESTIONS}, "infer tiny --parallel -1",
                           "argument --parallel: must be a whole number >= 0"),
     "make_parallel_not_a_number": ({"models.toml": GOOD_MODEL, "q.txt": QUESTIONS}, "make infer MODELS=tiny PARALLEL=abc",
@@ -246,3 +254,117 @@ def test_line_separators_inside_a_line_stay_in_it(tmp_path):
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
         answers = json.loads((tmp_path / "out" / "tiny.json").read_text(encoding="utf-8"))
         assert [a["instruction"] for a in answers] == wanted
+
+
+def records_of(d: Path, name: str) -> dict:
+    return {r["instruction"]: r for r in json.loads((d / "out" / f"{name}.json").read_text(encoding="utf-8"))}
+
+
+def test_malformed_api_replies_fail_that_question_alone(tmp_path):
+    """Issue 16, items 5, 6, 9, 10: a 200 reply that is an HTML page, HTML labelled as JSON or not
+    UTF-8 is that question's error (retried first) naming the endpoint and what came back; content
+    null is an error, not an empty answer; a lone surrogate becomes U+FFFD and a 5 MB answer is cut,
+    both said in the record. The other questions are answered; a rerun asks only the failed ones."""
+    from faulty_api_server import faulty_api_server
+
+    with faulty_api_server() as server:
+        setup_files(tmp_path, {"models.toml": f'[models.api]\nbackend = "openai"\nbase_url = "{server.url}"\n'
+                                              'api_model = "m"\nmax_tokens = 8\nconcurrency = 3\n',
+                               "q.txt": "".join(f"FAULT:{m}\n" for m in ("html", "html_json", "utf16", "null",
+                                                                          "surrogate", "huge", "html_once"))
+                               + "plain\n"})
+        result = run(tmp_path, "infer api --quiet")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        assert "4 answered, 0 reused, 4 failed" in result.stderr
+        got = records_of(tmp_path, "api")
+        endpoint = f"{server.url}/chat/completions answered 200 with"
+        assert got["FAULT:html"]["error"].startswith(f"{endpoint} a body that is not JSON on 7 tries")
+        assert "text/html; charset=utf-8, 96 bytes: b'<!DOCTYPE html>" in got["FAULT:html"]["error"]
+        assert "application/json, 96 bytes: b'<!DOCTYPE" in got["FAULT:html_json"]["error"]
+        assert "a body that is not UTF-8 on 7 tries" in got["FAULT:utf16"]["error"]
+        assert "bytes: b'\\xff\\xfe{" in got["FAULT:utf16"]["error"]
+        assert server.requests["html"] == 7  # retried like a 5xx: the first try and 6 retries
+        assert "answered without text (content: null" in got["FAULT:null"]["error"] and got["FAULT:null"]["output"] == ""
+        assert got["FAULT:surrogate"]["output"] == "half \ufffd a character"
+        assert got["FAULT:surrogate"]["notes"] == ["1 lone surrogate(s) in the output replaced by U+FFFD"]
+        assert len(got["FAULT:huge"]["output"]) == 4096 and "cut to its first 4,096 of 5,000,000" in got["FAULT:huge"]["notes"][0]
+        assert got["FAULT:html_once"]["output"] == "answer to FAULT:html_once" and got["plain"]["output"] == "answer to plain"
+        cache = (tmp_path / "out" / "cache" / "api.jsonl").read_text(encoding="utf-8")
+        assert "content: null" not in cache and len(cache.splitlines()) == 4  # failures are not cached
+        again = run(tmp_path, "infer api --quiet")
+        assert "0 answered, 4 reused, 4 failed" in again.stderr, again.stderr
+        assert (server.requests[""], server.requests["html_once"], server.requests["html"]) == (1, 2, 14)
+
+
+def test_misbehaving_custom_function_fails_that_question_alone(tmp_path):
+    """Issue 16, items 6, 10, 12: a custom function that returns a str, raises KeyboardInterrupt or
+    SystemExit fails that question only (the run goes on, rc 0); its surrogates and huge answers are
+    repaired and cut like an API's."""
+    setup_files(tmp_path, {"models.toml": '[models.drill]\nbackend = "custom"\nfunction = "fault_drill"\nmax_tokens = 8\n',
+                           "q.txt": "RETURN_STR\nRAISE_INTERRUPT\nRAISE_EXIT\nSURROGATE\nHUGE\nplain\n"})
+    result = run(tmp_path, "infer drill --quiet")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "3 answered, 0 reused, 3 failed" in result.stderr
+    got = records_of(tmp_path, "drill")
+    assert "TypeError: returned a str, not a list of answers" in got["RETURN_STR"]["error"]
+    assert "custom function 'fault_drill': KeyboardInterrupt" in got["RAISE_INTERRUPT"]["error"]
+    assert "custom function 'fault_drill': SystemExit: 3" in got["RAISE_EXIT"]["error"]
+    assert got["SURROGATE"]["output"] == "half \ufffd a character" and "U+FFFD" in got["SURROGATE"]["notes"][0]
+    assert len(got["HUGE"]["output"]) == 4096 and "of 50,000,000 characters" in got["HUGE"]["notes"][0]
+    assert got["plain"]["output"] == "echo: plain"
+
+
+BOARD_TOML = """[defaults]
+models = ["drill"]
+reference = "parrot"
+judge = "j"
+
+[models.drill]
+backend = "custom"
+function = "fault_drill"
+max_tokens = {max_tokens}
+
+[models.parrot]
+backend = "custom"
+
+[models.j]
+path = "{judge}"
+n_ctx = 1024
+"""
+
+
+def test_board_warns_about_answers_it_cannot_rank_or_trace(tmp_path):
+    """Issue 16, items 10, 11, 15: board.html cuts a long answer (board_pairs.json keeps it whole);
+    manifest.json takes each model's settings from its answers' settings_id, and the board warns
+    when models.toml changed since, when answers have no reference answer and when a ranked model
+    is not in models.toml, each warning naming the counts."""
+    toml = tmp_path / "models.toml"
+    toml.write_text(BOARD_TOML.format(max_tokens=128, judge=SMOLLM2), encoding="utf-8")
+    (tmp_path / "q.txt").write_text("plain\nHUGE\n", encoding="utf-8")
+    made = run(tmp_path, "make board")
+    assert made.returncode == 0 and "Traceback" not in made.stderr, made.stderr
+    out = tmp_path / "out"
+    page = (out / "board.html").read_text(encoding="utf-8")
+    assert "x" * 8_001 not in page and "cut here: 8,192 characters in all; board_pairs.json has" in page
+    pairs = json.loads((out / "board_pairs.json").read_text(encoding="utf-8"))
+    assert max(len(p["model_output"]) for p in pairs) == 8_192  # cut only by infer's bound: 64 x max_tokens
+    first = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert first["models"]["drill"]["settings"]["max_tokens"] == 128 and "settings_now" not in first["models"]["drill"]
+
+    toml.write_text(BOARD_TOML.format(max_tokens=64, judge=SMOLLM2), encoding="utf-8")  # changed since
+    outputs = json.loads((out / "output.json").read_text(encoding="utf-8"))
+    ghost = [{**r, "generator": "ghost"} for r in outputs if r["generator"] == "drill"]
+    unmatched = {**outputs[0], "instruction": "a question the reference never answered"}
+    (tmp_path / "o.json").write_text(json.dumps(outputs + ghost + [unmatched]), encoding="utf-8")
+    board = run(tmp_path, f"board --outputs {tmp_path}/o.json --reference {out}/reference.json --judge j --out {out}")
+    assert board.returncode == 0 and "Traceback" not in board.stderr, board.stderr
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    drill = manifest["models"]["drill"]
+    assert drill["settings_id"] == first["models"]["drill"]["settings_id"]
+    assert drill["settings"]["max_tokens"] == 128 and drill["settings_now"]["settings"]["max_tokens"] == 64
+    shown = run(tmp_path, f"board --show {out}/board.csv")
+    said = [line for line in shown.stdout.splitlines() if line.startswith("WARNING:")]
+    assert any("models.toml or the weights of 'drill' changed since it answered: its 3 answers" in w for w in said), said
+    assert any("1 model answers have no reference answer to their question and are left out (1 of '"
+               f"{outputs[0]['generator']}')" in w for w in said), said
+    assert any(f"1 ranked models are not in {toml}: ghost" in w for w in said), said

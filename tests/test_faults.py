@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -291,3 +292,153 @@ def test_disk_full_on_a_small_tmpfs(tmp_path):
         if kept[model] < 40:  # only what was missing
             line = rf"^{model}: {40 - kept[model]} answered, {kept[model]} reused, 0 failed"
             assert re.search(line, rerun.stderr, re.M), rerun.stderr
+
+
+def test_new_weights_of_the_same_size_are_answered_again(tmp_path):
+    """Issue 16, item 4: the answers' weights identity is the content hash, not name and size."""
+    weights = tmp_path / "w.gguf"
+    shutil.copyfile(SMOLLM2, weights)
+    (tmp_path / "models.toml").write_text(f'[defaults]\nmodels = ["w"]\n\n[models.w]\npath = "{weights}"\n'
+                                          'max_tokens = 4\nn_ctx = 512\n', encoding="utf-8")
+    (tmp_path / "q.txt").write_text("Name a fruit.\n", encoding="utf-8")
+    first = subprocess.run(make_cmd(tmp_path, "infer"), capture_output=True, text=True, timeout=900)
+    assert re.search(r"^w: 1 answered, 0 reused, 0 failed", first.stderr, re.M), first.stderr
+    same = subprocess.run(make_cmd(tmp_path, "infer"), capture_output=True, text=True, timeout=900)
+    assert same.returncode == 0 and "answered" not in same.stderr, same.stderr  # nothing changed: nothing done
+    size = weights.stat().st_size
+    with weights.open("r+b") as f:  # new tensors, same size: the last MiB of tensor data zeroed
+        f.seek(size - (1 << 20))
+        f.write(bytes(1 << 20))
+    assert weights.stat().st_size == size
+    again = subprocess.run(make_cmd(tmp_path, "infer"), capture_output=True, text=True, timeout=900)
+    assert re.search(r"^w: 1 answered, 0 reused, 0 failed", again.stderr, re.M), again.stderr
+    ids = {r["settings_id"] for r in answers(tmp_path / "out", "w")}
+    assert len(ids) == 2  # one answer per weights
+
+
+def test_a_trickling_api_ends_in_that_questions_error_at_the_deadline(tmp_path):
+    """Issue 16, item 7: a server that sends a byte every 2 s (the body, or the headers too) holds
+    a request no longer than the model's `timeout`: that question's error, the others answered."""
+    from faulty_api_server import faulty_api_server
+
+    with faulty_api_server() as server:
+        (tmp_path / "models.toml").write_text(
+            f'[defaults]\nmodels = ["api"]\n\n[models.api]\nbackend = "openai"\nbase_url = "{server.url}"\n'
+            'api_model = "m"\ntimeout = 3\nconcurrency = 3\n', encoding="utf-8")
+        (tmp_path / "q.txt").write_text("FAULT:trickle\nFAULT:trickle_head\nplain\n", encoding="utf-8")
+        result = subprocess.run(make_cmd(tmp_path, "infer"), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert re.search(r"^api: 1 answered, 0 reused, 2 failed", result.stderr, re.M), result.stderr
+    got = {r["instruction"]: r for r in json.loads((tmp_path / "out" / "api.json").read_text(encoding="utf-8"))}
+    for question in ("FAULT:trickle", "FAULT:trickle_head"):
+        assert got[question]["error"] == f"{server.url}/chat/completions: no whole reply within the 3 s deadline " \
+                                         "(`timeout` in models.toml)"
+    assert got["plain"]["output"] == "answer to plain"
+
+
+def drill_toml(d: Path, timeout: float) -> None:
+    (d / "models.toml").write_text(f'[defaults]\nmodels = ["drill"]\n\n[models.drill]\nbackend = "custom"\n'
+                                   f'function = "fault_drill"\ntimeout = {timeout}\n', encoding="utf-8")
+
+
+def test_a_hung_custom_function_fails_at_its_timeout(tmp_path):
+    """Issue 16, item 12: a custom function that never returns fails its questions at `timeout`;
+    the questions after it are not asked (it is stuck), and the run ends with NAME.json written."""
+    drill_toml(tmp_path, 2)
+    (tmp_path / "q.txt").write_text("HANG\n", encoding="utf-8")
+    result = subprocess.run(make_cmd(tmp_path, "infer"), capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert re.search(r"^drill: 0 answered, 0 reused, 1 failed", result.stderr, re.M), result.stderr
+    record, = json.loads((tmp_path / "out" / "drill.json").read_text(encoding="utf-8"))
+    assert record["error"] == "custom function 'fault_drill' did not return within 2 s (`timeout` in models.toml)"
+
+
+def test_a_real_ctrl_c_still_stops_a_custom_model(tmp_path):
+    """Issue 16, item 12: the function's own KeyboardInterrupt is its question's error
+    (test_bad_input), but a real Ctrl-C (SIGINT to the terminal's process group) stops the run."""
+    drill_toml(tmp_path, 600)
+    (tmp_path / "q.txt").write_text("plain\nHANG\n", encoding="utf-8")
+    run = subprocess.Popen(make_cmd(tmp_path, "infer"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    lock = tmp_path / "out" / "cache" / "drill.lock"
+    deadline = time.time() + 120
+    while not (lock.is_file() and lock.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # inside the function, which hangs
+    os.killpg(run.pid, signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode != 0 and "Traceback" not in stderr, stderr
+    assert "interrupted: answers so far are kept" in stderr, stderr
+    group_gone(run.pid)
+
+
+def test_a_malformed_reply_to_the_judge_is_that_calls_error(tmp_path):
+    """Issue 16, item 5, for judges: an HTML page in reply to an API judge is that call's error
+    (retried first, then one line naming the endpoint); the board is written without the pair."""
+    from faulty_api_server import faulty_api_server
+
+    def record(instruction: str, output: str, generator: str) -> dict:
+        return {"instruction": instruction, "input": "", "output": output, "generator": generator,
+                "dataset": "d", "datasplit": "eval"}
+
+    (tmp_path / "o.json").write_text(json.dumps([record("q1", "FAULT:html here", "m"), record("q2", "fine", "m")]))
+    (tmp_path / "r.json").write_text(json.dumps([record("q1", "ref one", "ref"), record("q2", "ref two", "ref")]))
+    with faulty_api_server() as server:
+        (tmp_path / "models.toml").write_text(f'[models.japi]\nbackend = "openai"\nbase_url = "{server.url}"\n'
+                                              'api_model = "j"\n', encoding="utf-8")
+        result = subprocess.run([sys.executable, str(ROOT / "tools" / "board"), "--outputs", str(tmp_path / "o.json"),
+                                 "--reference", str(tmp_path / "r.json"), "--judge", "japi", "--out",
+                                 str(tmp_path / "out"), "--models-toml", str(tmp_path / "models.toml")],
+                                capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert server.requests["html"] == 2 * 7  # both orders, each tried 7 times
+    assert f"{server.url}/chat/completions answered 200 with a body that is not JSON on 7 tries" in result.stderr
+    board = (tmp_path / "out" / "board.csv").read_text(encoding="utf-8").splitlines()
+    header, row = board[0].split(","), board[1].split(",")
+    assert row[header.index("n_failed")] == "1" and row[header.index("n_total")] == "1"
+
+
+BOARD_FILES = ("board.csv", "board.md", "board.png", "board.html", "board_pairs.json", "manifest.json")
+
+
+def board_cmd(outputs: Path, reference: Path, out: Path, d: Path) -> str:
+    return " ".join(f"'{w}'" for w in [sys.executable, str(ROOT / "tools" / "board"), "--outputs", str(outputs),
+                                       "--reference", str(reference), "--judge", "j", "--out", str(out),
+                                       "--models-toml", str(d / "models.toml")])
+
+
+def test_disk_full_while_writing_the_board_leaves_the_last_board_whole(tmp_path):
+    """Issue 16, item 18: a board rewrite on a disk that fills up names the file it could not
+    write, and replaces none of the board's files: they all stay those of the last board (the
+    views are written whole first, then renamed together)."""
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"]).returncode != 0:
+        pytest.skip("this kernel does not allow user namespaces (unshare -rm)")
+    setup(tmp_path)
+    full = subprocess.run(make_cmd(tmp_path, "board"), capture_output=True, text=True, timeout=900)
+    assert full.returncode == 0, full.stderr
+    out, last = tmp_path / "out", tmp_path / "last"
+    # The last board: one question only, every verdict from the full board's cache.
+    shutil.copytree(out / "judge", last / "judge")
+    for name in ("output", "reference"):
+        records = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
+        (last / f"{name}1.json").write_text(json.dumps([r for r in records if r["instruction"] == FIRST[0]]))
+    small = subprocess.run(board_cmd(last / "output1.json", last / "reference1.json", last, tmp_path), shell=True,
+                           capture_output=True, text=True, timeout=900)
+    assert small.returncode == 0, small.stderr
+    before = {name: (last / name).read_bytes() for name in BOARD_FILES}
+    # Room for the biggest new file, but not for all of them at once.
+    room = max((out / name).stat().st_size for name in BOARD_FILES) // 2
+    disk, saved = tmp_path / "disk", tmp_path / "saved"
+    disk.mkdir()
+    saved.mkdir()
+    script = (f"mount -t tmpfs -o size=64m tmpfs {disk} && cp -a {last}/. {disk}/ && "
+              f"used=$(df -B1 --output=used {disk} | tail -1) && mount -o remount,size=$((used + {room})) {disk} && "
+              f"{{ {board_cmd(out / 'output.json', out / 'reference.json', disk, tmp_path)}; echo rc=$?; }}; "
+              f"cp -a {disk}/. {saved}/")
+    result = subprocess.run(["unshare", "-rm", "bash", "-c", script], capture_output=True, text=True, timeout=900)
+    assert "rc=0" not in result.stdout and "Traceback" not in result.stderr, result.stdout + result.stderr
+    line = [x for x in result.stderr.splitlines() if "disk full" in x]
+    assert len(line) == 1 and re.search(rf"disk full writing {disk}/(board|manifest)", line[0]), result.stderr
+    for name in BOARD_FILES:  # all of the last board, none of the new one
+        assert (saved / name).read_bytes() == before[name], name
+    assert not list(saved.glob(".*.tmp")), list(saved.glob(".*"))  # no temporary file left behind

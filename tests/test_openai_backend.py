@@ -84,7 +84,8 @@ class FakeAPI(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("retry-after-ms", "5")  # keeps the client's backoff short in tests
+        for name, value in (server.headers or {"retry-after-ms": "5"}).items():  # 5 ms: a short backoff in tests
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -96,7 +97,7 @@ class FakeAPI(BaseHTTPRequestHandler):
 def fake_api():
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeAPI)
     server.lock, server.calls, server.in_flight, server.max_in_flight = threading.Lock(), [], 0, 0
-    server.bodies, server.message = [], None
+    server.bodies, server.message, server.headers = [], None, None
     server.delay, server.script = 0.0, lambda question, attempt: 200
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -212,3 +213,27 @@ def test_openai_base_url_from_the_environment(fake_api, tmp_path, monkeypatch, v
     monkeypatch.setenv(variable, "api.example.com/v1")
     with pytest.raises(RegistryError, match=f"{variable}='api.example.com/v1' is not an http"):
         load_registry(ROOT / "models.toml")
+
+
+def test_a_retry_after_over_two_minutes_is_not_waited_for(fake_api, tmp_path):
+    server, url = fake_api
+    server.script = lambda question, attempt: 429
+    server.headers = {"retry-after": "600"}
+    results = run(load_backend(spec_for(tmp_path, url)), QUESTIONS[:1])
+    assert "RateLimitError" in results[0]["error"] and len(server.calls) == 1
+
+
+def test_the_deadline_covers_the_retries(fake_api, tmp_path):
+    """timeout = 2.5 s and a server that asks to wait 1 s after each 503: the question ends after
+    the tries that fit in the deadline, not after all seven."""
+    server, url = fake_api
+    server.script = lambda question, attempt: 503
+    server.headers = {"retry-after": "1"}
+    results = run(load_backend(spec_for(tmp_path, url, "timeout = 2.5")), QUESTIONS[:1])
+    assert "InternalServerError" in results[0]["error"] or "503" in results[0]["error"], results
+    assert 2 <= len(server.calls) <= 3
+
+
+def test_timeout_is_an_openai_and_custom_key(tmp_path):
+    assert spec_for(tmp_path, "http://127.0.0.1:9/v1", "timeout = 12").timeout == 12.0
+    assert spec_for(tmp_path, "http://127.0.0.1:9/v1").timeout == 300.0

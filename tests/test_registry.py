@@ -73,3 +73,31 @@ def test_missing_file_and_unknown_model(tmp_path):
     registry = load_registry(write(tmp_path, GOOD))
     with pytest.raises(RegistryError, match="no model named 'c' \\(declared: a, b\\)"):
         registry.get("c")
+
+
+def test_weights_id_is_the_content_hash_of_a_file_or_folder(tmp_path):
+    """Issue 16, item 4: new weights of the same size are new weights (hashes remembered in a
+    cache file by path, size and mtime, the same as the judge's identity uses)."""
+    import hashlib
+    import os
+
+    from hashes import hash_cache
+
+    (tmp_path / "models").mkdir()
+    weights, folder = tmp_path / "models" / "a.gguf", tmp_path / "hf"
+    weights.write_bytes(b"GGUF" + b"\0" * 1000)
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"\1" * 100)
+    (folder / "config.json").write_text("{}")
+    toml = write(tmp_path, GOOD.replace('"/abs/hf-folder"', f'"{folder}"'))
+    a, b = load_registry(toml).get("a"), load_registry(toml).get("b")
+    cache = hash_cache(tmp_path / "out")
+    assert a.weights_id(cache) == f"a.gguf:sha256:{hashlib.sha256(weights.read_bytes()).hexdigest()}"
+    assert cache.is_file()  # remembered
+    before_a, before_b = a.settings_id(cache), b.settings_id(cache)
+    weights.write_bytes(b"GGUF" + b"\1" * 1000)  # same size, new content
+    (folder / "model.safetensors").write_bytes(b"\2" * 100)
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a later mtime, as a rewrite gives
+    os.utime(folder / "model.safetensors", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert a.settings_id(cache) != before_a and b.settings_id(cache) != before_b

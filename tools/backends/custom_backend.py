@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -74,6 +75,7 @@ class CustomBackend:
         self.spec = spec
         self.fn = functions[spec.function]
         self.wants_settings = "settings" in inspect.signature(self.fn).parameters
+        self._stuck = ""  # why no more calls are made (a call that never returned)
         self.settings = {k: getattr(spec, k) for k in
                          ("max_tokens", "temperature", "top_p", "seed", "stop", "system_prompt")}
 
@@ -82,19 +84,39 @@ class CustomBackend:
         for start in range(0, len(texts), CHUNK):
             indices = range(start, min(start + CHUNK, len(texts)))
             results = self._call([texts[i] for i in indices])
-            if results is None:  # the chunk failed: one by one, so a bad question fails alone
-                results = [(self._call([texts[i]]) or [None])[0] or self._last_error for i in indices]
-            yield from zip(indices, results)
+            if results is None and not self._stuck:  # the chunk failed: one by one, so a bad question fails alone
+                results = [(self._call([texts[i]]) or [self._error])[0] for i in indices]
+            yield from zip(indices, results or [self._error] * len(indices))
 
     def _call(self, texts: list[str]) -> list[dict] | None:
-        started = time.perf_counter()
-        try:
-            answers = self.fn(texts, settings=dict(self.settings)) if self.wants_settings else self.fn(texts)
-            answers = list(answers)
-            if len(answers) != len(texts):
-                raise ValueError(f"returned {len(answers)} answers for {len(texts)} questions")
-        except Exception as err:  # the function's own failure, recorded per question
-            self._last_error = {"error": f"custom function '{self.spec.function}': {type(err).__name__}: {err}"}
+        """One result per text, or None (why: self._error) when the function failed or is stuck."""
+        name = f"custom function '{self.spec.function}'"
+        if self._stuck:
+            self._error = {"error": f"not asked: {self._stuck}"}
+            return None
+        started, outcome = time.perf_counter(), {}
+
+        def work():
+            try:
+                answers = self.fn(texts, settings=dict(self.settings)) if self.wants_settings else self.fn(texts)
+                if isinstance(answers, (str, bytes, dict)):  # list("abc") would be three answers
+                    raise TypeError(f"returned a {type(answers).__name__}, not a list of answers (one per question)")
+                outcome["answers"] = list(answers)
+            except BaseException as err:  # the function's own KeyboardInterrupt or SystemExit too: its failure
+                outcome["error"] = err
+
+        thread = threading.Thread(target=work, name=name, daemon=True)
+        thread.start()
+        thread.join(self.spec.timeout)  # a real Ctrl-C interrupts this wait, in the main thread
+        if thread.is_alive():
+            self._stuck = f"{name} did not return within {self.spec.timeout:g} s (`timeout` in models.toml)"
+            self._error = {"error": self._stuck}
+            return None
+        answers, err = outcome.get("answers"), outcome.get("error")
+        if err is None and len(answers) != len(texts):
+            err = ValueError(f"returned {len(answers)} answers for {len(texts)} questions")
+        if err is not None:
+            self._error = {"error": f"{name}: {type(err).__name__}: {err}"}
             return None
         seconds = (time.perf_counter() - started) / len(texts)
         return [self._result(answer, seconds) for answer in answers]

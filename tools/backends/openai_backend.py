@@ -4,10 +4,13 @@ Each question is one /chat/completions request with the model's system prompt an
 settings (`max_tokens`, `temperature`, `top_p`, `seed`, `stop`; `repetition_penalty`, `top_k`,
 `min_p` when models.toml sets them, as extra body fields that vLLM and llama.cpp's servers read;
 the OpenAI API rejects them, which stops the model with one line); `concurrency` requests are in
-flight at once (threads). The `openai` package retries with exponential backoff on 408, 409, 429,
-5xx, timeouts and dropped connections, honouring Retry-After. A question that still fails gets
-an error of its own; the others go on. A wrong key, a missing model or a wrong URL stops the model
-at once with one clear line (every other question would fail the same way).
+flight at once (threads). The client (openai_client.py, shared with the API judge) retries with
+exponential backoff on 408, 409, 429, 5xx, timeouts, dropped connections and 200 replies that are
+not a chat completion (an HTML page, a body not UTF-8), honouring Retry-After, all within the
+model's `timeout` (seconds, a total deadline per question). A question that still fails gets an
+error of its own, as does a reply whose `content` is null (never an empty answer); the others go
+on. A wrong key, a missing model or a wrong URL stops the model at once with one clear line (every
+other question would fail the same way).
 
 The key is read from the environment variable named by `api_key_env` (OPENAI_API_KEY for the
 OpenAI API), never from models.toml, and never appears in answers, errors or logs; nor does a
@@ -18,15 +21,17 @@ server formats the prompt).
 from __future__ import annotations
 
 import base64
+import json
 import os
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from backends import chat_messages
+from backends.openai_client import ChatClient, ReplyError
 from registry import redact_url
 
-MAX_RETRIES = 6  # with the library's backoff (0.5 s doubling, at most 8 s): about half a minute
+MAX_RETRIES = 6  # with openai_client.py's backoff (0.5 s doubling, at most 8 s): about half a minute
 
 
 class FatalAPIError(RuntimeError):
@@ -34,7 +39,7 @@ class FatalAPIError(RuntimeError):
 
 
 class OpenAIBackend:
-    def __init__(self, spec, max_retries: int = MAX_RETRIES, timeout: float = 600.0):
+    def __init__(self, spec, max_retries: int = MAX_RETRIES):
         import openai
 
         if spec.chat_template:
@@ -51,9 +56,7 @@ class OpenAIBackend:
         self.secrets = [s for s in (self.key, userinfo, userinfo.partition(":")[2],
                                     base64.b64encode(urllib.parse.unquote(userinfo).encode()).decode() if userinfo else "")
                         if len(s) >= 4]
-        # Local servers ignore the key, but the client wants a non-empty one.
-        self.client = openai.OpenAI(base_url=spec.base_url, api_key=self.key or "not-needed",
-                                    max_retries=max_retries, timeout=timeout)
+        self.client = ChatClient(spec.base_url, self.key, spec.timeout, max_retries, self.url, self.secrets)
 
     def answer(self, questions: list[dict]):
         with ThreadPoolExecutor(max_workers=self.spec.concurrency) as pool:
@@ -85,7 +88,7 @@ class OpenAIBackend:
         if body:
             extra["extra_body"] = body
         try:
-            reply = self.client.chat.completions.create(
+            reply = self.client.create(
                 model=spec.api_model, messages=chat_messages(question, spec.system_prompt),
                 max_tokens=spec.max_tokens, temperature=spec.temperature, top_p=spec.top_p,
                 seed=spec.seed, **extra,
@@ -99,15 +102,26 @@ class OpenAIBackend:
                 raise FatalAPIError(f"{self.url} does not accept {', '.join(rejected)} (not part of the "
                                     f"OpenAI API): remove it from [models.{spec.name}] for this endpoint") from None
             return {"error": f"{type(err).__name__}: {self._clean(err)}"}
+        except ReplyError as err:  # malformed replies, or the deadline, after the retries
+            return {"error": self._clean(err)}
         except openai.APIConnectionError as err:
             return {"error": f"no answer from {self.url} after {self.client.max_retries} retries: {self._clean(err)}"}
         except openai.APIError as err:  # 429 / 5xx after the retries, or a 400 for this question
             return {"error": f"{type(err).__name__}: {self._clean(err)}"}
-        if not reply.choices:
+        return self._result(reply, started)
+
+    def _result(self, reply: dict, started: float) -> dict:
+        choice = reply["choices"][0] if reply["choices"] else None
+        if not isinstance(choice, dict):
             return {"error": "the server returned no choices"}
-        text = reply.choices[0].message.content or ""
-        tokens = reply.usage.completion_tokens if reply.usage and reply.usage.completion_tokens is not None else 0
-        return {"output": text.strip(), "tokens": int(tokens), "seconds": time.perf_counter() - started}
+        text = (choice.get("message") or {}).get("content") if isinstance(choice.get("message"), dict) else None
+        if not isinstance(text, str):  # content: null is no answer (a refusal, a tool call, a cut reasoning)
+            return {"error": f"{self.url} answered without text (content: {json.dumps(text)}, "
+                             f"finish_reason: {choice.get('finish_reason')})"}
+        usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
+        tokens = usage.get("completion_tokens")
+        return {"output": text.strip(), "tokens": tokens if isinstance(tokens, int) else 0,
+                "seconds": time.perf_counter() - started}
 
     def _clean(self, err: Exception) -> str:
         """The error's message on one line, with the key (if the server echoed it) masked."""

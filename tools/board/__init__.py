@@ -6,6 +6,7 @@ The stage script is `python tools/board` (cli.py has its main(): judge, then wri
 - compare.py: model against model (paired bootstrap), Bradley-Terry, judge agreement;
 - ensemble.py: several judges and model-against-model battles;
 - views.py: board.csv/md/png/html and the printed table;
+- provenance.py: what made each model's answers (manifest.json), and warnings about them;
 - replay.py: AlpacaEval 2's published verdicts replayed through stats.py (a check, and a script).
-Imports go one way: cli -> ensemble -> compare/stats -> lc; views -> stats.
+Imports go one way: cli -> provenance; cli -> ensemble -> compare/stats -> lc; views -> stats.
 """

@@ -28,11 +28,13 @@ import platform
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
 import arguments
-from records import InputError, question_key, read_json, write_json_atomic as write_json
+from board.provenance import provenance
+from records import InputError, json_bytes, question_key, read_json, write_json_atomic as write_json, write_together
 from registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -56,12 +58,12 @@ def make_pairs(outputs: list[dict], reference: list[dict]):
 
     ref_by_question = {question_key(r): r for r in reference}
     question_ids = {key: i for i, key in enumerate(ref_by_question)}
-    pairs, unpaired = [], 0
+    pairs, unpaired = [], Counter()  # model -> answers without a reference answer
     for record in outputs:
         key = question_key(record)
         ref = ref_by_question.get(key)
-        if ref is None:  # the reference failed on this question
-            unpaired += 1
+        if ref is None:  # the reference failed on this question, or was made from other questions
+            unpaired[record["generator"]] += 1
             continue
         instruction = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
         pairs.append(Pair(record["generator"], instruction, record["output"], ref["output"], question_ids[key]))
@@ -85,14 +87,6 @@ def last_check(out_dir: Path, judge) -> dict | None:
     return summary
 
 
-def safe_settings(raw: dict) -> dict:
-    """A models.toml entry without anything that could be a secret (API keys live in the
-    environment; URLs lose any user:password part)."""
-    from judges import scrub
-
-    return scrub(raw)
-
-
 def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -111,26 +105,6 @@ def versions() -> dict:
     except OSError:
         found["llmeval_commit"] = None
     return found
-
-
-def model_entry(registry, name: str, out_dir: Path, answers: list[dict]) -> dict:
-    from judges import file_sha256
-
-    entry: dict = {"n_answers": len(answers),
-                   "answer_seconds": round(sum(float(r.get("seconds") or 0) for r in answers), 2),
-                   "answer_tokens": sum(int(r.get("tokens") or 0) for r in answers)}
-    spec = registry.models.get(name)
-    if spec is None:
-        entry["note"] = "no longer declared in models.toml"
-        return entry
-    path = getattr(spec, "path", None)
-    entry.update({"backend": spec.backend, "settings_id": spec.settings_id(),
-                  "settings": safe_settings(spec.raw)})
-    if path is not None:
-        entry["path"] = str(path)
-        if Path(path).is_file():
-            entry["weights_sha256"] = file_sha256(Path(path), out_dir / "judge" / "file_hashes.json")
-    return entry
 
 
 def question_set(reference: list[dict], outputs: list[dict], questions: Path | None) -> dict:
@@ -187,7 +161,7 @@ def build_board(args, registry, judges: list) -> int:
     from board.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
     from board.compare import BT_RESAMPLES, CI_LABEL, RESAMPLES
     from board.lc import LC_METHOD
-    from board.views import write_all, write_csv
+    from board.views import csv_bytes, view_files
     started = time.monotonic()
     outputs, reference = load_answers(args.outputs), load_answers(args.reference)
     if not outputs:
@@ -233,21 +207,20 @@ def build_board(args, registry, judges: list) -> int:
     warnings = warnings_for(board, consistency, n_swapped, judge_info["name"], n_questions,
                             current[judges[0].name] if len(judges) == 1 else None) + ensemble_warnings
     low_consistency = bool(n_swapped) and consistency < MIN_CONSISTENCY
+    entries, provenance_warnings = provenance(registry, outputs, reference, unpaired, args.out)
+    warnings += provenance_warnings
     if stats["failed"] and stats["errors"]:  # why those pairs have none (a weak judge's replies, a server)
         warnings.append(f"{stats['failed']} judge calls gave no verdict ({stats['errors'][0]}); "
                         "make board asks them again")
 
     out = args.out
-    write_json(out / "board_pairs.json", results)
-    names = list(dict.fromkeys([*(r["generator"] for r in outputs), reference[0]["generator"]]))
-    write_json(out / "manifest.json", {
+    manifest = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "about": about,
         "warnings": warnings,
-        "models": {n: model_entry(registry, n, out, [r for r in outputs if r["generator"] == n] or
-                                  [r for r in reference if r["generator"] == n]) for n in names},
+        "models": entries,
         "questions": {**question_set(reference, outputs, args.questions), "n_pairs": len(pairs),
-                      "n_model_answers_without_reference": unpaired},
+                      "n_model_answers_without_reference": sum(unpaired.values())},
         "judge_calls": {**stats, "errors": stats["errors"][:10], "seconds": round(stats["seconds"], 2)},
         "settings": {"both_orders": True, "combine": "mean of P(model better) over the two orders",
                      "ci": f"percentile bootstrap 95%, {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}",
@@ -260,10 +233,15 @@ def build_board(args, registry, judges: list) -> int:
         "versions": versions(),
         "timings": {"board_seconds": round(time.monotonic() - started, 2),
                     "judging_seconds": round(stats["seconds"], 2)},
-    })
-    write_all(board, about, warnings, results, out, low_consistency, compare)
+    }
+    # Every file of the board changes together: written whole first, then renamed (board.csv last,
+    # make's target, so a crash before it re-runs the stage). A full disk leaves the last board whole.
+    views, stale = view_files(board, about, warnings, results, out, low_consistency, compare)
     board_path = out / "board.csv"
-    write_csv(board, board_path)  # last: make's target, so a crash before it re-runs the stage
+    write_together({out / "board_pairs.json": json_bytes(results), out / "manifest.json": json_bytes(manifest),
+                    **views, board_path: csv_bytes(board)})
+    for path in stale:
+        path.unlink(missing_ok=True)
     failed = int(board["n_failed"].sum())
     if failed:
         os.utime(board_path, (0, 0))  # out of date for make: the next make board retries the failed calls

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from board.stats import BOARD_COLUMNS
-from records import write_atomic
+from records import write_atomic, write_together
 
 
 def _num(value, digits: int = 1) -> str:
@@ -156,17 +156,17 @@ def compare_sections(compare: dict | None) -> list[tuple[str, pd.DataFrame, str]
     return found
 
 
-def write_compare_csv(compare: dict | None, out_dir: Path) -> list[Path]:
-    paths = []
+def compare_csvs(compare: dict | None, out_dir: Path) -> tuple[dict[Path, bytes], list[Path]]:
+    """({path: bytes} of the comparison CSVs, those of an earlier board that no longer apply)."""
+    files, stale = {}, []
     for key, name, index in (("versus", "board_versus.csv", False), ("bt", "board_bradley_terry.csv", True),
                              ("by_judge", "board_by_judge.csv", True), ("by_dataset", "board_by_dataset.csv", False)):
         table = (compare or {}).get(key)
         if table is not None and len(table):
-            write_atomic(out_dir / name, table.to_csv(index=index).encode("utf-8"))
-            paths.append(out_dir / name)
+            files[out_dir / name] = table.to_csv(index=index).encode("utf-8")
         else:
-            (out_dir / name).unlink(missing_ok=True)  # from an earlier board with more judges or models
-    return paths
+            stale.append(out_dir / name)  # from an earlier board with more judges or models
+    return files, stale
 
 
 def table_text(board: pd.DataFrame, about: dict, warnings: list[str]) -> str:
@@ -177,8 +177,12 @@ def table_text(board: pd.DataFrame, about: dict, warnings: list[str]) -> str:
     return "\n".join(lines)
 
 
+def csv_bytes(board: pd.DataFrame) -> bytes:
+    return board[BOARD_COLUMNS].to_csv().encode("utf-8")
+
+
 def write_csv(board: pd.DataFrame, path: Path) -> None:
-    write_atomic(path, board[BOARD_COLUMNS].to_csv().encode("utf-8"))
+    write_atomic(path, csv_bytes(board))
 
 
 def _md_cell(text: str) -> str:
@@ -191,8 +195,7 @@ def _md_table(shown: pd.DataFrame) -> list[str]:
     return lines + ["| " + " | ".join(_md_cell(v) for v in row) + " |" for _, row in shown.iterrows()]
 
 
-def write_markdown(board: pd.DataFrame, about: dict, warnings: list[str], path: Path,
-                   compare: dict | None = None) -> None:
+def render_markdown(board: pd.DataFrame, about: dict, warnings: list[str], compare: dict | None = None) -> str:
     shown = display_table(board)
     lines = ["# Leaderboard", "", *(f"{line}  " for line in header_lines(about)), ""]
     lines += [f"> **WARNING:** {_md_cell(w)}" + ("\n>" if i < len(warnings) - 1 else "")
@@ -205,7 +208,7 @@ def write_markdown(board: pd.DataFrame, about: dict, warnings: list[str], path: 
               "LC: length-controlled win rate. Consistency: % of pairs where both orders pick the same side.", ""]
     for title, table, note in compare_sections(compare):
         lines += [f"## {title}", "", *_md_table(table), "", note, ""]
-    write_atomic(path, "\n".join(lines).encode("utf-8"))
+    return "\n".join(lines)
 
 
 def render_png(board: pd.DataFrame, about: dict, low_consistency: bool) -> bytes:
@@ -252,6 +255,7 @@ summary { cursor: pointer; font-weight: 600; }
 .answers { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 10px; }
 .answer { border: 1px solid #e0e0e0; padding: 6px; background: #fafafa; }
 .answer pre { white-space: pre-wrap; word-wrap: break-word; font-family: inherit; margin: 4px 0; max-height: 24em; overflow: auto; }
+.cut { font-style: italic; color: #555; }
 .verdict { font-size: 0.9em; background: #eef4fb; padding: 4px; }
 .won { color: #1b5e20; font-weight: 600; } .lost { color: #b71c1c; font-weight: 600; } .tie { color: #555; font-weight: 600; }
 """
@@ -259,6 +263,17 @@ summary { cursor: pointer; font-weight: 600; }
 
 def _e(text) -> str:
     return html.escape(str(text), quote=True)
+
+
+HTML_TEXT_CHARS = 8_000  # of each answer or question on the page; board_pairs.json has them whole
+
+
+def _pre(text: str) -> str:
+    """A text in <pre>, cut at HTML_TEXT_CHARS so that a huge answer does not make a huge page."""
+    if len(text) <= HTML_TEXT_CHARS:
+        return f"<pre>{_e(text)}</pre>"
+    return (f"<pre>{_e(text[:HTML_TEXT_CHARS])}</pre><p class=\"cut\">... cut here: {len(text):,} characters in "
+            "all; board_pairs.json has the whole text</p>")
 
 
 def _side(p_model: float | None) -> str:
@@ -338,25 +353,35 @@ def render_html(board: pd.DataFrame, about: dict, warnings: list[str], results: 
         opened = " open" if len(by_question) <= 10 else ""  # a short set is read whole; a long one on demand
         out.append(f"<details{opened}><summary>Q{qid + 1}. {_e(group[0]['instruction'][:200])}</summary>")
         if len(group[0]["instruction"]) > 200:  # the summary shows only its start
-            out.append(f"<pre>{_e(group[0]['instruction'])}</pre>")
+            out.append(_pre(group[0]["instruction"]))
         out.append('<div class="answers">')
         out.append(f'<div class="answer"><b>reference: {_e(about["reference"])}</b>'
-                   f"<pre>{_e(group[0]['reference_output'])}</pre></div>")
+                   f"{_pre(group[0]['reference_output'])}</div>")
         for result in group:
             out.append(f'<div class="answer"><b>{_e(result["model"])}</b>{_verdict_html(result)}'
-                       f"<pre>{_e(result['model_output'])}</pre></div>")
+                       f"{_pre(result['model_output'])}</div>")
         out.append("</div></details>")
     out.append("</body></html>")
     return "\n".join(out)
 
 
+def view_files(board: pd.DataFrame, about: dict, warnings: list[str], results: list[dict], out_dir: Path,
+               low_consistency: bool, compare: dict | None = None) -> tuple[dict[Path, bytes], list[Path]]:
+    """({path: bytes} of board.md, board.png, board.html and the comparison CSVs; stale CSVs).
+    board.csv is not among them: tools/board writes it last, as make's target."""
+    png = render_png(board, about, low_consistency)
+    files = {out_dir / "board.md": render_markdown(board, about, warnings, compare).encode("utf-8"),
+             out_dir / "board.png": png,
+             out_dir / "board.html": render_html(board, about, warnings, results, png, compare).encode("utf-8")}
+    csvs, stale = compare_csvs(compare, out_dir)
+    return {**files, **csvs}, stale
+
+
 def write_all(board: pd.DataFrame, about: dict, warnings: list[str], results: list[dict], out_dir: Path,
               low_consistency: bool, compare: dict | None = None) -> list[Path]:
-    """Write board.md, board.png, board.html and the comparison CSVs (board.csv is written last
-    by tools/board)."""
-    png = render_png(board, about, low_consistency)
-    paths = [out_dir / "board.md", out_dir / "board.png", out_dir / "board.html"]
-    write_markdown(board, about, warnings, paths[0], compare)
-    write_atomic(paths[1], png)
-    write_atomic(paths[2], render_html(board, about, warnings, results, png, compare).encode("utf-8"))
-    return paths + write_compare_csv(compare, out_dir)
+    """Write the views together (none replaced when one cannot be written); their paths."""
+    files, stale = view_files(board, about, warnings, results, out_dir, low_consistency, compare)
+    write_together(files)
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return list(files)

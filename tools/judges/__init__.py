@@ -135,14 +135,12 @@ def resolve_judge(name: str, registry, out_dir: Path, check_only: bool = False) 
 
 
 def _weights_id(spec, out_dir: Path) -> str:
+    from hashes import weights_sha256
+
     path = Path(spec.path) if spec.path is not None else None
     if path is None or not path.exists():
         raise InputError(f"judge '{spec.name}': weights not found at {path}; run: make judge-weights JUDGE={spec.name}")
-    if path.is_file():
-        return file_sha256(path, out_dir / "judge" / "file_hashes.json")
-    # A transformers folder: the hash of its weights and config files.
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".json", ".model", ".py"))
-    return sha256_text(json.dumps([[p.name, file_sha256(p, out_dir / "judge" / "file_hashes.json")] for p in files]))
+    return weights_sha256(path, out_dir / "judge" / "file_hashes.json")  # a file, or a transformers folder
 
 
 def run_reporting_errors(doing: str, work: Callable[[], int]) -> int:

@@ -1,9 +1,10 @@
 """A judge behind an OpenAI-compatible API (`backend = "openai"` in models.toml).
 
-The client is the openai backend's (tools/backends/openai_backend.py): the same base URL
-resolution, key handling (from the variable named by `api_key_env`, never shown: masked in every
-error), and the openai package's retries with backoff on 408/409/429/5xx, timeouts and dropped
-connections, honouring Retry-After. `concurrency` calls are in flight at once (threads). Each
+The client is the openai backend's (tools/backends/openai_backend.py, openai_client.py): the same
+base URL resolution, key handling (from the variable named by `api_key_env`, never shown: masked in
+every error), retries with backoff on 408/409/429/5xx, timeouts, dropped connections and 200
+replies that are not a chat completion (an HTML page, a body not UTF-8), honouring Retry-After, and
+the judge's `timeout` (a total deadline per call). `concurrency` calls are in flight at once (threads). Each
 call asks for one token with its top-20 log-probabilities; the verdict is P(m) / (P(m) + P(M))
 from them (protocol logprob-v1), or the token itself when neither is among them. A call that
 still fails is not cached (the next run retries it); a refused key, an unknown model or a wrong
@@ -68,22 +69,25 @@ class ApiJudge(Judge):
         import time
 
         from backends.openai_backend import FatalAPIError
+        from backends.openai_client import ReplyError
 
         openai, spec = self.backend.openai, self.spec
         started = time.perf_counter()
         try:
-            reply = self.backend.client.chat.completions.create(
+            reply = self.backend.client.create(
                 model=self.api_model, messages=make_messages(call, template), max_tokens=1, temperature=0,
                 logprobs=True, top_logprobs=TOP_LOGPROBS)
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as err:
             raise FatalAPIError(f"{public_url(self.base_url)} refused model '{self.api_model}': {self.backend._clean(err)} "
                                 f"(check api_model, base_url and {spec.api_key_env or 'the key'})") from None
+        except ReplyError as err:  # malformed replies, or the deadline, after the retries
+            return {"error": f"judge '{self.name}': {self.backend._clean(err)}"}
         except openai.APIConnectionError as err:
             return {"error": f"cannot reach the judge at {public_url(self.base_url)} after "
                              f"{self.backend.client.max_retries} retries: {self.backend._clean(err)}"}
         except openai.APIError as err:  # 429 / 5xx after the retries, or a 400 for this call
             return {"error": f"{type(err).__name__}: {self.backend._clean(err)}"}
-        result = parse_logprob_reply(reply.model_dump())
+        result = parse_logprob_reply(reply)
         result["seconds"] = round(time.perf_counter() - started, 3)
         return result
 

@@ -12,9 +12,8 @@ import hashlib
 import os
 import re
 import urllib.parse
-from pathlib import Path
 
-from records import InputError, read_json, sha256_of, write_json_atomic
+from hashes import file_sha256  # noqa: F401  (judges' API: weights hashed once per path, size, mtime)
 
 # Settings named like a credential (api_key, openai_api_keys, hf_token, ...; not max_tokens).
 SECRET_NAME = re.compile(r"(?i)(^|_)(keys?|token|secrets?|password|auth)$")
@@ -22,22 +21,6 @@ SECRET_NAME = re.compile(r"(?i)(^|_)(keys?|token|secrets?|password|auth)$")
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def file_sha256(path: Path, cache_path: Path) -> str:
-    """The file's sha256, remembered by path, size and mtime so a big file is hashed once."""
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    try:
-        cache = read_json(cache_path) if cache_path.exists() else {}
-    except InputError:
-        cache = {}  # a broken cache is only a cache
-    if not isinstance(cache, dict):
-        cache = {}
-    if key not in cache:
-        cache[key] = sha256_of(path)
-        write_json_atomic(cache_path, cache)
-    return cache[key]
 
 
 def scrub(value, keep: tuple[str, ...] = ("api_key_env",)):
