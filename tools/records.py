@@ -2,8 +2,12 @@
 
 Questions come as a text file (one per line; blank lines skipped; UTF-8 with or without a BOM;
 CRLF fine) or as a JSON / JSONL file of alpaca_eval records (`instruction`, optional `input`,
-`dataset`). Answers are alpaca_eval records: instruction, input, output, generator, dataset,
-datasplit, plus tokens, seconds and the settings id they were made with.
+`dataset`), or of FastChat's question.jsonl records (`question_id`, `category`, `turns`, optional
+`reference`): a conversation of several user turns, `category` as its dataset, turn 1 as its
+instruction. Any record may carry `generation` ({"temperature", "max_tokens", "top_p"}: its own
+settings, used where a model sets none). Answers are alpaca_eval records: instruction, input,
+output, generator, dataset, datasplit, plus tokens, seconds and the settings id they were made
+with; an answer to a later turn also has `turn` and the `history` it was shown.
 """
 from __future__ import annotations
 
@@ -72,7 +76,8 @@ def load_questions(path: str | Path) -> list[dict]:
     else:
         questions = [{"instruction": line.strip(), "input": "", "dataset": dataset}
                      for line in text.splitlines() if line.strip()]
-    unique = list({question_key(q): q for q in questions}.values())
+    # Conversations that start alike but go on differently are different questions.
+    unique = list({(*question_key(q), *q.get("turns", [])[1:]): q for q in questions}.values())
     if not unique:
         raise InputError(f"{path}: no questions found")
     if len(unique) < len(questions):
@@ -84,20 +89,52 @@ def load_questions(path: str | Path) -> list[dict]:
 def _question(path: Path, where: int, item: object, dataset: str) -> dict:
     if not isinstance(item, dict):
         raise InputError(f"{path}: record {where} is not an object with an 'instruction'")
-    instruction = item.get("instruction")
+    turns = item.get("turns")
+    if turns is not None and (not isinstance(turns, list) or not turns
+                              or not all(isinstance(t, str) and t.strip() for t in turns)):
+        raise InputError(f"{path}: record {where}: 'turns' must be a list of user turns (non-empty texts)")
+    instruction = item.get("instruction", turns[0] if turns else None)
     if not isinstance(instruction, str) or not instruction.strip():
-        raise InputError(f"{path}: record {where} has no 'instruction' text")
+        raise InputError(f"{path}: record {where} has no 'instruction' text (or 'turns')")
     extra = item.get("input", "") or ""
     if not isinstance(extra, str):
         raise InputError(f"{path}: record {where}: 'input' must be text")
-    if "\0" in instruction + extra:
+    if "\0" in instruction + extra + "".join(turns or []):
         raise InputError(f"{path}: record {where} contains a NUL character; remove it")
-    return {"instruction": instruction.strip(), "input": extra,
-            "dataset": str(item.get("dataset") or dataset)}
+    question = {"instruction": instruction.strip(), "input": extra,
+                "dataset": str(item.get("dataset") or item.get("category") or dataset)}
+    if turns is not None:  # a conversation (FastChat's question.jsonl, or a normalized set)
+        question.update(question_id=item.get("question_id", where), category=item.get("category"),
+                        turns=[t.strip() for t in turns], reference=item.get("reference"))
+    if item.get("generation") is not None:
+        question["generation"] = _generation(path, where, item["generation"])
+    return question
+
+
+def _generation(path: Path, where: int, value: object) -> dict:
+    """A record's own generation settings, checked: {"temperature", "max_tokens", "top_p"}."""
+    checks = {"temperature": lambda v: isinstance(v, (int, float)) and v >= 0,
+              "max_tokens": lambda v: isinstance(v, int) and v > 0,
+              "top_p": lambda v: isinstance(v, (int, float)) and 0 < v <= 1}
+    if not isinstance(value, dict) or any(k not in checks or isinstance(v, bool) or not checks[k](v)
+                                          for k, v in value.items()):
+        raise InputError(f"{path}: record {where}: 'generation' must be an object of temperature (>= 0), "
+                         f"max_tokens (> 0) and top_p (in (0, 1]), got {json.dumps(value)[:80]}")
+    return {k: float(v) if k != "max_tokens" else v for k, v in value.items()}
 
 
 def question_key(record: dict) -> tuple[str, str]:
     return record["instruction"], record.get("input", "") or ""
+
+
+def answer_key(settings_id: str, question: dict) -> tuple:
+    """What an answer is cached under: the settings, the question, and for a later turn of a
+    conversation its turn number and the history shown (the model's own earlier answers)."""
+    history = question.get("history")
+    if not history:  # a first turn: the key answers had before conversations existed
+        return (settings_id, *question_key(question))
+    shown = hashlib.sha256(json.dumps(history, ensure_ascii=False).encode("utf-8")).hexdigest()
+    return (settings_id, *question_key(question), len(history) + 1, shown)
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
@@ -186,23 +223,23 @@ class AnswerCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.answers: dict[tuple[str, str, str], dict] = {}
+        self.answers: dict[tuple, dict] = {}
         self.reload()
 
     def reload(self) -> None:
         """Read the file again (another run may have added answers while we waited for it)."""
         for record in read_jsonl_lines(self.path):
             try:
-                self.answers[(record["settings_id"], *question_key(record))] = record
+                self.answers[answer_key(record["settings_id"], record)] = record
             except (KeyError, TypeError):
                 continue  # not an answer record
 
     def get(self, settings_id: str, question: dict) -> dict | None:
-        return self.answers.get((settings_id, *question_key(question)))
+        return self.answers.get(answer_key(settings_id, question))
 
     def add(self, record: dict) -> None:
         append_jsonl(self.path, record)
-        self.answers[(record["settings_id"], *question_key(record))] = record
+        self.answers[answer_key(record["settings_id"], record)] = record
 
 
 def answer_record(question: dict, generator: str, settings_id: str, output: str = "",
