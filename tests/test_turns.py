@@ -67,7 +67,7 @@ def test_fastchat_questions_load_as_conversations(tmp_path):
     first = questions[0]
     assert first["instruction"] == MT_QUESTIONS[0]["turns"][0] and first["input"] == ""
     assert (first["dataset"], first["category"], first["question_id"]) == ("writing", "writing", 81)
-    assert first["turns"] == MT_QUESTIONS[0]["turns"] and first["reference"] is None
+    assert first["turns"] == MT_QUESTIONS[0]["turns"] and first.get("reference") is None
     assert questions[1]["reference"] == ["7", "14"]
     assert questions[1]["generation"] == {"temperature": 0.0, "max_tokens": 10}
     # Two conversations that start alike but go on differently are both kept.

@@ -79,7 +79,7 @@ class Conversation:
                                tokens=first.get("tokens", 0), seconds=first.get("seconds", 0.0))
         if "turns" in self.question:
             outputs = [a["output"] for a in self.answers]
-            record.update(question_id=self.question["question_id"], category=self.question.get("category"),
+            record.update(question_id=self.question.get("question_id"), category=self.question.get("category"),
                           turns=self.question["turns"],
                           turn_outputs=outputs + [""] * (self.n_turns - len(outputs)))
         if "generation" in self.question:

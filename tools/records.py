@@ -1,13 +1,15 @@
 """Questions in, alpaca_eval records out: loading, atomic writes and the answer cache.
 
 Questions come as a text file (one per line; blank lines skipped; UTF-8 with or without a BOM;
-CRLF fine) or as a JSON / JSONL file of alpaca_eval records (`instruction`, optional `input`,
-`dataset`), or of FastChat's question.jsonl records (`question_id`, `category`, `turns`, optional
-`reference`): a conversation of several user turns, `category` as its dataset, turn 1 as its
-instruction. Any record may carry `generation` ({"temperature", "max_tokens", "top_p"}: its own
-settings, used where a model sets none). Answers are alpaca_eval records: instruction, input,
-output, generator, dataset, datasplit, plus tokens, seconds and the settings id they were made
-with; an answer to a later turn also has `turn` and the `history` it was shown.
+CRLF fine), as a JSON / JSONL file of alpaca_eval records (`instruction`, optional `input`,
+`dataset`), as FastChat's question.jsonl (`question_id`, `category`, `turns`, optional
+`reference`: a conversation of several user turns, `category` as its dataset, turn 1 as its
+instruction), or as a normalized benchmark set written by tools/data.py (those fields plus
+`generation` and `meta`, kept on each question). Any record may carry `generation`
+({"temperature", "max_tokens", "top_p"}: its own settings, used where a model sets none).
+Answers are alpaca_eval records: instruction, input, output, generator, dataset, datasplit, plus
+tokens, seconds and the settings id they were made with; an answer to a later turn of a
+conversation also has `turn` and the `history` it was shown.
 """
 from __future__ import annotations
 
@@ -43,8 +45,11 @@ def read_text(path: Path, if_missing: str) -> str:
 
 
 def jsonl_items(path: Path, text: str):
-    """(line number, parsed JSON) for each non-blank line of a JSONL text."""
-    for lineno, line in enumerate(text.splitlines(), 1):
+    """(line number, parsed JSON) for each non-blank line of a JSONL text.
+
+    Lines end at "\n" only: str.splitlines() would also cut at U+2028 and other separators that
+    JSON strings may hold raw (Arena-Hard v2.0's prompts do)."""
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -76,8 +81,7 @@ def load_questions(path: str | Path) -> list[dict]:
     else:
         questions = [{"instruction": line.strip(), "input": "", "dataset": dataset}
                      for line in text.splitlines() if line.strip()]
-    # Conversations that start alike but go on differently are different questions.
-    unique = list({(*question_key(q), *q.get("turns", [])[1:]): q for q in questions}.values())
+    unique = list({question_key(q): q for q in questions}.values())
     if not unique:
         raise InputError(f"{path}: no questions found")
     if len(unique) < len(questions):
@@ -86,13 +90,17 @@ def load_questions(path: str | Path) -> list[dict]:
     return unique
 
 
+# Fields of a benchmark set's question (tools/benchformats.py) kept as they are.
+SET_FIELDS = ("question_id", "category", "reference", "generation", "meta")
+
+
 def _question(path: Path, where: int, item: object, dataset: str) -> dict:
     if not isinstance(item, dict):
         raise InputError(f"{path}: record {where} is not an object with an 'instruction'")
     turns = item.get("turns")
     if turns is not None and (not isinstance(turns, list) or not turns
                               or not all(isinstance(t, str) and t.strip() for t in turns)):
-        raise InputError(f"{path}: record {where}: 'turns' must be a list of user turns (non-empty texts)")
+        raise InputError(f"{path}: record {where}: 'turns' must be a list of non-empty texts")
     instruction = item.get("instruction", turns[0] if turns else None)
     if not isinstance(instruction, str) or not instruction.strip():
         raise InputError(f"{path}: record {where} has no 'instruction' text (or 'turns')")
@@ -103,9 +111,9 @@ def _question(path: Path, where: int, item: object, dataset: str) -> dict:
         raise InputError(f"{path}: record {where} contains a NUL character; remove it")
     question = {"instruction": instruction.strip(), "input": extra,
                 "dataset": str(item.get("dataset") or item.get("category") or dataset)}
-    if turns is not None:  # a conversation (FastChat's question.jsonl, or a normalized set)
-        question.update(question_id=item.get("question_id", where), category=item.get("category"),
-                        turns=[t.strip() for t in turns], reference=item.get("reference"))
+    if turns is not None:
+        question["turns"] = [t.strip() for t in turns]
+    question.update((k, item[k]) for k in SET_FIELDS if k in item)
     if item.get("generation") is not None:
         question["generation"] = _generation(path, where, item["generation"])
     return question
@@ -124,7 +132,13 @@ def _generation(path: Path, where: int, value: object) -> dict:
 
 
 def question_key(record: dict) -> tuple[str, str]:
-    return record["instruction"], record.get("input", "") or ""
+    """(instruction, input); a question of several turns adds its later turns to the second part,
+    so two conversations that open alike stay two questions."""
+    extra = record.get("input", "") or ""
+    turns = record.get("turns") or []
+    if len(turns) > 1:
+        extra += "".join(f"\n\x1eturn {i}: {t}" for i, t in enumerate(turns[1:], 2))
+    return record["instruction"], extra
 
 
 def answer_key(settings_id: str, question: dict) -> tuple:
@@ -255,6 +269,8 @@ def answer_record(question: dict, generator: str, settings_id: str, output: str 
         "seconds": round(seconds, 3),
         "settings_id": settings_id,
     }
+    # A set's question keeps its id, category and turns on the answer (and so in question_key).
+    record.update((k, question[k]) for k in ("question_id", "category", "turns") if k in question)
     if error is not None:
         record["error"] = error
     return record
