@@ -233,6 +233,15 @@ def test_custom_function_of_strings_says_it_cannot_answer_turn_2(tmp_path):
                                       "strings, so it cannot answer turn 2") and "\n" not in record["error"]
 
 
+def test_the_example_conversation_function(tmp_path):
+    spec = spec_for(tmp_path, 'backend = "custom"\nfunction = "parrot_chat"')
+    infer.run_model(spec, load_questions(write_questions(tmp_path))[2:], tmp_path, quiet=True)
+    (record,) = read(tmp_path / "m.json")
+    assert record["turn_outputs"] == ["You asked: Name a planet. (0 earlier turns)",
+                                      "You asked: How far is it from the Sun? (1 earlier turns)",
+                                      "You asked: Say that again in French. (2 earlier turns)"]
+
+
 def test_single_turn_files_keep_their_records(tmp_path):
     """A plain questions file gets exactly the records it always got: no new fields, no export."""
     (tmp_path / "q.txt").write_text("What is 2+2?\nName a colour.\n", encoding="utf-8")
