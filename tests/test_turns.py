@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-import backends
-import conversations
 import infer
 from backends import chat_messages
 from backends.custom_backend import register_llm_infer

@@ -91,7 +91,7 @@ class Conversation:
         return record
 
 
-def start(spec, question: dict) -> Conversation:
+def start_conversation(spec, question: dict) -> Conversation:
     """A conversation not yet asked, with the generation settings that apply to it."""
     declared = question.get("generation") or {}
     given = {k: v for k, v in declared.items() if k in GENERATION_KEYS and k not in spec.raw}

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-import conversations as conversations_
+from conversations import start_conversation, write_fastchat
 from records import AnswerCache, InputError, load_questions, write_atomic
 from registry import ModelSpec, RegistryError, load_registry
 
@@ -66,7 +66,7 @@ def run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: bool
 
 def _run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: bool) -> dict:
     cache = AnswerCache(out_dir / "cache" / f"{spec.name}.jsonl")
-    conversations = [conversations_.start(spec, q) for q in questions]
+    conversations = [start_conversation(spec, q) for q in questions]
     reuse(conversations, cache)
     reused = sum(1 for c in conversations if not c.waiting)
     turns_reused = sum(len(c.answers) for c in conversations)
@@ -88,7 +88,7 @@ def _run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: boo
     if reused < len(conversations):
         _answer(spec, conversations, cache, quiet, save)
     save_if_changed()
-    conversations_.write_fastchat(out_dir, spec.name, conversations)
+    write_fastchat(out_dir, spec.name, conversations)
     failed = sum(1 for c in conversations if c.error or c.waiting)
     counts = {"model": spec.name, "answered": len(conversations) - reused - failed, "reused": reused,
               "failed": failed}
@@ -119,7 +119,7 @@ def _answer(spec, conversations, cache, quiet, save) -> None:
     started, tokens, last_save = time.perf_counter(), 0, time.perf_counter()
     try:
         while True:
-            reuse(conversations, cache)  # a turn answered by another run, or as before
+            reuse(conversations, cache)  # a new answer may lead to a next turn answered before
             asked = [c for c in conversations if c.waiting]
             if not asked:
                 break
@@ -128,7 +128,8 @@ def _answer(spec, conversations, cache, quiet, save) -> None:
                 c, turn = asked[local_index], turns[local_index]
                 record = c.answer_record(turn, spec.name, result)
                 if "error" in result:
-                    c.error = result["error"] if c.n_turns == 1 else f"turn {len(c.answers) + 1}: {result['error']}"
+                    why = result["error"]
+                    c.error = why if c.n_turns == 1 else f"turn {len(c.answers) + 1}: {why}"
                     bar.update(c.n_turns - len(c.answers))  # the later turns are not asked this run
                 else:
                     cache.add(record)
