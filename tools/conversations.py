@@ -91,12 +91,13 @@ class Conversation:
         return record
 
 
-def start_conversation(spec, question: dict) -> Conversation:
-    """A conversation not yet asked, with the generation settings that apply to it."""
+def start_conversation(spec, question: dict, settings_id_of=lambda spec: spec.settings_id()) -> Conversation:
+    """A conversation not yet asked, with the generation settings that apply to it; its settings
+    id is `settings_id_of` the model's spec with those settings in it."""
     declared = question.get("generation") or {}
     given = {k: v for k, v in declared.items() if k in GENERATION_KEYS and k not in spec.raw}
     from_model = [k for k in declared if k in spec.raw]
-    settings_id = dataclasses.replace(spec, **given).settings_id() if given else spec.settings_id()
+    settings_id = settings_id_of(dataclasses.replace(spec, **given) if given else spec)
     used = {k: given.get(k, getattr(spec, k)) for k in declared}
     return Conversation(question, settings_id, given, from_model, used)
 
