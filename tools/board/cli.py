@@ -21,7 +21,6 @@ reference models.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -33,6 +32,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+import arguments
 from records import InputError, question_key, read_json, write_json_atomic as write_json
 from registry import load_registry
 
@@ -282,7 +282,7 @@ def build_board(args, registry, judges: list) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show", type=Path, metavar="BOARD_CSV", help="only print an existing board")
     parser.add_argument("--outputs", type=Path, help="merged answers (OUT/output.json)")
     parser.add_argument("--reference", type=Path, help="reference answers (OUT/reference.json)")
