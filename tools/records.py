@@ -1,13 +1,16 @@
 """Questions in, alpaca_eval records out: loading, atomic writes and the answer cache.
 
 Questions come as a text file (one per line; blank lines skipped; UTF-8 with or without a BOM;
-CRLF fine), as a JSON / JSONL file of alpaca_eval records (`instruction`, optional `input`,
-`dataset`), as FastChat's question.jsonl (`question_id`, `category`, `turns`, optional
-`reference`; category serves as the dataset), or as a normalized benchmark set written by
-tools/data.py (those fields plus `generation` and `meta`, kept on each question); lines end at
-\n only, so a form feed or U+2028 stays inside its line. Answers are alpaca_eval records:
-instruction, input, output, generator, dataset, datasplit, plus tokens, seconds and the settings
-id they were made with.
+CRLF fine; lines end at \n only, so a form feed or U+2028 stays inside its line), as a JSON /
+JSONL file of alpaca_eval records (`instruction`, optional `input`, `dataset`), as FastChat's
+question.jsonl (`question_id`, `category`, `turns`, optional `reference`: a conversation of
+several user turns, `category` as its dataset, turn 1 as its instruction), or as a normalized
+benchmark set written by tools/data.py (those fields plus `generation` and `meta`, kept on each
+question). Any record may carry `generation` ({"temperature", "max_tokens", "top_p"}: its own
+settings, used where a model sets none).
+Answers are alpaca_eval records: instruction, input, output, generator, dataset, datasplit, plus
+tokens, seconds and the settings id they were made with; an answer to a later turn of a
+conversation also has `turn` and the `history` it was shown.
 """
 from __future__ import annotations
 
@@ -127,7 +130,21 @@ def _question(path: Path, where: int, item: object, dataset: str) -> dict:
         raise InputError(f"{path}: record {where} contains a lone surrogate (a \\ud800-\\udfff escape without "
                          "its pair: no character); remove it or write the whole character")
     question.update((k, item[k]) for k in SET_FIELDS if k in item)
+    if item.get("generation") is not None:
+        question["generation"] = _generation(path, where, item["generation"])
     return question
+
+
+def _generation(path: Path, where: int, value: object) -> dict:
+    """A record's own generation settings, checked: {"temperature", "max_tokens", "top_p"}."""
+    checks = {"temperature": lambda v: isinstance(v, (int, float)) and v >= 0,
+              "max_tokens": lambda v: isinstance(v, int) and v > 0,
+              "top_p": lambda v: isinstance(v, (int, float)) and 0 < v <= 1}
+    if not isinstance(value, dict) or any(k not in checks or isinstance(v, bool) or not checks[k](v)
+                                          for k, v in value.items()):
+        raise InputError(f"{path}: record {where}: 'generation' must be an object of temperature (>= 0), "
+                         f"max_tokens (> 0) and top_p (in (0, 1]), got {json.dumps(value)[:80]}")
+    return {k: float(v) if k != "max_tokens" else v for k, v in value.items()}
 
 
 def question_key(record: dict) -> tuple[str, str]:
@@ -138,6 +155,16 @@ def question_key(record: dict) -> tuple[str, str]:
     if len(turns) > 1:
         extra += "".join(f"\n\x1eturn {i}: {t}" for i, t in enumerate(turns[1:], 2))
     return record["instruction"], extra
+
+
+def answer_key(settings_id: str, question: dict) -> tuple:
+    """What an answer is cached under: the settings, the question, and for a later turn of a
+    conversation its turn number and the history shown (the model's own earlier answers)."""
+    history = question.get("history")
+    if not history:  # a first turn: the key answers had before conversations existed
+        return (settings_id, *question_key(question))
+    shown = hashlib.sha256(json.dumps(history, ensure_ascii=False).encode("utf-8")).hexdigest()
+    return (settings_id, *question_key(question), len(history) + 1, shown)
 
 
 def current_umask() -> int:
@@ -296,26 +323,26 @@ class AnswerCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.answers: dict[tuple[str, str, str], dict] = {}
+        self.answers: dict[tuple, dict] = {}
         self.reload()
 
     def reload(self) -> None:
         """Read the file again (another run may have added answers while we waited for it)."""
         for record in read_jsonl_lines(self.path):
             try:
-                key = (record["settings_id"], *question_key(record))
+                key = answer_key(record["settings_id"], record)
             except (KeyError, TypeError):
                 continue  # not an answer record
-            if not isinstance(record.get("output"), str) or not all(isinstance(k, str) for k in key):
+            if not isinstance(record.get("output"), str) or not all(isinstance(k, (str, int)) for k in key):
                 continue  # damaged (edited by hand, another tool): answered again, like a torn line
             self.answers[key] = record
 
     def get(self, settings_id: str, question: dict) -> dict | None:
-        return self.answers.get((settings_id, *question_key(question)))
+        return self.answers.get(answer_key(settings_id, question))
 
     def add(self, record: dict) -> None:
         append_jsonl(self.path, record)
-        self.answers[(record["settings_id"], *question_key(record))] = record
+        self.answers[answer_key(record["settings_id"], record)] = record
 
 
 def clean_result(result: dict, max_tokens: int) -> dict:

@@ -1,10 +1,12 @@
 """openai backend: any OpenAI-compatible chat API (OpenAI, vLLM, TGI, llama.cpp's server, Ollama).
 
-Each question is one /chat/completions request with the model's system prompt and generation
-settings (`max_tokens`, `temperature`, `top_p`, `seed`, `stop`; `repetition_penalty`, `top_k`,
-`min_p` when models.toml sets them, as extra body fields that vLLM and llama.cpp's servers read;
-the OpenAI API rejects them, which stops the model with one line); `concurrency` requests are in
-flight at once (threads). The client (openai_client.py, shared with the API judge) retries with
+Each question is one /chat/completions request: the model's system prompt, the question's earlier
+turns ("history") as user/assistant messages, the question, and the generation settings
+(`max_tokens`, `temperature`, `top_p`, `seed`, `stop`; a question's "generation" gives its own
+temperature, max_tokens and top_p; `repetition_penalty`, `top_k`, `min_p` when models.toml sets
+them, as extra body fields that vLLM and llama.cpp's servers read; the OpenAI API rejects them,
+which stops the model with one line); `concurrency` requests are in flight at once (threads).
+The client (openai_client.py, shared with the API judge) retries with
 exponential backoff on 408, 409, 429, 5xx, timeouts, dropped connections and 200 replies that are
 not a chat completion (an HTML page, a body not UTF-8), honouring Retry-After, all within the
 model's `timeout` (seconds, a total deadline per question). A question that still fails gets an
@@ -27,7 +29,7 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from backends import chat_messages
+from backends import chat_messages, generation
 from backends.openai_client import ChatClient, ReplyError
 from registry import redact_url
 
@@ -90,8 +92,7 @@ class OpenAIBackend:
         try:
             reply = self.client.create(
                 model=spec.api_model, messages=chat_messages(question, spec.system_prompt),
-                max_tokens=spec.max_tokens, temperature=spec.temperature, top_p=spec.top_p,
-                seed=spec.seed, **extra,
+                **generation(spec, question), seed=spec.seed, **extra,
             )
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as err:
             raise FatalAPIError(f"{self.url} refused model '{spec.api_model}': "

@@ -12,6 +12,7 @@ Does not handle: answers from another OUT (their settings were recorded there).
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -42,6 +43,12 @@ def model_entry(registry, name: str, out_dir: Path, answers: list[dict]) -> tupl
         entry["settings"] = next(iter(settings.values())) if len(ids) == 1 else settings
         entry["settings_from"] = "the answers' settings_id (OUT/cache/NAME.settings.json)" if made else \
             "unknown: answered before settings were recorded"
+    # A set's per-question settings (MT-Bench's per-category temperatures): which were used, how often.
+    used = Counter(json.dumps({**r["generation"], **({"from_model": r["generation_from_model"]}
+                                                     if r.get("generation_from_model") else {})}, sort_keys=True)
+                   for r in answers if r.get("generation"))
+    if used:
+        entry["generation"] = [{**json.loads(k), "n_answers": n} for k, n in sorted(used.items())]
     spec = registry.models.get(name)
     if spec is None:
         entry["note"] = "not declared in models.toml"
@@ -52,7 +59,10 @@ def model_entry(registry, name: str, out_dir: Path, answers: list[dict]) -> tupl
         if Path(spec.path).is_file():
             entry["weights_sha256"] = file_sha256(Path(spec.path), hash_cache(out_dir))
     now = spec.settings_id(hash_cache(out_dir))
-    if ids and now not in ids:
+    # Answers made with a question's own settings have ids of their own: compare the others only.
+    plain = Counter(r["settings_id"] for r in answers if isinstance(r.get("settings_id"), str) and not r.get("generation"))
+    if plain and now not in plain:
+        ids = plain
         entry["settings_now"] = {"settings_id": now, "settings": safe_settings(spec.raw)}
         return entry, (f"models.toml or the weights of '{name}' changed since it answered: its {sum(ids.values())} "
                        f"answers were made with settings {', '.join(sorted(ids))}, the entry now gives {now}; "
