@@ -28,7 +28,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "twins"  # beside the clone (CI too), read-only
+# beside the clone (CI too), read-only; LLMEVAL_SHARED names another shared/ (a git worktree elsewhere)
+SHARED = Path(os.environ.get("LLMEVAL_SHARED") or ROOT.parent / "shared") / "twins"
 CHATGLM_SOURCE = SHARED / "chatglm-6b"
 CHATGLM_FILES = ("config.json", "configuration_chatglm.py", "modeling_chatglm.py", "tokenization_chatglm.py",
                  "quantization.py", "tokenizer_config.json", "LICENSE", "MODEL_LICENSE")

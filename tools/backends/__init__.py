@@ -17,7 +17,10 @@ def user_message(question: dict) -> str:
 
 
 def chat_messages(question: dict, system_prompt: str | None) -> list[dict]:
+    """System prompt, earlier turns (question["history"]: [[user, assistant], ...]), this user turn."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    for user, assistant in question.get("history") or []:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
     return messages + [{"role": "user", "content": user_message(question)}]
 
 
