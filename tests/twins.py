@@ -203,3 +203,48 @@ def hub_cache(cache: Path, work: Path) -> dict[str, Path]:
         spec = registry.get(name)
         made[name] = put_in_hub_cache(cache, spec.hf_repo, spec.revision, build(work / f"{name}_twin"))
     return made
+
+
+def baichuan_as_llama(twin: Path, folder: Path) -> Path:
+    """The Baichuan twin as transformers' own Llama, for the transformers backend: Baichuan-7B is
+    Llama with q, k and v packed in one W_pack matrix (its own modeling code, which the twin does
+    not carry, differs in nothing else). The tokenizer: its SentencePiece BPE pieces and merges
+    (ordered by score, as transformers' converter does; protobuf is not installed here) in a fast
+    tokenizer, NFKC-normalized like the SentencePiece model (which also turns newlines to spaces)."""
+    import sentencepiece as spm
+    import torch
+    from safetensors.torch import save_file
+    from tokenizers import Tokenizer, decoders, models, normalizers
+    from transformers import LlamaConfig, PreTrainedTokenizerFast
+
+    config = json.loads((twin / "config.json").read_text(encoding="utf-8"))
+    state = torch.load(twin / "pytorch_model.bin")
+    hidden = config["hidden_size"]
+    for key in [k for k in state if k.endswith("W_pack.weight")]:
+        q, k, v = state.pop(key).split(hidden)
+        prefix = key[: -len("W_pack.weight")]
+        state.update({prefix + "q_proj.weight": q, prefix + "k_proj.weight": k, prefix + "v_proj.weight": v})
+    state = {k: v.contiguous() for k, v in state.items() if "inv_freq" not in k}
+    keys = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "max_position_embeddings", "rms_norm_eps", "bos_token_id", "eos_token_id", "pad_token_id")
+    folder.mkdir(parents=True, exist_ok=True)
+    LlamaConfig(**{k: config[k] for k in keys}, num_key_value_heads=config["num_attention_heads"],
+                tie_word_embeddings=False).save_pretrained(folder)
+    save_file(state, str(folder / "model.safetensors"))
+
+    sp = spm.SentencePieceProcessor(model_file=str(twin / "tokenizer.model"))
+    vocab = {sp.id_to_piece(i): i for i in range(sp.vocab_size())}
+    merges = []
+    for piece, i in vocab.items():
+        if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i)):
+            merges += [(-sp.get_score(i), vocab[piece[:k]], vocab[piece[k:]], piece[:k], piece[k:])
+                       for k in range(1, len(piece)) if piece[:k] in vocab and piece[k:] in vocab]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[(a, b) for *_, a, b in sorted(merges)], unk_token="<unk>",
+                               byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Prepend("▁"),
+                                           normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                            pad_token="<unk>").save_pretrained(folder)
+    return folder

@@ -191,7 +191,7 @@ class LocalModel:
         else:  # a CPU: a quarter of the available RAM, as the llama.cpp backend on a CPU build
             from backends.llama_engine import _mem_available
             free = _mem_available() // 4
-        per_seq = self.shape.seq_bytes(prompt_len, self.spec.max_tokens)
+        per_seq = self.shape.seq_bytes(prompt_len, self.spec.max_tokens, self.model.dtype.itemsize)
         return max(1, min(hf_fit.MAX_PARALLEL, free // max(per_seq, 1)))
 
     def _halve(self, size: int) -> None:
@@ -218,7 +218,8 @@ class LocalModel:
         rows = [ids for _, _, ids in batch]
         budget = hf_batch.kv_budget()
         if budget is not None and self.shape is not None:
-            need = len(rows) * self.shape.kv_bytes_per_token() * (max(map(len, rows)) + spec.max_tokens)
+            need = (len(rows) * self.shape.kv_bytes_per_token(self.model.dtype.itemsize)
+                    * (max(map(len, rows)) + spec.max_tokens))
             if need > budget:
                 raise hf_batch.BudgetExceeded(f"{need} bytes of KV cache, over LLMEVAL_KV_BUDGET={budget}")
         torch.manual_seed(spec.seed)

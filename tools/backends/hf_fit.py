@@ -70,14 +70,14 @@ class HFShape:
             linear += self.linear_params // 64 * 4  # bitsandbytes' fp32 absmax per 64-weight block
         return linear + (self.params - self.linear_params) * 2
 
-    def kv_bytes_per_token(self) -> int:
-        return self.n_layer * 2 * self.kv_dim * 2
+    def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
+        return self.n_layer * 2 * self.kv_dim * dtype_bytes
 
-    def seq_bytes(self, prompt: int, new: int = 0) -> int:
+    def seq_bytes(self, prompt: int, new: int = 0, dtype_bytes: int = 2) -> int:
         """One sequence at its peak: its KV cache, and at the prompt's forward pass the logits of
         every position (fp32) and one layer's attention scores (fp32)."""
         prefill = prompt * (self.vocab * 4 + self.n_head * prompt * 4)
-        return self.kv_bytes_per_token() * (prompt + new) + prefill
+        return self.kv_bytes_per_token(dtype_bytes) * (prompt + new) + prefill
 
     @classmethod
     def from_config(cls, config: dict, name: str = "", stored: int | None = None,
@@ -156,7 +156,7 @@ def fit_n(shape: HFShape, free: int, n_ctx: int, *, dtype_bytes: int = 2, quant:
     """Sequences of n_ctx tokens that `free` bytes hold beside the weights (0: not even one);
     `loaded`: the weights are already in memory (free was asked after loading)."""
     room = free - reserve - (0 if loaded else shape.weight_bytes(dtype_bytes, quant))
-    return max(0, min(cap, room // max(shape.seq_bytes(n_ctx), 1)))
+    return max(0, min(cap, room // max(shape.seq_bytes(n_ctx, 0, dtype_bytes), 1)))
 
 
 def advice(shape: HFShape, free: int, n_ctx: int, dtype_bytes: int = 2, quant: str | None = None) -> str:
