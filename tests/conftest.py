@@ -86,3 +86,16 @@ def tiny_llama(tmp_path_factory) -> Path:
 def tiny_chat_llama(tmp_path_factory) -> Path:
     """The same, with remote code that brings its own chat() (needs trust_remote_code)."""
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-chat-llama"), chat_code=True)
+
+
+@pytest.fixture(scope="session")
+def chatglm_venv() -> Path:
+    """ChatGLM-6B's own environment, models/chatglm_6b/.venv of the project (transformers 4.27,
+    envs/chatglm-6b.txt), made as `make download` makes it when missing (about a minute; kept)."""
+    import download
+    from registry import load_registry
+
+    spec = load_registry(ROOT / "models.toml").get("chatglm_6b")
+    spec.venv.parent.mkdir(parents=True, exist_ok=True)
+    download.ensure_env(spec)
+    return spec.venv

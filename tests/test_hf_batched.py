@@ -126,7 +126,7 @@ import json, sys, torch
 from transformers import AutoModel, AutoTokenizer
 folder, questions = sys.argv[1], json.loads(sys.stdin.read())
 tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
-model = AutoModel.from_pretrained(folder, trust_remote_code=True, torch_dtype=torch.float32).eval()
+model = AutoModel.from_pretrained(folder, trust_remote_code=True, torch_dtype=torch.float32).float().eval()
 out = []
 for q in questions:
     query = q["instruction"] + ("\\n\\n" + q["input"] if q.get("input") else "")
@@ -138,16 +138,12 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def glm(tmp_path_factory):
-    """The twin, and a models.toml whose chatglm model runs in the project's models/chatglm_6b/.venv
-    (made from envs/chatglm-6b.txt when missing, as `make download` does)."""
-    import download
-
+def glm(tmp_path_factory, chatglm_venv):
+    """The twin, and a models.toml whose chatglm model runs in the project's models/chatglm_6b/.venv."""
     tmp = tmp_path_factory.mktemp("glm")
     folder = twins.build_chatglm(tmp / "chatglm-twin")
-    (ROOT / "models" / "chatglm_6b").mkdir(parents=True, exist_ok=True)
     (tmp / "models").mkdir()
-    (tmp / "models" / "glm").symlink_to(ROOT / "models" / "chatglm_6b")
+    (tmp / "models" / "glm").symlink_to(chatglm_venv.parent)
 
     def spec(extra=""):
         toml = tmp / "models.toml"
@@ -155,7 +151,6 @@ def glm(tmp_path_factory):
                         f'model_chat = true\nrequirements = "{ROOT / "envs" / "chatglm-6b.txt"}"\n'
                         f'max_tokens = 12\nn_ctx = 2048\nrepetition_penalty = 1.1\n{extra}\n', encoding="utf-8")
         return load_registry(toml).get("glm")
-    download.ensure_env(spec())
     return {"folder": folder, "spec": spec, "tmp": tmp}
 
 

@@ -93,16 +93,7 @@ def build_chatglm(folder: Path, seed: int = 0) -> Path:
                   gmask_token_id=sp.piece_to_id("[gMASK]"), pad_token_id=sp.piece_to_id("<pad>"))
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
-    # The repo's own model class, imported from this copy as a package (its modules import each other).
-    sys.path.insert(0, str(folder.parent))
-    try:
-        modeling = importlib.import_module(f"{folder.name}.modeling_chatglm")
-        configuration = importlib.import_module(f"{folder.name}.configuration_chatglm")
-        model = modeling.ChatGLMForConditionalGeneration(configuration.ChatGLMConfig(**config))
-    finally:
-        sys.path.remove(str(folder.parent))
-        for name in [m for m in sys.modules if m == folder.name or m.startswith(folder.name + ".")]:
-            del sys.modules[name]
+    model = _chatglm_model(folder, config)
     # Unit scale: at a trained model's init scale (0.02) this tiny twin repeats <sop> forever.
     _init_random(model, seed, std=1.0)
     state = {k: v.to(torch.float16) if v.is_floating_point() and "inv_freq" not in k else v
@@ -119,6 +110,46 @@ def build_chatglm(folder: Path, seed: int = 0) -> Path:
     (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     (folder / "__init__.py").unlink(missing_ok=True)
     shutil.rmtree(folder / "__pycache__", ignore_errors=True)
+    return folder
+
+
+def _chatglm_model(folder: Path, config: dict):
+    """The repo's own model class, imported from this copy as a package (its modules import each other)."""
+    sys.path.insert(0, str(folder.parent))
+    try:
+        modeling = importlib.import_module(f"{folder.name}.modeling_chatglm")
+        configuration = importlib.import_module(f"{folder.name}.configuration_chatglm")
+        return modeling.ChatGLMForConditionalGeneration(configuration.ChatGLMConfig(**config))
+    finally:
+        sys.path.remove(str(folder.parent))
+        for name in [m for m in sys.modules if m == folder.name or m.startswith(folder.name + ".")]:
+            del sys.modules[name]
+
+
+def reshape_chatglm(folder: Path, dims: dict, seed: int = 0) -> Path:
+    """The twin at another shape (bench/gpu_check.sh: ChatGLM-6B's real one), random fp16 weights
+    at a trained model's scale, saved in shards by save_pretrained; its tokenizer is kept (a larger
+    vocab_size leaves rows no token uses). Speed is the real model's; the answers are noise."""
+    import torch
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config.update(dims)
+    torch.set_default_dtype(torch.float16)  # the code's own layers are fp16; the rest too
+    try:
+        model = _chatglm_model(folder, config)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "layernorm" in name:
+                param.fill_(1.0 if name.endswith("weight") else 0.0)
+            else:
+                param.copy_(torch.randn(param.shape, generator=generator, dtype=torch.float32).to(param.dtype) * 0.02)
+    for old in folder.glob("pytorch_model*"):
+        old.unlink()
+    model.half().save_pretrained(folder, max_shard_size="2GB")
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return folder
 
 

@@ -108,6 +108,8 @@ class LocalModel:
             raise
         if own_bits:  # the model's own documented way: .half().quantize(bits).cuda()
             self.model = self.model.half().quantize(own_bits).cuda()
+        elif self.device == "cpu" and self.model.dtype != torch.float32:  # ChatGLM-6B's code makes fp16
+            self.model = self.model.float()  # layers whatever dtype is asked (its README: .float() on a CPU)
         elif "quantization_config" not in model_kwargs:
             self.model = self.model.to(self.device)
         self.model.eval()
@@ -189,8 +191,7 @@ class LocalModel:
         if self.device == "cuda":
             free = self.torch.cuda.mem_get_info()[0] - hf_fit.RESERVE
         else:  # a CPU: a quarter of the available RAM, as the llama.cpp backend on a CPU build
-            from backends.llama_engine import _mem_available
-            free = _mem_available() // 4
+            free = hf_fit.mem_available() // 4
         per_seq = self.shape.seq_bytes(prompt_len, self.spec.max_tokens, self.model.dtype.itemsize)
         return max(1, min(hf_fit.MAX_PARALLEL, free // max(per_seq, 1)))
 

@@ -145,6 +145,19 @@ class HFShape:
         return cls.from_config(config, name)
 
 
+def mem_available() -> int:
+    """The system's available RAM (the CPU's "free memory"); this module imports nothing, so a
+    model's own environment (no llama_cpp there) can use it."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
 def _safetensors_header(path: Path) -> dict:
     with path.open("rb") as f:
         (length,) = struct.unpack("<Q", f.read(8))
