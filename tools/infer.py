@@ -4,7 +4,11 @@
 
 Every answer is appended to OUT/cache/NAME.jsonl the moment it is done, so a crash or Ctrl-C
 loses nothing, and a rerun answers only what is missing for the same model, question and
-settings (the model is not even loaded when nothing is missing). A question that fails gets an
+settings (the model is not even loaded when nothing is missing). Questions of several turns
+(conversations.py) are answered turn by turn: turn 1 of every question, then turn 2 with the
+model's own turn-1 answer in the conversation, and so on, each turn cached as it is made; a failed
+turn leaves the later ones unasked until the next run. Such questions also get FastChat's
+model-answer file, OUT/fastchat/model_answer/NAME.jsonl. A question that fails gets an
 `error` in NAME.json and is retried on the next run (its make stamp, OUT/stamps/NAME.json, is
 removed so that `make` runs the model again); a model that fails to load is reported and the
 other models still run.
@@ -25,7 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-from records import AnswerCache, InputError, answer_record, load_questions, write_atomic
+import conversations as conversations_
+from records import AnswerCache, InputError, load_questions, write_atomic
 from registry import ModelSpec, RegistryError, load_registry
 
 
@@ -60,18 +65,15 @@ def run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: bool
 
 
 def _run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: bool) -> dict:
-    settings_id = spec.settings_id()
     cache = AnswerCache(out_dir / "cache" / f"{spec.name}.jsonl")
-    records: list[dict | None] = [cache.get(settings_id, q) for q in questions]
-    for record in records:
-        if record is not None:
-            record["generator"] = spec.name
-    todo = [i for i, record in enumerate(records) if record is None]
+    conversations = [conversations_.start(spec, q) for q in questions]
+    reuse(conversations, cache)
+    reused = sum(1 for c in conversations if not c.waiting)
+    turns_reused = sum(len(c.answers) for c in conversations)
     out_path = out_dir / f"{spec.name}.json"
 
     def content() -> bytes:
-        done = [r if r is not None else answer_record(q, spec.name, settings_id, error="not answered yet")
-                for q, r in zip(questions, records)]
+        done = [c.record(spec.name) for c in conversations]
         return (json.dumps(done, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
     def save() -> None:  # progress on a long run, dated 1970 so that make never takes it for done
@@ -83,35 +85,63 @@ def _run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: boo
         if not out_path.is_file() or out_path.stat().st_mtime < 1 or out_path.read_bytes() != data:
             write_atomic(out_path, data)
 
-    if todo:
-        _answer(spec, questions, todo, records, cache, settings_id, quiet, save)
+    if reused < len(conversations):
+        _answer(spec, conversations, cache, quiet, save)
     save_if_changed()
-    failed = sum(1 for r in records if r is None or r.get("error"))
-    return {"model": spec.name, "answered": len(todo) - failed, "reused": len(questions) - len(todo),
-            "failed": failed}
+    conversations_.write_fastchat(out_dir, spec.name, conversations)
+    failed = sum(1 for c in conversations if c.error or c.waiting)
+    counts = {"model": spec.name, "answered": len(conversations) - reused - failed, "reused": reused,
+              "failed": failed}
+    if any("turns" in q for q in questions):
+        counts["turns_answered"] = sum(len(c.answers) for c in conversations) - turns_reused
+        counts["turns_reused"] = turns_reused
+    return counts
 
 
-def _answer(spec, questions, todo, records, cache, settings_id, quiet, save) -> None:
+def reuse(conversations: list, cache: AnswerCache) -> None:
+    """Take each conversation's turns from the cache, in order, while they are there."""
+    for c in conversations:
+        while c.waiting and (hit := cache.get(c.settings_id, c.next_turn())) is not None:
+            c.answers.append(hit)
+
+
+def _answer(spec, conversations, cache, quiet, save) -> None:
+    """Ask turn 1 of every conversation, then turn 2 with the answers to turn 1, and so on; each
+    answer is cached the moment it is made. A failed turn ends its conversation for this run."""
     from tqdm import tqdm
 
     from backends import load_backend
 
     backend = load_backend(spec)
-    bar = tqdm(total=len(todo), desc=spec.name, unit="q", disable=quiet, file=sys.stderr)
+    todo = sum(c.n_turns - len(c.answers) for c in conversations if c.waiting)
+    bar = tqdm(total=todo, desc=spec.name, unit="turn" if todo > len(conversations) else "q",
+               disable=quiet, file=sys.stderr)
     started, tokens, last_save = time.perf_counter(), 0, time.perf_counter()
     try:
-        for local_index, result in backend.answer([questions[i] for i in todo]):
-            index = todo[local_index]
-            record = answer_record(questions[index], spec.name, settings_id, **result)
-            records[index] = record
-            if "error" not in result:
-                cache.add(record)
-            tokens += record["tokens"]
-            bar.update(1)
-            bar.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - started, 1e-9):.1f}")
-            if time.perf_counter() - last_save > 10:  # NAME.json shows progress on long runs
-                save()
-                last_save = time.perf_counter()
+        while True:
+            reuse(conversations, cache)  # a turn answered by another run, or as before
+            asked = [c for c in conversations if c.waiting]
+            if not asked:
+                break
+            turns = [c.next_turn() for c in asked]
+            for local_index, result in backend.answer(turns):
+                c, turn = asked[local_index], turns[local_index]
+                record = c.answer_record(turn, spec.name, result)
+                if "error" in result:
+                    c.error = result["error"] if c.n_turns == 1 else f"turn {len(c.answers) + 1}: {result['error']}"
+                    bar.update(c.n_turns - len(c.answers))  # the later turns are not asked this run
+                else:
+                    cache.add(record)
+                    c.answers.append(record)
+                    bar.update(1)
+                tokens += record["tokens"]
+                bar.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - started, 1e-9):.1f}")
+                if time.perf_counter() - last_save > 10:  # NAME.json shows progress on long runs
+                    save()
+                    last_save = time.perf_counter()
+            for c, turn in zip(asked, turns):  # a backend that skipped a question must not loop forever
+                if c.waiting and c.next_turn() == turn:
+                    c.error = f"turn {len(c.answers) + 1}: the backend gave no answer"
     finally:
         bar.close()
         backend.close()
@@ -163,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
             failures += 1
             forget_stamp(Path(args.out), spec.name)
             continue
+        turns = (f" ({counts['turns_answered']} turns answered, {counts['turns_reused']} reused)"
+                 if "turns_answered" in counts else "")
         print(f"{counts['model']}: {counts['answered']} answered, {counts['reused']} reused, "
-              f"{counts['failed']} failed -> {args.out}/{spec.name}.json", file=sys.stderr)
+              f"{counts['failed']} failed{turns} -> {args.out}/{spec.name}.json", file=sys.stderr)
         if counts["failed"]:
             forget_stamp(Path(args.out), spec.name)
         failures += counts["failed"] > 0 and counts["answered"] + counts["reused"] == 0

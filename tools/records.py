@@ -1,9 +1,15 @@
 """Questions in, alpaca_eval records out: loading, atomic writes and the answer cache.
 
 Questions come as a text file (one per line; blank lines skipped; UTF-8 with or without a BOM;
-CRLF fine) or as a JSON / JSONL file of alpaca_eval records (`instruction`, optional `input`,
-`dataset`). Answers are alpaca_eval records: instruction, input, output, generator, dataset,
-datasplit, plus tokens, seconds and the settings id they were made with.
+CRLF fine), as a JSON / JSONL file of alpaca_eval records (`instruction`, optional `input`,
+`dataset`), as FastChat's question.jsonl (`question_id`, `category`, `turns`, optional
+`reference`: a conversation of several user turns, `category` as its dataset, turn 1 as its
+instruction), or as a normalized benchmark set written by tools/data.py (those fields plus
+`generation` and `meta`, kept on each question). Any record may carry `generation`
+({"temperature", "max_tokens", "top_p"}: its own settings, used where a model sets none).
+Answers are alpaca_eval records: instruction, input, output, generator, dataset, datasplit, plus
+tokens, seconds and the settings id they were made with; an answer to a later turn of a
+conversation also has `turn` and the `history` it was shown.
 """
 from __future__ import annotations
 
@@ -39,8 +45,11 @@ def read_text(path: Path, if_missing: str) -> str:
 
 
 def jsonl_items(path: Path, text: str):
-    """(line number, parsed JSON) for each non-blank line of a JSONL text."""
-    for lineno, line in enumerate(text.splitlines(), 1):
+    """(line number, parsed JSON) for each non-blank line of a JSONL text.
+
+    Lines end at "\n" only: str.splitlines() would also cut at U+2028 and other separators that
+    JSON strings may hold raw (Arena-Hard v2.0's prompts do)."""
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -81,23 +90,65 @@ def load_questions(path: str | Path) -> list[dict]:
     return unique
 
 
+# Fields of a benchmark set's question (tools/benchformats.py) kept as they are.
+SET_FIELDS = ("question_id", "category", "reference", "generation", "meta")
+
+
 def _question(path: Path, where: int, item: object, dataset: str) -> dict:
     if not isinstance(item, dict):
         raise InputError(f"{path}: record {where} is not an object with an 'instruction'")
-    instruction = item.get("instruction")
+    turns = item.get("turns")
+    if turns is not None and (not isinstance(turns, list) or not turns
+                              or not all(isinstance(t, str) and t.strip() for t in turns)):
+        raise InputError(f"{path}: record {where}: 'turns' must be a list of non-empty texts")
+    instruction = item.get("instruction", turns[0] if turns else None)
     if not isinstance(instruction, str) or not instruction.strip():
-        raise InputError(f"{path}: record {where} has no 'instruction' text")
+        raise InputError(f"{path}: record {where} has no 'instruction' text (or 'turns')")
     extra = item.get("input", "") or ""
     if not isinstance(extra, str):
         raise InputError(f"{path}: record {where}: 'input' must be text")
-    if "\0" in instruction + extra:
+    if "\0" in instruction + extra + "".join(turns or []):
         raise InputError(f"{path}: record {where} contains a NUL character; remove it")
-    return {"instruction": instruction.strip(), "input": extra,
-            "dataset": str(item.get("dataset") or dataset)}
+    question = {"instruction": instruction.strip(), "input": extra,
+                "dataset": str(item.get("dataset") or item.get("category") or dataset)}
+    if turns is not None:
+        question["turns"] = [t.strip() for t in turns]
+    question.update((k, item[k]) for k in SET_FIELDS if k in item)
+    if item.get("generation") is not None:
+        question["generation"] = _generation(path, where, item["generation"])
+    return question
+
+
+def _generation(path: Path, where: int, value: object) -> dict:
+    """A record's own generation settings, checked: {"temperature", "max_tokens", "top_p"}."""
+    checks = {"temperature": lambda v: isinstance(v, (int, float)) and v >= 0,
+              "max_tokens": lambda v: isinstance(v, int) and v > 0,
+              "top_p": lambda v: isinstance(v, (int, float)) and 0 < v <= 1}
+    if not isinstance(value, dict) or any(k not in checks or isinstance(v, bool) or not checks[k](v)
+                                          for k, v in value.items()):
+        raise InputError(f"{path}: record {where}: 'generation' must be an object of temperature (>= 0), "
+                         f"max_tokens (> 0) and top_p (in (0, 1]), got {json.dumps(value)[:80]}")
+    return {k: float(v) if k != "max_tokens" else v for k, v in value.items()}
 
 
 def question_key(record: dict) -> tuple[str, str]:
-    return record["instruction"], record.get("input", "") or ""
+    """(instruction, input); a question of several turns adds its later turns to the second part,
+    so two conversations that open alike stay two questions."""
+    extra = record.get("input", "") or ""
+    turns = record.get("turns") or []
+    if len(turns) > 1:
+        extra += "".join(f"\n\x1eturn {i}: {t}" for i, t in enumerate(turns[1:], 2))
+    return record["instruction"], extra
+
+
+def answer_key(settings_id: str, question: dict) -> tuple:
+    """What an answer is cached under: the settings, the question, and for a later turn of a
+    conversation its turn number and the history shown (the model's own earlier answers)."""
+    history = question.get("history")
+    if not history:  # a first turn: the key answers had before conversations existed
+        return (settings_id, *question_key(question))
+    shown = hashlib.sha256(json.dumps(history, ensure_ascii=False).encode("utf-8")).hexdigest()
+    return (settings_id, *question_key(question), len(history) + 1, shown)
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
@@ -186,23 +237,23 @@ class AnswerCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.answers: dict[tuple[str, str, str], dict] = {}
+        self.answers: dict[tuple, dict] = {}
         self.reload()
 
     def reload(self) -> None:
         """Read the file again (another run may have added answers while we waited for it)."""
         for record in read_jsonl_lines(self.path):
             try:
-                self.answers[(record["settings_id"], *question_key(record))] = record
+                self.answers[answer_key(record["settings_id"], record)] = record
             except (KeyError, TypeError):
                 continue  # not an answer record
 
     def get(self, settings_id: str, question: dict) -> dict | None:
-        return self.answers.get((settings_id, *question_key(question)))
+        return self.answers.get(answer_key(settings_id, question))
 
     def add(self, record: dict) -> None:
         append_jsonl(self.path, record)
-        self.answers[(record["settings_id"], *question_key(record))] = record
+        self.answers[answer_key(record["settings_id"], record)] = record
 
 
 def answer_record(question: dict, generator: str, settings_id: str, output: str = "",
@@ -218,6 +269,8 @@ def answer_record(question: dict, generator: str, settings_id: str, output: str 
         "seconds": round(seconds, 3),
         "settings_id": settings_id,
     }
+    # A set's question keeps its id, category and turns on the answer (and so in question_key).
+    record.update((k, question[k]) for k in ("question_id", "category", "turns") if k in question)
     if error is not None:
         record["error"] = error
     return record

@@ -14,8 +14,22 @@ is imported when a custom model runs, so a new file is all it takes.
 The function gets the questions as strings (instruction, then its input), up to CHUNK at a time
 so each answer is saved as soon as its chunk is done, and returns one answer per question: a
 string, or a dict {"output": str, "tokens": int}. With a parameter named `settings` it also gets
-the model's generation settings (max_tokens, temperature, top_p, seed, stop, system_prompt). When
-a call raises, its questions are retried one by one, so one bad question fails alone.
+the model's generation settings (max_tokens, temperature, top_p, seed, stop, system_prompt; a
+question set's per-category temperature or max_tokens where the model sets none, so a chunk holds
+questions of equal settings). When a call raises, its questions are retried one by one, so one
+bad question fails alone.
+
+Conversations of several turns (MT-Bench): a function whose first parameter is named
+`conversations` gets, per question, the whole conversation as chat messages instead of a string:
+[{"role": "system" | "user" | "assistant", "content": str}, ...] (the system prompt, the earlier
+turns with the model's own answers, the current user turn last):
+
+    @register_llm_infer("my_chat")
+    def my_chat(conversations: list[list[dict]]) -> list[str]:
+        return [call_my_chat_api(messages) for messages in conversations]
+
+A function that takes strings cannot answer a later turn: each such turn gets one error line
+saying so (its first turns are answered).
 Not handled: async functions, streaming; the function runs in this process, with its imports.
 """
 from __future__ import annotations
@@ -27,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from backends import user_message
+from backends import GENERATION_KEYS, chat_messages, generation, user_message
 
 CUSTOM_DIR = Path(__file__).resolve().parent.parent / "custom"
 CHUNK = 16
@@ -73,23 +87,38 @@ class CustomBackend:
                               f"{CUSTOM_DIR}/*.py (registered: {known})")
         self.spec = spec
         self.fn = functions[spec.function]
-        self.wants_settings = "settings" in inspect.signature(self.fn).parameters
+        parameters = list(inspect.signature(self.fn).parameters)
+        self.wants_settings = "settings" in parameters
+        self.takes_conversations = parameters[:1] == ["conversations"]
         self.settings = {k: getattr(spec, k) for k in
                          ("max_tokens", "temperature", "top_p", "seed", "stop", "system_prompt")}
 
     def answer(self, questions: list[dict]):
-        texts = [user_message(q) for q in questions]
-        for start in range(0, len(texts), CHUNK):
-            indices = range(start, min(start + CHUNK, len(texts)))
-            results = self._call([texts[i] for i in indices])
-            if results is None:  # the chunk failed: one by one, so a bad question fails alone
-                results = [(self._call([texts[i]]) or [None])[0] or self._last_error for i in indices]
-            yield from zip(indices, results)
+        groups: dict[tuple, list[int]] = {}  # equal generation settings share a call
+        for index, question in enumerate(questions):
+            if question.get("history") and not self.takes_conversations:
+                yield index, {"error": f"custom function '{self.spec.function}' takes questions as strings, so it "
+                                       f"cannot answer turn {len(question['history']) + 1} of a conversation; name "
+                                       "its first parameter `conversations` to get each one as chat messages"}
+                continue
+            gen = generation(self.spec, question)
+            groups.setdefault(tuple(gen[k] for k in GENERATION_KEYS), []).append(index)
+        for values, members in groups.items():
+            settings = {**self.settings, **dict(zip(GENERATION_KEYS, values))}
+            items = [chat_messages(questions[i], self.spec.system_prompt) if self.takes_conversations
+                     else user_message(questions[i]) for i in members]
+            for start in range(0, len(items), CHUNK):
+                indices = members[start:start + CHUNK]
+                chunk = items[start:start + CHUNK]
+                results = self._call(chunk, settings)
+                if results is None:  # the chunk failed: one by one, so a bad question fails alone
+                    results = [(self._call([item], settings) or [None])[0] or self._last_error for item in chunk]
+                yield from zip(indices, results)
 
-    def _call(self, texts: list[str]) -> list[dict] | None:
+    def _call(self, texts: list, settings: dict) -> list[dict] | None:
         started = time.perf_counter()
         try:
-            answers = self.fn(texts, settings=dict(self.settings)) if self.wants_settings else self.fn(texts)
+            answers = self.fn(texts, settings=dict(settings)) if self.wants_settings else self.fn(texts)
             answers = list(answers)
             if len(answers) != len(texts):
                 raise ValueError(f"returned {len(answers)} answers for {len(texts)} questions")

@@ -16,14 +16,16 @@ to float rounding where llama.cpp's kernels for several rows round differently f
 one, which can flip near-ties (measured on the CPU: SmolLM2-135M 32/32 answers identical over
 64 tokens, Gemma-3-270M 12/32 over 32; see tests/test_llama_batched.py). A sampled answer
 depends on its question and the seed, not on its batch neighbours (up to the same rounding).
-A prompt longer than n_ctx is an error for that question only. A file that is not a GGUF, or a
+A prompt longer than n_ctx is an error for that question only. A question's "history" (earlier
+turns) goes through the chat template with it; questions whose "generation" settings differ are
+decoded in groups of equal settings. A file that is not a GGUF, or a
 truncated one, is reported as such (llama.cpp only says "Failed to load model").
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from backends import chat_messages
+from backends import GENERATION_KEYS, chat_messages, generation
 
 CTX_ROUND = 256  # llama.cpp pads a sequence's context to this many tokens anyway
 
@@ -72,11 +74,12 @@ class LlamaBackend:
         return self.model.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
 
     def answer(self, questions: list[dict], parallel: int | None = None):
-        """Yield (index, result) in finish order; `parallel` overrides spec.parallel."""
-        from backends.llama_engine import ContextError, Settings
+        """Yield (index, result) in finish order; `parallel` overrides spec.parallel.
 
+        Questions with different generation settings (a set's per-category temperature or
+        max_tokens) are decoded in groups of equal settings, one group after another."""
         spec = self.spec
-        prompts = []
+        groups: dict[tuple, list[tuple[int, list[int]]]] = {}
         for index, question in enumerate(questions):
             try:
                 tokens = self.prompt_tokens(question)
@@ -88,12 +91,18 @@ class LlamaBackend:
             elif len(tokens) >= spec.n_ctx:
                 yield index, {"error": f"prompt is {len(tokens)} tokens, more than n_ctx={spec.n_ctx}"}
             else:
-                prompts.append((index, tokens))
-        if not prompts:
-            return
+                gen = generation(spec, question)
+                groups.setdefault(tuple(gen[k] for k in GENERATION_KEYS), []).append((index, tokens))
+        for values, prompts in groups.items():
+            yield from self._decode(prompts, dict(zip(GENERATION_KEYS, values)), parallel)
+
+    def _decode(self, prompts: list[tuple[int, list[int]]], gen: dict, parallel: int | None):
+        from backends.llama_engine import ContextError, Settings
+
+        spec = self.spec
         # Each sequence gets the cells its longest prompt plus max_tokens can use, never more
         # than n_ctx: the same answers as n_ctx cells, in less memory.
-        need = max(len(tokens) for _, tokens in prompts) + spec.max_tokens
+        need = max(len(tokens) for _, tokens in prompts) + gen["max_tokens"]
         n_ctx_seq = min(spec.n_ctx, -(-need // CTX_ROUND) * CTX_ROUND)
         n = spec.parallel if parallel is None else parallel
         if n <= 0 and self.gpu:
@@ -101,8 +110,8 @@ class LlamaBackend:
         elif n <= 0:
             n = self.engine.auto_parallel(len(prompts), n_ctx_seq)
         n = min(n, len(prompts))
-        settings = Settings(max_tokens=spec.max_tokens, temperature=spec.temperature,
-                            top_p=spec.top_p, seed=spec.seed, stop=list(spec.stop),
+        settings = Settings(max_tokens=gen["max_tokens"], temperature=gen["temperature"],
+                            top_p=gen["top_p"], seed=spec.seed, stop=list(spec.stop),
                             repetition_penalty=spec.repetition_penalty,
                             **{k: getattr(spec, k) for k in ("top_k", "min_p") if getattr(spec, k) is not None},
                             ignore_eog=self.ignore_eog)

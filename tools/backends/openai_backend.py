@@ -1,11 +1,13 @@
 """openai backend: any OpenAI-compatible chat API (OpenAI, vLLM, TGI, llama.cpp's server, Ollama).
 
-Each question is one /chat/completions request with the model's system prompt and generation
-settings (`max_tokens`, `temperature`, `top_p`, `seed`, `stop`; `repetition_penalty`, `top_k`,
-`min_p` when models.toml sets them, as extra body fields that vLLM and llama.cpp's servers read;
-the OpenAI API rejects them, which stops the model with one line); `concurrency` requests are in
-flight at once (threads). The `openai` package retries with exponential backoff on 408, 409, 429,
-5xx, timeouts and dropped connections, honouring Retry-After. A question that still fails gets
+Each question is one /chat/completions request: the model's system prompt, the question's earlier
+turns ("history") as user/assistant messages, the question, and the generation settings
+(`max_tokens`, `temperature`, `top_p`, `seed`, `stop`; a question's "generation" gives its own
+temperature, max_tokens and top_p; `repetition_penalty`, `top_k`, `min_p` when models.toml sets
+them, as extra body fields that vLLM and llama.cpp's servers read; the OpenAI API rejects them,
+which stops the model with one line); `concurrency` requests are in flight at once (threads).
+The `openai` package retries with exponential backoff on 408, 409, 429, 5xx, timeouts and dropped
+connections, honouring Retry-After. A question that still fails gets
 an error of its own; the others go on. A wrong key, a missing model or a wrong URL stops the model
 at once with one clear line (every other question would fail the same way).
 
@@ -23,7 +25,7 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from backends import chat_messages
+from backends import chat_messages, generation
 from registry import redact_url
 
 MAX_RETRIES = 6  # with the library's backoff (0.5 s doubling, at most 8 s): about half a minute
@@ -87,8 +89,7 @@ class OpenAIBackend:
         try:
             reply = self.client.chat.completions.create(
                 model=spec.api_model, messages=chat_messages(question, spec.system_prompt),
-                max_tokens=spec.max_tokens, temperature=spec.temperature, top_p=spec.top_p,
-                seed=spec.seed, **extra,
+                **generation(spec, question), seed=spec.seed, **extra,
             )
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as err:
             raise FatalAPIError(f"{self.url} refused model '{spec.api_model}': "

@@ -29,6 +29,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -119,6 +120,12 @@ def model_entry(registry, name: str, out_dir: Path, answers: list[dict]) -> dict
     entry: dict = {"n_answers": len(answers),
                    "answer_seconds": round(sum(float(r.get("seconds") or 0) for r in answers), 2),
                    "answer_tokens": sum(int(r.get("tokens") or 0) for r in answers)}
+    # A set's per-question settings (MT-Bench's per-category temperatures): which were used, how often.
+    used = Counter(json.dumps({**r["generation"], **({"from_model": r["generation_from_model"]}
+                                                     if r.get("generation_from_model") else {})}, sort_keys=True)
+                   for r in answers if r.get("generation"))
+    if used:
+        entry["generation"] = [{**json.loads(k), "n_answers": n} for k, n in sorted(used.items())]
     spec = registry.models.get(name)
     if spec is None:
         entry["note"] = "no longer declared in models.toml"

@@ -1,7 +1,8 @@
 """Example custom models for `backend = "custom"` (see tools/backends/custom_backend.py).
 
-Each function gets a list of questions (strings) and returns one answer per question. Copy this
-file, register your own function under a new name, and declare it in models.toml:
+Each function gets a list of questions (strings), or of conversations (chat messages, when its
+first parameter is named `conversations`), and returns one answer per question. Copy this file,
+register your own function under a new name, and declare it in models.toml:
 
     [models.parrot]
     backend = "custom"          # function = "parrot" is implied by the model's name
@@ -24,4 +25,16 @@ def first_line(questions: list[str], settings: dict) -> list[dict]:
     for question in questions:
         words = question.splitlines()[0].split()[: settings["max_tokens"]]
         answers.append({"output": " ".join(words), "tokens": len(words)})
+    return answers
+
+
+@register_llm_infer("parrot_chat")
+def parrot_chat(conversations: list[list[dict]]) -> list[str]:
+    """Conversations of several turns (MT-Bench): a first parameter named `conversations` gets each
+    one as chat messages, [{"role": "system" | "user" | "assistant", "content": ...}], the current
+    user turn last. Repeats that turn, and says how many turns came before."""
+    answers = []
+    for messages in conversations:
+        earlier = sum(1 for m in messages[:-1] if m["role"] == "user")
+        answers.append(f"You asked: {messages[-1]['content']} ({earlier} earlier turns)")
     return answers
