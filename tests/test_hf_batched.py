@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [{"instruction": "What is the capital of France?"}, {"instruction": "Hi"},
              {"instruction": "Hello, how are you today? Machine learning models answer questions."},
              {"instruction": "你好，世界。"}, {"instruction": "Say hello.", "input": "to Bob"},
-             {"instruction": "And why?", "history": [["Why is the sky blue?", "Sunlight is scattered by the air."]]}]
+             {"instruction": "And why?", "history": [["Why is the sky blue?", "Sunlight is scattered by the air."]]},
+             {"instruction": "Name a colour.", "generation": {"max_tokens": 5}}]  # a set's own setting
 
 
 def spec_for(tmp_path, folder, extra="", name="m"):
@@ -56,7 +57,8 @@ def one_at_a_time(folder, questions, spec):
         if spec.stop:
             extra.update(stop_strings=spec.stop, tokenizer=tok)
         with torch.no_grad():
-            row = model.generate(**ids, max_new_tokens=spec.max_tokens, do_sample=False,
+            row = model.generate(**ids, max_new_tokens=question.get("generation", {}).get("max_tokens", spec.max_tokens),
+                                 do_sample=False,
                                  pad_token_id=tok.eos_token_id, **extra)[0]
         text = tok.decode(row[ids["input_ids"].shape[1]:], skip_special_tokens=True)
         for stop in spec.stop:
@@ -71,7 +73,7 @@ def test_batched_greedy_equals_one_at_a_time_on_a_tiny_llama(tiny_llama, tmp_pat
     expected = one_at_a_time(tiny_llama, QUESTIONS, spec)
     got = answers(spec, QUESTIONS)
     assert [r["output"] for r in got] == expected
-    assert all(0 < r["tokens"] <= 12 and r["seconds"] > 0 for r in got)
+    assert all(0 < r["tokens"] <= 12 and r["seconds"] > 0 for r in got) and got[-1]["tokens"] <= 5
     assert len(set(expected)) > 3  # different questions, different answers: the rows did not mix
 
 
@@ -131,7 +133,8 @@ out = []
 for q in questions:
     query = q["instruction"] + ("\\n\\n" + q["input"] if q.get("input") else "")
     response, _ = model.chat(tok, query, history=q.get("history") or [], max_length=2048,
-                             max_new_tokens=12, do_sample=False, repetition_penalty=1.1)
+                             max_new_tokens=q.get("generation", {}).get("max_tokens", 12), do_sample=False,
+                             repetition_penalty=1.1)
     out.append(response)
 print(json.dumps(out))
 """

@@ -13,7 +13,8 @@ soon as it is done. A batch that runs out of memory is halved, down to one quest
 Greedy answers equal each question's alone (the tests check it in fp32 on the CPU): the
 repetition penalty ignores the padding, and the output is the new tokens only, cut at the end
 token and at `stop` strings. Each question is formatted with the tokenizer's chat template (or
-`chat_template`), earlier turns ("history") included. With `model_chat = true` ChatGLM-6B's
+`chat_template`), earlier turns ("history") included; questions whose own "generation" settings
+(temperature, max_tokens, top_p) differ go in separate batches. With `model_chat = true` ChatGLM-6B's
 prompts are built as its chat() builds them and batched through generate with its tokenizer's
 own left padding (equal to chat()'s answers); another model's chat() answers one question at a
 time. Sampled answers depend on which questions share a batch (parallel = 1 for one at a time).
@@ -41,7 +42,7 @@ from types import SimpleNamespace
 if __package__ in (None, ""):  # started as a worker script: make `backends` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends import chat_messages, hf_batch, hf_fit, hf_quant  # noqa: E402
+from backends import GENERATION_KEYS, chat_messages, generation, hf_batch, hf_fit, hf_quant  # noqa: E402
 
 DEFAULT_PARALLEL = 8  # automatic N without a config.json to size from (a GGUF file)
 # What the worker needs of a ModelSpec (paths as strings on the wire).
@@ -147,20 +148,31 @@ class LocalModel:
             for index, _, _ in prompts:
                 yield index, self._answer_with_chat(questions[index])
             return
+        groups: dict[tuple, list] = {}  # questions of equal generation settings share batches
+        for prompt in prompts:
+            gen = generation(self.spec, questions[prompt[0]])
+            groups.setdefault(tuple(gen[k] for k in GENERATION_KEYS), []).append(prompt)
+        for values, group in groups.items():
+            yield from self._batches(group, dict(zip(GENERATION_KEYS, values)))
+
+    def _batches(self, prompts: list, gen: dict):
         # Longest first: a batch too big for the memory fails at the start, and neighbours of
         # similar length waste little padding.
         prompts.sort(key=lambda p: len(p[2]), reverse=True)
         pos = 0
         while pos < len(prompts):
-            batch = prompts[pos:pos + self._batch_size(prompts[pos:])]
+            batch = prompts[pos:pos + self._batch_size(prompts[pos:], gen)]
             started = time.perf_counter()
             try:
-                results = self._run(batch)
+                results = self._run(batch, gen)
             except Exception as err:
                 if hf_batch.is_memory_error(err) and len(batch) > 1:
+                    del err  # its traceback holds the failed batch's tensors
+                    if self.device == "cuda":
+                        self.torch.cuda.empty_cache()
                     self._halve(len(batch))
                     continue
-                results = self._alone(batch, err)
+                results = self._alone(batch, gen, err)
             seconds = time.perf_counter() - started
             for (index, _, _), result in zip(batch, results):
                 yield index, result if "error" in result else {**result, "seconds": seconds}
@@ -179,20 +191,20 @@ class LocalModel:
             ids = ids["input_ids"]
         return None, list(ids)
 
-    def _batch_size(self, rest: list) -> int:
+    def _batch_size(self, rest: list, gen: dict) -> int:
         """N for the next batch: models.toml's parallel, else what the memory holds for the
         longest of them; never over self.cap (after a memory failure)."""
-        n = self.spec.parallel or self._auto_n(len(rest[0][2]))
+        n = self.spec.parallel or self._auto_n(len(rest[0][2]), gen["max_tokens"])
         return max(1, min(n, self.cap or n, len(rest)))
 
-    def _auto_n(self, prompt_len: int) -> int:
+    def _auto_n(self, prompt_len: int, max_tokens: int) -> int:
         if self.shape is None:
             return DEFAULT_PARALLEL
         if self.device == "cuda":
             free = self.torch.cuda.mem_get_info()[0] - hf_fit.RESERVE
         else:  # a CPU: a quarter of the available RAM, as the llama.cpp backend on a CPU build
             free = hf_fit.mem_available() // 4
-        per_seq = self.shape.seq_bytes(prompt_len, self.spec.max_tokens, self.model.dtype.itemsize)
+        per_seq = self.shape.seq_bytes(prompt_len, max_tokens, self.model.dtype.itemsize)
         return max(1, min(hf_fit.MAX_PARALLEL, free // max(per_seq, 1)))
 
     def _halve(self, size: int) -> None:
@@ -201,26 +213,26 @@ class LocalModel:
                   "halving the batch (down to one) for the rest of this run", file=sys.stderr)
         self.cap = max(1, size // 2)
 
-    def _alone(self, batch: list, err: Exception) -> list[dict]:
+    def _alone(self, batch: list, gen: dict, err: Exception) -> list[dict]:
         """A batch that failed (not for memory): each question alone, so a bad one fails by itself."""
         if len(batch) == 1:
             return [{"error": f"{type(err).__name__}: {one_line(err)}"}]
         results = []
         for item in batch:
             try:
-                results.extend(self._run([item]))
+                results.extend(self._run([item], gen))
             except Exception as one:
                 results.append({"error": f"{type(one).__name__}: {one_line(one)}"})
         return results
 
-    def _run(self, batch: list) -> list[dict]:
-        """One generate call for the batch."""
+    def _run(self, batch: list, gen: dict) -> list[dict]:
+        """One generate call for the batch, with its generation settings."""
         spec, torch, tok = self.spec, self.torch, self.tokenizer
         rows = [ids for _, _, ids in batch]
         budget = hf_batch.kv_budget()
         if budget is not None and self.shape is not None:
             need = (len(rows) * self.shape.kv_bytes_per_token(self.model.dtype.itemsize)
-                    * (max(map(len, rows)) + spec.max_tokens))
+                    * (max(map(len, rows)) + gen["max_tokens"]))
             if need > budget:
                 raise hf_batch.BudgetExceeded(f"{need} bytes of KV cache, over LLMEVAL_KV_BUDGET={budget}")
         torch.manual_seed(spec.seed)
@@ -229,7 +241,7 @@ class LocalModel:
         else:
             inputs, _ = hf_batch.left_pad(rows, self.pad, self.model.device)
         width = inputs["input_ids"].shape[1]
-        kwargs = self._sampling()
+        kwargs = self._sampling(gen)
         processors = []
         if kwargs.pop("repetition_penalty", None):
             processors.append(hf_batch.repetition_penalty(spec.repetition_penalty, [width - len(r) for r in rows]))
@@ -239,12 +251,12 @@ class LocalModel:
         elif spec.stop and supports_stop_strings():
             kwargs.update(stop_strings=spec.stop, tokenizer=tok)
         if self.ignore_eos:  # benchmarks: every answer makes max_tokens
-            kwargs["min_new_tokens"] = spec.max_tokens
+            kwargs["min_new_tokens"] = gen["max_tokens"]
         if processors:
             from transformers import LogitsProcessorList
             kwargs["logits_processor"] = LogitsProcessorList(processors)
         with torch.no_grad():
-            out = self.model.generate(**inputs, max_new_tokens=spec.max_tokens, pad_token_id=self.pad, **kwargs)
+            out = self.model.generate(**inputs, max_new_tokens=gen["max_tokens"], pad_token_id=self.pad, **kwargs)
         results = []
         for row in out.tolist():
             new = hf_batch.cut(row, width, self.eos, self.pad)
@@ -260,25 +272,26 @@ class LocalModel:
         started = time.perf_counter()
         self.torch.manual_seed(self.spec.seed)
         query, history = hf_batch.chat_turns(chat_messages(question, self.spec.system_prompt))
+        gen = generation(self.spec, question)
         try:
             with self.torch.no_grad():
                 response, _ = self.model.chat(self.tokenizer, query, history=history, max_length=self.spec.n_ctx,
-                                              max_new_tokens=self.spec.max_tokens, **self._sampling())
+                                              max_new_tokens=gen["max_tokens"], **self._sampling(gen))
         except Exception as err:  # one question's failure is recorded, the run goes on
             return {"error": f"{type(err).__name__}: {one_line(err)}"}
         response = hf_batch.cut_at_stops(response, self.spec.stop)
         return {"output": response.strip(), "tokens": len(self.tokenizer.encode(response, add_special_tokens=False)),
                 "seconds": time.perf_counter() - started}
 
-    def _sampling(self) -> dict:
-        """generate()'s arguments: repetition_penalty applies greedy or sampled; top_k and min_p
-        only when sampling, and only when models.toml sets them (else generate's own defaults;
-        min_p needs transformers 4.39+)."""
+    def _sampling(self, gen: dict) -> dict:
+        """generate()'s arguments: the question's temperature and top_p (`gen`); repetition_penalty
+        applies greedy or sampled; top_k and min_p only when sampling, and only when models.toml
+        sets them (else generate's own defaults; min_p needs transformers 4.39+)."""
         spec = self.spec
-        sample = spec.temperature > 0
+        sample = gen["temperature"] > 0
         kwargs = {"do_sample": sample}
         if sample:
-            kwargs.update(temperature=spec.temperature, top_p=spec.top_p)
+            kwargs.update(temperature=gen["temperature"], top_p=gen["top_p"])
             kwargs.update({k: getattr(spec, k) for k in ("top_k", "min_p") if getattr(spec, k, None) is not None})
         if getattr(spec, "repetition_penalty", 1.0) != 1.0:
             kwargs["repetition_penalty"] = spec.repetition_penalty
