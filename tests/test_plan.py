@@ -87,6 +87,10 @@ def test_chatglm_card_rows_by_quant(capsys):
                              quant=None if quant == "fp16" else quant)
             assert row[2 + col] == (f"all, N={n}" if n else "does not fit")
     assert table["chatglm_6b (int4)"][2] == "all, N=1"  # int4 fits an 8 GB card, fp16 needs 16 GB
+    # Where it does not fit, the note says what would.
+    assert plan.main(["chatglm_6b", "--free", "10GiB", "--models-toml", str(ROOT / "models.toml")]) == 0
+    assert ('note: chatglm_6b: weights 11.5 GiB + one sequence of 2048 tokens (2.4 GiB) do not fit in 10.0 GiB '
+            'free; set quant = "int8"') in capsys.readouterr().out
 
 
 @pytest.mark.skipif(not twins.twin_available(), reason="../shared/twins/chatglm-6b is not beside the clone")

@@ -165,26 +165,28 @@ def _safetensors_header(path: Path) -> dict:
 
 
 def fit_n(shape: HFShape, free: int, n_ctx: int, *, dtype_bytes: int = 2, quant: str | None = None,
-          loaded: bool = False, cap: int = MAX_PARALLEL, reserve: int = RESERVE) -> int:
-    """Sequences of n_ctx tokens that `free` bytes hold beside the weights (0: not even one);
-    `loaded`: the weights are already in memory (free was asked after loading)."""
-    room = free - reserve - (0 if loaded else shape.weight_bytes(dtype_bytes, quant))
+          cap: int = MAX_PARALLEL, reserve: int = RESERVE) -> int:
+    """Sequences of n_ctx tokens that `free` bytes (before loading) hold beside the weights (0: not
+    even one). The backend, once loaded, sizes each batch from the memory still free instead."""
+    room = free - reserve - shape.weight_bytes(dtype_bytes, quant)
     return max(0, min(cap, room // max(shape.seq_bytes(n_ctx, 0, dtype_bytes), 1)))
 
 
 def advice(shape: HFShape, free: int, n_ctx: int, dtype_bytes: int = 2, quant: str | None = None) -> str:
     """One line when not even one sequence fits: what to change in models.toml."""
     weights = shape.weight_bytes(dtype_bytes, quant)
-    smaller = [q for q in ("int8", "int4") if shape.family == "chatglm" and QUANT_BITS[q] < QUANT_BITS.get(quant or "", 16)]
-    if shape.family != "chatglm":
-        smaller = [q for q in ("int8", "nf4") if QUANT_BITS[q] < QUANT_BITS.get(quant or "", 16)]
-    fits = [q for q in smaller if fit_n(shape, free, n_ctx, dtype_bytes=dtype_bytes, quant=q)]
-    ctx = n_ctx
-    while ctx > 128 and not fit_n(shape, free, ctx, dtype_bytes=dtype_bytes, quant=quant):
-        ctx //= 2
-    hints = [f"quant = \"{fits[0]}\""] if fits else []
-    if ctx > 128 and ctx < n_ctx:
-        hints.append(f"n_ctx = {ctx}")
-    what = " or ".join(hints) or "a larger GPU"
+    options = ("int8", "int4") if shape.family == "chatglm" else ("int8", "nf4")  # its own quantize, or bitsandbytes
+    smaller = [q for q in options if QUANT_BITS[q] < QUANT_BITS.get(quant or "", 16)]
+    fits = lambda q, ctx: fit_n(shape, free, ctx, dtype_bytes=dtype_bytes, quant=q) > 0  # noqa: E731
+    full = [q for q in smaller if fits(q, n_ctx)]
+    hints = [f'quant = "{full[0]}"'] if full else []
+    for q in [quant] + ([] if full else smaller):  # the most context that fits, at this quant or a smaller
+        ctx = n_ctx // 2
+        while ctx >= 256 and not fits(q, ctx):
+            ctx //= 2
+        if ctx >= 256:
+            hints.append(f"n_ctx = {ctx}" if q == quant else f'quant = "{q}" with n_ctx = {ctx}')
+            break
+    what = "set " + " or ".join(hints) if hints else "it needs a larger GPU"
     return (f"weights {weights / GIB:.1f} GiB + one sequence of {n_ctx} tokens "
-            f"({shape.seq_bytes(n_ctx) / GIB:.1f} GiB) do not fit in {free / GIB:.1f} GiB free; set {what}")
+            f"({shape.seq_bytes(n_ctx) / GIB:.1f} GiB) do not fit in {free / GIB:.1f} GiB free; {what}")
