@@ -13,10 +13,12 @@ soon as it is done. A batch that runs out of memory is halved, down to one quest
 Greedy answers equal each question's alone (the tests check it in fp32 on the CPU): the
 repetition penalty ignores the padding, and the output is the new tokens only, cut at the end
 token and at `stop` strings. Each question is formatted with the tokenizer's chat template (or
-`chat_template`), earlier turns ("history") included; questions whose own "generation" settings
-(temperature, max_tokens, top_p) differ go in separate batches. With `model_chat = true` ChatGLM-6B's
-prompts are built as its chat() builds them and batched through generate with its tokenizer's
-own left padding (equal to chat()'s answers); another model's chat() answers one question at a
+`chat_template`), earlier turns ("history") included, and tokenized by chat_tokens.py (the
+template's markup as control tokens, the messages as plain text); questions whose own
+"generation" settings (temperature, max_tokens, top_p) differ go in separate batches. With
+`model_chat = true` ChatGLM-6B's prompts are built and tokenized as its chat() does (its own
+behaviour: content not escaped) and batched through generate with its tokenizer's own left
+padding (equal to chat()'s answers); another model's chat() answers one question at a
 time. Sampled answers depend on which questions share a batch (parallel = 1 for one at a time).
 
 Remote code written for an older transformers often breaks under a new one. A model that declares
@@ -130,6 +132,7 @@ class LocalModel:
         except (hf_fit.ShapeError, OSError, ValueError):
             self.shape = None  # a GGUF, an unknown family: DEFAULT_PARALLEL when automatic
         self.cap = None  # the most questions per batch after a memory failure
+        self.chat = None  # chat_tokens' tokenizer, made on first use
 
     def answer(self, questions: list[dict]):
         """(index, result) per question, a batch's results as soon as that batch is done."""
@@ -186,10 +189,10 @@ class LocalModel:
             return text, list(self.tokenizer(text)["input_ids"])
         if self.spec.model_chat:  # another model's chat() builds its own prompt
             return None, []
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if hasattr(ids, "keys"):  # transformers 5: a BatchEncoding
-            ids = ids["input_ids"]
-        return None, list(ids)
+        if self.chat is None:  # the messages as plain text, only the template's markup as control tokens
+            from chat_tokens import for_hf
+            self.chat = for_hf(self.tokenizer)
+        return None, list(self.chat.ids(messages))
 
     def _batch_size(self, rest: list, gen: dict) -> int:
         """N for the next batch: models.toml's parallel, else what the memory holds for the
