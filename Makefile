@@ -20,6 +20,7 @@ VENV        ?= .venv
 PARALLEL    ?=
 FREE        ?=
 CARDS       ?=
+QUANTS      ?=
 BENCH_MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 BENCH_ARGS  ?=
 LIMIT       ?=
@@ -85,6 +86,7 @@ help: ## list targets and variables
 	@echo "  PAIRS=$(PAIRS) (make judge-check: your own labelled pairs, JSONL; empty = data/judge_check.jsonl)"
 	@echo "  BENCH_MODEL=$(BENCH_MODEL)  BENCH_ARGS=$(BENCH_ARGS) (bench/bench.py --help)"
 	@echo "  FREE=$(FREE) CARDS=$(CARDS) (make plan: pretend a GPU with FREE free, or one column per card)"
+	@echo "  QUANTS=$(QUANTS) (make plan: transformers models, one row per quant, e.g. fp16,int8,int4)"
 
 setup: $(VENV)/.done ## create .venv with the pinned packages (CUDA=1 for a GPU build of llama.cpp)
 
@@ -190,7 +192,8 @@ test: models ## run the tests (sets up .venv and the embedded models first)
 
 plan: need-models setup $(if $(SET),set-cost) ## per model and the judge: weights, KV per sequence, GPU free memory, layers on the GPU and N (FREE=12GiB, CARDS=8,12,16,24)
 	@$(PY) tools/plan.py $(MODELS_) $(if $(JUDGE_),--judge $(JUDGE_)) --models-toml $(MODELS_TOML) \
-	  $(if $(strip $(FREE)),--free $(FREE)) $(if $(strip $(CARDS)),--cards $(CARDS))
+	  $(if $(strip $(FREE)),--free $(FREE)) $(if $(strip $(CARDS)),--cards $(CARDS)) \
+	  $(if $(strip $(QUANTS)),--quant $(QUANTS))
 
 native-bench: setup ## build llama.cpp's llama-bench and llama-batched-bench once (~/.cache/llmeval-wheels/native-VERSION/bin)
 	@bash bench/build_native.sh >/dev/null

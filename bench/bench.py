@@ -4,7 +4,10 @@
 
 (a) the original guide's loop: transformers `generate`, one question at a time, the GGUF loaded
     through transformers (`gguf_file=`, dequantized to fp32 on the CPU, fp16 on a GPU); slow,
-    so it answers only --transformers-questions of them (default 4);
+    so it answers --transformers-questions (16) of --transformers-max-tokens (32) tokens, and
+    beside it our transformers backend on the same questions, N per generate call for each
+    --transformers-parallel N (4,8,16), with the ratio to (a) and the count of identical answers
+    (bench/bench_hf.py);
 (b) llama-cpp-python `create_chat_completion`, one question at a time, its default settings;
 (c) ours: tools/backends/llama_backend.py, N questions decoded together, for each --parallel N.
 Every engine makes exactly --max-tokens tokens per question (greedy): (a) with min_new_tokens,
@@ -185,36 +188,19 @@ def bench_llama_cpp_python(args, questions, eog: set[int], template: str | None,
             "n_threads": llm.n_threads, "n_threads_batch": llm.n_threads_batch}
 
 
-def bench_transformers(args, questions) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.float16 if device == "cuda" else torch.float32
-    folder, name = str(args.model.parent), args.model.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype).to(device).eval()
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = FALLBACK_TEMPLATE
+def bench_transformers(args) -> list[dict]:
+    """(a) and the transformers backend's batches, on their own (shorter) set: bench/bench_hf.py."""
+    import bench_hf
+    spec = bench_hf.make_spec(args.model, args.transformers_max_tokens)
+    return bench_hf.transformers_rows(spec, bench_questions(args.transformers_questions),
+                                      _ints(args.transformers_parallel), args.repeat)
 
-    def generate(question, max_tokens):
-        ids = tokenizer.apply_chat_template(chat_messages(question, None), add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True).to(device)
-        with torch.no_grad():
-            out = model.generate(**ids, max_new_tokens=max_tokens, min_new_tokens=max_tokens,
-                                 do_sample=False, pad_token_id=tokenizer.eos_token_id)
-        return out.shape[1] - ids["input_ids"].shape[1]
 
-    generate(questions[0], 4)  # warm-up
-
-    def timed_run():
-        started = time.perf_counter()
-        tokens = sum(generate(q, args.max_tokens) for q in questions)
-        return time.perf_counter() - started, tokens
-    wall, tokens = best_of(args.repeat, timed_run)
-    print(f"  transformers: {tokens / wall:.1f} tok/s", file=sys.stderr, flush=True)
-    return {"engine": f"transformers generate ({dtype}, {device})".replace("torch.", ""), "parallel": 1,
-            "questions": len(questions), "tokens": tokens, "seconds": round(wall, 3),
-            "tokens_per_s": round(tokens / wall, 1), "torch_threads": torch.get_num_threads()}
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        return []
 
 
 def eog_tokens(model: Path) -> set[int]:
@@ -247,7 +233,9 @@ def main(argv=None) -> int:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--parallel", default="1,8,32", help="comma-separated N for ours")
     parser.add_argument("--skip-transformers", action="store_true", help="leave out (a), e.g. on a GPU run")
-    parser.add_argument("--transformers-questions", type=int, default=4)
+    parser.add_argument("--transformers-questions", type=int, default=16)
+    parser.add_argument("--transformers-max-tokens", type=int, default=32)
+    parser.add_argument("--transformers-parallel", default="4,8,16", help="N for the transformers backend's batches")
     parser.add_argument("--n-gpu-layers", type=int, default=-1)
     parser.add_argument("--repeat", type=int, default=1,
                         help="time each engine this many times and keep the fastest (a shared CPU)")
@@ -270,6 +258,11 @@ def main(argv=None) -> int:
         return 2
     if not parallels or min(parallels) < 1:
         print(f"error: --parallel wants positive integers like 1,8,32, got {args.parallel!r}", file=sys.stderr)
+        return 2
+    hf_parallels = _ints(args.transformers_parallel)
+    if not hf_parallels or min(hf_parallels) < 1 or args.transformers_questions < 1 or args.transformers_max_tokens < 1:
+        print("error: --transformers-parallel wants positive integers like 4,8,16; --transformers-questions and "
+              "--transformers-max-tokens must be >= 1", file=sys.stderr)
         return 2
     questions = bench_questions(args.questions)
 
@@ -296,7 +289,7 @@ def main(argv=None) -> int:
     ours.close()
     results.insert(0, bench_llama_cpp_python(args, questions, eog_tokens(args.model), template, args.threads))
     if not args.skip_transformers:
-        results.insert(0, bench_transformers(args, questions[:args.transformers_questions]))
+        results[:0] = bench_transformers(args)
     native_rows += batched_bench_rows(args.llama_batched_bench) if args.llama_batched_bench else []
 
     def rate(engine_prefix, n=None, key="tokens_per_s"):
@@ -319,6 +312,9 @@ def main(argv=None) -> int:
         "ratio_prompt_vs_llama_bench_pp512": _ratio(rate("ours, one prompt", None, "prompt_tokens_per_s"),
                                                     rate("llama-bench pp512", None, "prompt_tokens_per_s")),
         "ratios_use_parallel": top,
+        "transformers_batched": {r["parallel"]: {"ratio_vs_one_at_a_time": r["ratio_vs_one_at_a_time"],
+                                                 "identical": f"{r['identical_to_one_at_a_time']}/{r['questions']}"}
+                                 for r in results if r["engine"].startswith("ours (transformers")},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
@@ -352,6 +348,9 @@ def print_table(report: dict) -> None:
                       ("ratio_gen_vs_llama_batched_bench", "llama-batched-bench S_TG (generation only)")):
         if report[key] is not None:
             print(f"ours N={n} / {what}: {report[key]}x")
+    for n, row in report["transformers_batched"].items():
+        print(f"transformers batched N={n} / one at a time: {row['ratio_vs_one_at_a_time']}x, "
+              f"{row['identical']} answers identical")
     if report.get("ratio_prompt_vs_llama_bench_pp512") is not None:
         print(f"ours, one 512-token prompt / llama-bench pp512: {report['ratio_prompt_vs_llama_bench_pp512']}x")
 

@@ -88,6 +88,19 @@ def tiny_chat_llama(tmp_path_factory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-chat-llama"), chat_code=True)
 
 
+@pytest.fixture(scope="session")
+def chatglm_venv() -> Path:
+    """ChatGLM-6B's own environment, models/chatglm_6b/.venv of the project (transformers 4.27,
+    envs/chatglm-6b.txt), made as `make download` makes it when missing (about a minute; kept)."""
+    import download
+    from registry import load_registry
+
+    spec = load_registry(ROOT / "models.toml").get("chatglm_6b")
+    spec.venv.parent.mkdir(parents=True, exist_ok=True)
+    download.ensure_env(spec)
+    return spec.venv
+
+
 # --- The real benchmark files (../shared/benchmarks, never in the repository) served on 127.0.0.1
 # the way raw.githubusercontent.com serves them, so the real download code runs in tests.
 @pytest.fixture(scope="session")

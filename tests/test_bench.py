@@ -41,3 +41,17 @@ def test_bench_bad_arguments_are_one_line(tmp_path):
         run = bench(tmp_path, *args)
         assert run.returncode == 2 and "Traceback" not in run.stderr
         assert len(run.stderr.strip().splitlines()) == 1 and run.stderr.startswith("error:")
+
+
+def test_transformers_rows_one_at_a_time_against_batches(tmp_path):
+    """bench/bench_hf.py (make bench's transformers rows): the guide's loop and our batches on the
+    same questions, every answer max-tokens long, the batched greedy answers identical."""
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_hf.py"), "--model", str(SMOLLM2),
+                          "--questions", "3", "--max-tokens", "4", "--parallel", "3", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads((tmp_path / "bench_hf.json").read_text(encoding="utf-8"))["results"]
+    alone, batched = rows
+    assert alone["engine"].startswith("transformers generate, one at a time") and alone["tokens"] == 12
+    assert batched["parallel"] == 3 and batched["tokens"] == 12 and batched["identical_to_one_at_a_time"] == 3
+    assert batched["ratio_vs_one_at_a_time"] > 0

@@ -1,5 +1,6 @@
 """`make plan` (tools/plan.py): sizes of the embedded models read from their GGUFs, the declared
 real models from their published shapes, on this machine (no GPU) and on pretended cards."""
+import json
 import re
 import subprocess
 import sys
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import plan
-from backends import gpu_fit
+import twins
+from backends import gpu_fit, hf_fit
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -56,7 +58,11 @@ def test_plan_on_pretended_cards_for_the_declared_real_models(capsys):
             layers = f"{f.gpu_layers}/{shape.n_layer}" + ("" if f.n_gpu_layers == -1 else " (rest CPU)")
             assert table[name][2 + col] == f"{layers}, N={f.n_parallel}"
     assert table["qwen3_14b"][2].endswith("(rest CPU), N=1")  # 9 GB on an 8 GB card
-    assert table["chatglm_6b"][0] == "transformers backend, not sized here"
+    # The transformers model, from THUDM/chatglm-6b's published config: 6.17 billion weights in fp16.
+    shape = hf_fit.HFShape.from_config(hf_fit.PUBLISHED["THUDM/chatglm-6b"])
+    assert shape.params == 6_173_286_400
+    assert table["chatglm_6b"][:2] == ["11.50 GiB fp16 (published)", "896 MiB (2048)"]
+    assert table["chatglm_6b"][2:] == ["does not fit", "does not fit", "all, N=1", "all, N=4"]
     assert table["gemma3_270m"][0].endswith("GiB")  # read from its GGUF, not published
 
 
@@ -65,6 +71,80 @@ def test_plan_with_a_given_free_memory_says_what_does_not_fit(capsys):
     out = capsys.readouterr().out
     assert "GPU memory free: 6.0 GiB (given with --free)" in out
     assert re.search(r"note: qwen3_14b: \d+ of 40 layers fit on the GPU \(6\.0 GiB free", out)
+
+
+def test_chatglm_card_rows_by_quant(capsys):
+    """The README's card table: fp16, int8 and int4 rows, N from the same sizing function."""
+    assert plan.main(["chatglm_6b", "--cards", "8,12,16,24", "--quant", "fp16,int8,int4",
+                      "--models-toml", str(ROOT / "models.toml")]) == 0
+    table = rows(capsys.readouterr().out)
+    shape = hf_fit.HFShape.from_config(hf_fit.PUBLISHED["THUDM/chatglm-6b"])
+    for quant, weights in (("fp16", "11.50"), ("int8", "6.25"), ("int4", "3.63")):
+        row = table[f"chatglm_6b ({quant})"]
+        assert row[0] == f"{weights} GiB {quant} (published)"
+        for col, gb in enumerate((8, 12, 16, 24)):
+            n = hf_fit.fit_n(shape, (plan.CARDS_MIB[gb] - plan.DESKTOP_MIB) << 20, 2048,
+                             quant=None if quant == "fp16" else quant)
+            assert row[2 + col] == (f"all, N={n}" if n else "does not fit")
+    assert table["chatglm_6b (int4)"][2] == "all, N=1"  # int4 fits an 8 GB card, fp16 needs 16 GB
+    # Where it does not fit, the note says what would.
+    assert plan.main(["chatglm_6b", "--free", "10GiB", "--models-toml", str(ROOT / "models.toml")]) == 0
+    assert ('note: chatglm_6b: weights 11.5 GiB + one sequence of 2048 tokens (2.4 GiB) do not fit in 10.0 GiB '
+            'free; set quant = "int8"') in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not twins.twin_available(), reason="../shared/twins/chatglm-6b is not beside the clone")
+def test_transformers_sizes_match_the_twins_config_and_loaded_weights(tmp_path, tiny_llama, chatglm_venv, capsys):
+    """The published chatglm-6b shape is the real config.json; on the twin (its real code, in its own
+    environment) and on a tiny Llama, the sized weights and KV cache are what a loaded model holds."""
+    real = json.loads((twins.CHATGLM_SOURCE / "config.json").read_text(encoding="utf-8"))
+    assert all(real[k] == v for k, v in hf_fit.PUBLISHED["THUDM/chatglm-6b"].items())
+    glm = twins.build_chatglm(tmp_path / "glm")
+    probe = subprocess.run([str(chatglm_venv / "bin" / "python"), "-c", GLM_PROBE, str(glm)],
+                           capture_output=True, text=True, timeout=600)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    measured = json.loads(probe.stdout.strip().splitlines()[-1])
+    shape = hf_fit.HFShape.from_folder(glm, "glm")
+    assert shape.source == "index" and shape.family == "chatglm"
+    # From the index: the saved bytes less the output matrix saved twice (ChatGLM ties it).
+    assert abs(shape.weight_bytes(4) - measured["weight_bytes"]) <= 0.001 * measured["weight_bytes"]
+    assert shape.kv_bytes_per_token(4) * measured["tokens"] == measured["kv_bytes"]
+    assert hf_fit.HFShape.from_config(json.loads((glm / "config.json").read_text()), "glm").params * 4 \
+        == measured["weight_bytes"]
+
+    import torch
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    with torch.no_grad():
+        cache = model(torch.tensor([[1, 5, 9, 11, 20]]), use_cache=True).past_key_values
+    kv = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+    shape = hf_fit.HFShape.from_folder(tiny_llama)
+    assert shape.kv_bytes_per_token(4) * 5 == kv
+    assert shape.weight_bytes(4) == sum(p.numel() * p.element_size() for p in model.parameters())
+
+    toml = tmp_path / "models.toml"
+    toml.write_text(f'[models.glm]\npath = "{glm}"\nbackend = "transformers"\nn_ctx = 2048\n', encoding="utf-8")
+    assert plan.main(["glm", "--free", "1GiB", "--models-toml", str(toml)]) == 0
+    row = rows(capsys.readouterr().out)["glm"]
+    assert row[:2] == [f"{shape_glm_gib(glm)} GiB fp16", f"{2 * 2 * 64 * 2 * 2048 / 2**20:.0f} MiB (2048)"]
+
+
+def shape_glm_gib(folder) -> str:
+    return f"{hf_fit.HFShape.from_folder(folder).weight_bytes(2) / 2**30:.2f}"
+
+
+GLM_PROBE = """
+import json, sys, torch
+from transformers import AutoModel, AutoTokenizer
+tok = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)
+model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True, torch_dtype=torch.float32).float().eval()
+weights = sum(p.numel() * p.element_size() for p in model.parameters())  # tied: counted once
+ids = tok(["What is the capital of France?"], return_tensors="pt")
+with torch.no_grad():
+    cache = model(**ids, use_cache=True).past_key_values
+kv = sum(t.numel() * t.element_size() for layer in cache for t in layer)
+print(json.dumps({"weight_bytes": weights, "kv_bytes": kv, "tokens": ids["input_ids"].shape[1]}))
+"""
 
 
 @pytest.mark.parametrize("args, message", [

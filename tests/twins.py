@@ -28,7 +28,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "twins"  # beside the clone (CI too), read-only
+# beside the clone (CI too), read-only; LLMEVAL_SHARED names another shared/ (a git worktree elsewhere)
+SHARED = Path(os.environ.get("LLMEVAL_SHARED") or ROOT.parent / "shared") / "twins"
 CHATGLM_SOURCE = SHARED / "chatglm-6b"
 CHATGLM_FILES = ("config.json", "configuration_chatglm.py", "modeling_chatglm.py", "tokenization_chatglm.py",
                  "quantization.py", "tokenizer_config.json", "LICENSE", "MODEL_LICENSE")
@@ -92,16 +93,7 @@ def build_chatglm(folder: Path, seed: int = 0) -> Path:
                   gmask_token_id=sp.piece_to_id("[gMASK]"), pad_token_id=sp.piece_to_id("<pad>"))
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
-    # The repo's own model class, imported from this copy as a package (its modules import each other).
-    sys.path.insert(0, str(folder.parent))
-    try:
-        modeling = importlib.import_module(f"{folder.name}.modeling_chatglm")
-        configuration = importlib.import_module(f"{folder.name}.configuration_chatglm")
-        model = modeling.ChatGLMForConditionalGeneration(configuration.ChatGLMConfig(**config))
-    finally:
-        sys.path.remove(str(folder.parent))
-        for name in [m for m in sys.modules if m == folder.name or m.startswith(folder.name + ".")]:
-            del sys.modules[name]
+    model = _chatglm_model(folder, config)
     # Unit scale: at a trained model's init scale (0.02) this tiny twin repeats <sop> forever.
     _init_random(model, seed, std=1.0)
     state = {k: v.to(torch.float16) if v.is_floating_point() and "inv_freq" not in k else v
@@ -118,6 +110,46 @@ def build_chatglm(folder: Path, seed: int = 0) -> Path:
     (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     (folder / "__init__.py").unlink(missing_ok=True)
     shutil.rmtree(folder / "__pycache__", ignore_errors=True)
+    return folder
+
+
+def _chatglm_model(folder: Path, config: dict):
+    """The repo's own model class, imported from this copy as a package (its modules import each other)."""
+    sys.path.insert(0, str(folder.parent))
+    try:
+        modeling = importlib.import_module(f"{folder.name}.modeling_chatglm")
+        configuration = importlib.import_module(f"{folder.name}.configuration_chatglm")
+        return modeling.ChatGLMForConditionalGeneration(configuration.ChatGLMConfig(**config))
+    finally:
+        sys.path.remove(str(folder.parent))
+        for name in [m for m in sys.modules if m == folder.name or m.startswith(folder.name + ".")]:
+            del sys.modules[name]
+
+
+def reshape_chatglm(folder: Path, dims: dict, seed: int = 0) -> Path:
+    """The twin at another shape (bench/gpu_check.sh: ChatGLM-6B's real one), random fp16 weights
+    at a trained model's scale, saved in shards by save_pretrained; its tokenizer is kept (a larger
+    vocab_size leaves rows no token uses). Speed is the real model's; the answers are noise."""
+    import torch
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config.update(dims)
+    torch.set_default_dtype(torch.float16)  # the code's own layers are fp16; the rest too
+    try:
+        model = _chatglm_model(folder, config)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "layernorm" in name:
+                param.fill_(1.0 if name.endswith("weight") else 0.0)
+            else:
+                param.copy_(torch.randn(param.shape, generator=generator, dtype=torch.float32).to(param.dtype) * 0.02)
+    for old in folder.glob("pytorch_model*"):
+        old.unlink()
+    model.half().save_pretrained(folder, max_shard_size="2GB")
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return folder
 
 
@@ -202,3 +234,48 @@ def hub_cache(cache: Path, work: Path) -> dict[str, Path]:
         spec = registry.get(name)
         made[name] = put_in_hub_cache(cache, spec.hf_repo, spec.revision, build(work / f"{name}_twin"))
     return made
+
+
+def baichuan_as_llama(twin: Path, folder: Path) -> Path:
+    """The Baichuan twin as transformers' own Llama, for the transformers backend: Baichuan-7B is
+    Llama with q, k and v packed in one W_pack matrix (its own modeling code, which the twin does
+    not carry, differs in nothing else). The tokenizer: its SentencePiece BPE pieces and merges
+    (ordered by score, as transformers' converter does; protobuf is not installed here) in a fast
+    tokenizer, NFKC-normalized like the SentencePiece model (which also turns newlines to spaces)."""
+    import sentencepiece as spm
+    import torch
+    from safetensors.torch import save_file
+    from tokenizers import Tokenizer, decoders, models, normalizers
+    from transformers import LlamaConfig, PreTrainedTokenizerFast
+
+    config = json.loads((twin / "config.json").read_text(encoding="utf-8"))
+    state = torch.load(twin / "pytorch_model.bin")
+    hidden = config["hidden_size"]
+    for key in [k for k in state if k.endswith("W_pack.weight")]:
+        q, k, v = state.pop(key).split(hidden)
+        prefix = key[: -len("W_pack.weight")]
+        state.update({prefix + "q_proj.weight": q, prefix + "k_proj.weight": k, prefix + "v_proj.weight": v})
+    state = {k: v.contiguous() for k, v in state.items() if "inv_freq" not in k}
+    keys = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "max_position_embeddings", "rms_norm_eps", "bos_token_id", "eos_token_id", "pad_token_id")
+    folder.mkdir(parents=True, exist_ok=True)
+    LlamaConfig(**{k: config[k] for k in keys}, num_key_value_heads=config["num_attention_heads"],
+                tie_word_embeddings=False).save_pretrained(folder)
+    save_file(state, str(folder / "model.safetensors"))
+
+    sp = spm.SentencePieceProcessor(model_file=str(twin / "tokenizer.model"))
+    vocab = {sp.id_to_piece(i): i for i in range(sp.vocab_size())}
+    merges = []
+    for piece, i in vocab.items():
+        if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i)):
+            merges += [(-sp.get_score(i), vocab[piece[:k]], vocab[piece[k:]], piece[:k], piece[k:])
+                       for k in range(1, len(piece)) if piece[:k] in vocab and piece[k:] in vocab]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[(a, b) for *_, a, b in sorted(merges)], unk_token="<unk>",
+                               byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Prepend("▁"),
+                                           normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                            pad_token="<unk>").save_pretrained(folder)
+    return folder

@@ -1,6 +1,6 @@
-"""What each llama.cpp model (and the judges) will use on this machine's GPU, before anything runs.
+"""What each local model (and the judges) will use on this machine's GPU, before anything runs.
 
-    python tools/plan.py [MODELS...] [--judge NAME...] [--free 12GiB | --cards 8,12,16,24]   (make plan)
+    python tools/plan.py [MODELS...] [--judge NAME...] [--free 12GiB | --cards 8,12,16,24] [--quant fp16,int8,int4]
 
 For each model: the weights' size, the KV cache of one sequence at its n_ctx, the GPU's free
 memory, and the layers on the GPU and the sequences N decoded together that the llama.cpp
@@ -10,8 +10,15 @@ estimated from its published shape (gpu_fit.PUBLISHED), marked "(published)". Th
 is asked of llama.cpp's ggml backend; `--free` pretends a GPU with that much free, `--cards`
 prints one column per consumer card (its memory less 400 MiB for a desktop). Without a GPU it
 says so and shows N as a CPU build sizes it (a quarter of the free RAM). N is the most for
-n_ctx-long sequences; shorter questions get more. Not handled: transformers, API and custom
-models (listed as not sized), several GPUs.
+n_ctx-long sequences; shorter questions get more.
+
+Transformers models (tools/backends/hf_fit.py, the function the backend sizes its batches with):
+weights from config.json and the weights' index, in fp16 on a GPU (fp32 on a CPU) or at their
+`quant` (--quant lists others, one row each: fp16, int8, int4, nf4); the KV cache of one
+sequence from the config; N from the free memory left beside the weights, each sequence counted
+at n_ctx tokens with its prompt's forward pass. The whole model goes on the GPU or nothing.
+A model not downloaded is sized from its published config (hf_fit.PUBLISHED), "(published)".
+Not handled: API and custom models (listed as not sized), several GPUs.
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ import sys
 from pathlib import Path
 
 import arguments
-from backends import gpu_fit
+from backends import gpu_fit, hf_fit
 from registry import RegistryError, load_registry
 
 GIB = 1 << 30
@@ -55,8 +62,10 @@ def parse_size(text: str) -> int:
 _read: dict[Path, gpu_fit.ModelShape] = {}  # one read per file (gguf's reader takes seconds)
 
 
-def model_shape(spec) -> tuple[gpu_fit.ModelShape | None, str]:
+def model_shape(spec) -> tuple[gpu_fit.ModelShape | hf_fit.HFShape | None, str]:
     """The model's sizes and where they came from, or (None, why not)."""
+    if spec.backend == "transformers":
+        return hf_shape(spec)
     if spec.backend != "llama.cpp":
         return None, f"{spec.backend} backend, not sized here"
     if spec.path is not None and spec.path.is_file():
@@ -67,6 +76,29 @@ def model_shape(spec) -> tuple[gpu_fit.ModelShape | None, str]:
     if published:
         return gpu_fit.ModelShape.from_published(spec.name, **published), "published"
     return None, "weights not on disk (make download / make quantize)"
+
+
+def hf_shape(spec) -> tuple[hf_fit.HFShape | None, str]:
+    try:
+        if spec.path is not None and (spec.path / "config.json").is_file():
+            return hf_fit.HFShape.from_folder(spec.path, spec.name), "config"
+        if spec.hf_repo in hf_fit.PUBLISHED:
+            return hf_fit.HFShape.from_config(hf_fit.PUBLISHED[spec.hf_repo], spec.name), "published"
+    except hf_fit.ShapeError as err:
+        return None, str(err)
+    return None, "weights not on disk (make download)"
+
+
+def hf_row(spec, shape: hf_fit.HFShape, quant: str | None, free: int | None, ram: int) -> dict:
+    """N for a transformers model on a GPU with `free` bytes free, or on the CPU (fp32)."""
+    if free is None:
+        n = spec.parallel or max(1, min(hf_fit.MAX_PARALLEL, ram // 4 // shape.seq_bytes(spec.n_ctx, 0, 4)))
+        return {"layers": "CPU", "n": n, "note": ""}
+    n = hf_fit.fit_n(shape, free, spec.n_ctx, quant=quant)
+    note = "" if n else f"{spec.name}: {hf_fit.advice(shape, free, spec.n_ctx, quant=quant)}"
+    if n and spec.parallel:
+        n = spec.parallel
+    return {"layers": "all" if n else "", "n": n, "note": note}
 
 
 def plan_row(spec, shape, free: int | None, ram: int) -> dict:
@@ -88,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--free", help="pretend the GPU has this much free memory, e.g. 12GiB")
     parser.add_argument("--cards", help="one column per card size in GB, e.g. 8,12,16,24")
+    parser.add_argument("--quant", help="transformers models: one row per quant, e.g. fp16,int8,int4 "
+                                        "(default: each model's own)")
     args = parser.parse_args(argv)
     try:
         registry = load_registry(args.models_toml)
@@ -96,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = [(registry.get(n), n in judges) for n in names]
         cards = _cards(args.cards) if args.cards else None
         free_given = parse_size(args.free) if args.free else None
+        quants = _quants(args.quant) if args.quant else None
     except (RegistryError, PlanError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -124,6 +159,22 @@ def main(argv: list[str] | None = None) -> int:
         if shape is None:
             rows.append([label, source, "", *[""] * len(columns)])
             continue
+        if isinstance(shape, hf_fit.HFShape):
+            for quant in quants or [spec.quant]:
+                quant = None if quant == "fp16" else quant
+                gpu_free = [free for _, free in columns if free is not None]
+                dtype = 2 if gpu_free else 4  # what the backend loads: fp16 on a GPU, fp32 on a CPU
+                weights = f"{shape.weight_bytes(dtype, quant) / GIB:.2f} GiB {quant or ('fp16' if gpu_free else 'fp32')}"
+                weights += " (published)" if source == "published" else ""
+                kv = f"{shape.kv_bytes_per_token(dtype) * spec.n_ctx / (1 << 20):.0f} MiB ({spec.n_ctx})"
+                cells = []
+                for _, free in columns:
+                    row = hf_row(spec, shape, quant, free, ram)
+                    cells.append(f"{row['layers']}, N={row['n']}" if row["n"] else "does not fit")
+                    if row["note"] and not cards:
+                        notes.append(row["note"])
+                rows.append([label + (f" ({quant or 'fp16'})" if quants else ""), weights, kv, *cells])
+            continue
         weights = f"{shape.file_bytes / GIB:.2f} GiB" + (" (published)" if source == "published" else "")
         kv = f"{shape.kv_bytes_per_token() * spec.n_ctx / (1 << 20):.0f} MiB ({spec.n_ctx})"
         cells = []
@@ -137,6 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(f"note: {note}")
     return 0
+
+
+def _quants(text: str) -> list[str]:
+    quants = [q.strip() for q in text.split(",") if q.strip()]
+    known = ("fp16", *hf_fit.QUANT_BITS)
+    if not quants or any(q not in known for q in quants):
+        raise PlanError(f"--quant wants some of {', '.join(known)}, got {text!r}")
+    return quants
 
 
 def _cards(text: str) -> list[tuple[int, int]]:

@@ -21,10 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BACKENDS = ("llama.cpp", "transformers", "openai", "custom")
-# What llama.cpp can quantize to (llama_cpp.LLAMA_FTYPE_MOSTLY_*), and "nf4" for 4-bit transformers.
+# What llama.cpp can quantize to (llama_cpp.LLAMA_FTYPE_MOSTLY_*).
 GGUF_QUANTS = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S",
                "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS", "F16", "BF16")
 DEFAULT_QUANT = "Q4_K_M"
+# The transformers backend's quants: bitsandbytes 4-bit NF4 and 8-bit LLM.int8 (current transformers),
+# or the model's own quantize(bits) where its code has one (ChatGLM-6B: int8, int4). GPU only.
+HF_QUANTS = ("nf4", "int8", "int4")
 OPENAI_URL = "https://api.openai.com/v1"
 # Where "the OpenAI API" is when a model's table gives no base_url: the openai package's variable,
 # then alpaca_eval's, then OpenAI itself (a relay or proxy where the API is not reachable).
@@ -37,7 +40,7 @@ MODEL_KEYS: dict[str, tuple[tuple[type, ...], object, str]] = {
     "gguf_repo": ((str,), None, "a Hugging Face repo id, 'org/name', holding GGUF files"),
     "gguf_file": ((str,), None, "a .gguf file name in gguf_repo (the first shard of a split one)"),
     "revision": ((str,), None, "a pinned commit hash, 40 hex digits (the repo's 'History' on the Hub)"),
-    "quant": ((str,), None, "one of " + ", ".join(GGUF_QUANTS) + " (llama.cpp) or 'nf4' (transformers, 4-bit)"),
+    "quant": ((str,), None, "one of " + ", ".join(GGUF_QUANTS) + " (llama.cpp), or nf4, int8, int4 (transformers)"),
     "trust_remote_code": ((bool,), False, "true or false (run the repo's own Python code; only for repos you trust)"),
     "model_chat": ((bool,), False, "true or false (answer with the model's own chat() method, e.g. ChatGLM)"),
     "requirements": ((str,), None, "a pinned requirements file: the transformers backend runs in its own models/NAME/.venv"),
@@ -233,7 +236,7 @@ def _check_value(where: str, key: str, value: object) -> None:
     elif ok and key == "gguf_file":
         ok = value.endswith(".gguf")
     elif ok and key == "quant":
-        ok = value in GGUF_QUANTS or value == "nf4"
+        ok = value in GGUF_QUANTS or value in HF_QUANTS
     elif ok and key == "base_url":
         ok = value.startswith(("http://", "https://"))
     elif ok and key == "api_key_env":
@@ -328,8 +331,9 @@ def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
     path, values["hf_dir"] = _weights_location(source, name, where, table, values)
     del values["path"]
     backend = values["backend"]
-    if values["quant"] == "nf4" and backend != "transformers":
-        raise RegistryError(f"{where}: quant 'nf4' (bitsandbytes 4-bit) is for backend = \"transformers\"")
+    if values["quant"] in HF_QUANTS and backend != "transformers":
+        raise RegistryError(f"{where}: quant '{values['quant']}' is for backend = \"transformers\" "
+                            f"(llama.cpp takes one of {', '.join(GGUF_QUANTS)})")
     if backend == "openai" and not values["api_model"]:
         raise RegistryError(f"{where}: backend 'openai' needs 'api_model' ({MODEL_KEYS['api_model'][2]})")
     if backend == "openai" and "base_url" not in table:

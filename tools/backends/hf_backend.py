@@ -1,21 +1,35 @@
 """transformers backend: for models llama.cpp cannot run (ChatGLM-6B), or as a fallback.
 
 Loads a Hugging Face folder (a local `path`, or `hf_repo` from the cache; a GGUF file works too,
-transformers dequantizes it) in bf16 (fp16 where the GPU has no bf16) on a GPU, 4-bit NF4 with
-bitsandbytes when `quant = "nf4"` (GPU only; bitsandbytes is not installed by default), and fp32 on
-the CPU. Each question is formatted with the tokenizer's chat template (or `chat_template`),
-tokenized by chat_tokens.py (the template's markup as control tokens, the question as plain text),
-and decoded alone with `generate`; the output is the new tokens only. With `model_chat = true` the
-model's own chat() method answers instead (ChatGLM-6B brings one). A repo's own Python code runs
-only with `trust_remote_code = true`.
+transformers dequantizes it) in bf16 (fp16 where the GPU has no bf16, or the model was saved in
+fp16) on a GPU and fp32 on the CPU; `quant` = nf4 / int8 / int4 quantizes it on a GPU
+(hf_quant.py: bitsandbytes, or the model's own quantize(bits) for ChatGLM-6B). A repo's own Python
+code runs only with `trust_remote_code = true`.
+
+Questions are answered `parallel` at a time in one `generate` call (0: as many as the free memory
+holds beside the weights, hf_fit.py; a CPU: a quarter of the free RAM; at most 32), longest prompt
+first, left-padded with the attention mask (hf_batch.py); each batch's answers are handed back as
+soon as it is done. A batch that runs out of memory is halved, down to one question, said once.
+Greedy answers equal each question's alone (the tests check it in fp32 on the CPU): the
+repetition penalty ignores the padding, and the output is the new tokens only, cut at the end
+token and at `stop` strings. Each question is formatted with the tokenizer's chat template (or
+`chat_template`), earlier turns ("history") included, and tokenized by chat_tokens.py (the
+template's markup as control tokens, the messages as plain text); questions whose own
+"generation" settings (temperature, max_tokens, top_p) differ go in separate batches. With
+`model_chat = true` ChatGLM-6B's prompts are built and tokenized as its chat() does (its own
+behaviour: content not escaped) and batched through generate with its tokenizer's own left
+padding (equal to chat()'s answers); another model's chat() answers one question at a
+time. Sampled answers depend on which questions share a batch (parallel = 1 for one at a time).
 
 Remote code written for an older transformers often breaks under a new one. A model that declares
 `requirements` (a pinned requirements file) therefore runs in its own virtual environment,
 models/NAME/.venv (made by `make download`): this file is started there as a worker process
 (`--worker`) that reads the settings and questions as JSON lines on stdin and writes one JSON line
-per answer on stdout. Without it, remote code that fails to load says which transformers it was
-written for instead of answering with garbage.
-Not handled: batching several questions in one generate call, multi-GPU sharding.
+per answer on stdout, batching the same way. Without it, remote code that fails to load says
+which transformers it was written for instead of answering with garbage.
+Not handled: multi-GPU sharding; dropping a finished row from a running batch (generate keeps it
+until the batch's last answer ends); stop strings mark a row done only with transformers 4.39+
+(older ones cut the text after generating).
 """
 from __future__ import annotations
 
@@ -30,12 +44,13 @@ from types import SimpleNamespace
 if __package__ in (None, ""):  # started as a worker script: make `backends` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends import chat_messages, user_message  # noqa: E402
+from backends import GENERATION_KEYS, chat_messages, generation, hf_batch, hf_fit, hf_quant  # noqa: E402
 
+DEFAULT_PARALLEL = 8  # automatic N without a config.json to size from (a GGUF file)
 # What the worker needs of a ModelSpec (paths as strings on the wire).
 SPEC_FIELDS = ("name", "path", "max_tokens", "temperature", "top_p", "seed", "stop", "n_ctx",
                "chat_template", "system_prompt", "quant", "trust_remote_code", "model_chat", "requirements",
-               "repetition_penalty", "top_k", "min_p")
+               "repetition_penalty", "top_k", "min_p", "parallel")
 
 
 class TransformersBackend:
@@ -55,7 +70,7 @@ class TransformersBackend:
 
 
 class LocalModel:
-    def __init__(self, spec):
+    def __init__(self, spec, ignore_eos: bool = False):
         import torch
         import transformers
 
@@ -63,7 +78,7 @@ class LocalModel:
         if not path.exists():
             raise FileNotFoundError(f"weights not found at {path}; run: make download MODELS={spec.name} "
                                     "(Hub weights) or fix 'path' in models.toml")
-        self.spec, self.torch = spec, torch
+        self.spec, self.torch, self.ignore_eos = spec, torch, ignore_eos
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         kwargs = {"trust_remote_code": bool(spec.trust_remote_code)}
         if path.is_file():  # a GGUF file: transformers dequantizes it
@@ -74,16 +89,14 @@ class LocalModel:
         # has it; CPU: fp32.
         dtype = torch.float32
         if self.device == "cuda":
-            saved = config_value(folder, "dtype") or config_value(folder, "torch_dtype")
+            saved = hf_quant.config_value(folder, "dtype") or hf_quant.config_value(folder, "torch_dtype")
             use_fp16 = saved == "float16" or not torch.cuda.is_bf16_supported()
             dtype = torch.float16 if use_fp16 else torch.bfloat16
         # transformers 5 calls it `dtype`; the 4.x of old remote code `torch_dtype`.
         major = int(transformers.__version__.split(".")[0])
         model_kwargs = {("dtype" if major >= 5 else "torch_dtype"): dtype, **kwargs}
-        if spec.quant == "nf4":
-            model_kwargs["quantization_config"] = nf4_config(transformers, dtype, self.device)
-            model_kwargs["device_map"] = {"": 0}
-        warn_old_remote_code(spec, folder, transformers.__version__)
+        own_bits = hf_quant.plan(spec, folder, transformers, self.device, model_kwargs)
+        hf_quant.warn_old_remote_code(spec, folder, transformers.__version__)
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **kwargs)
             auto = transformers.AutoModel if spec.model_chat else transformers.AutoModelForCausalLM
@@ -96,7 +109,11 @@ class LocalModel:
                 raise RuntimeError(f"the repo's own code failed to load under transformers "
                                    f"{transformers.__version__} ({type(err).__name__}: {one_line(err)}); {fix}") from None
             raise
-        if spec.quant != "nf4":
+        if own_bits:  # the model's own documented way: .half().quantize(bits).cuda()
+            self.model = self.model.half().quantize(own_bits).cuda()
+        elif self.device == "cpu" and self.model.dtype != torch.float32:  # ChatGLM-6B's code makes fp16
+            self.model = self.model.float()  # layers whatever dtype is asked (its README: .float() on a CPU)
+        elif "quantization_config" not in model_kwargs:
             self.model = self.model.to(self.device)
         self.model.eval()
         if spec.model_chat and not callable(getattr(self.model, "chat", None)):
@@ -105,66 +122,183 @@ class LocalModel:
             self.tokenizer.chat_template = spec.chat_template
         if not spec.model_chat and not getattr(self.tokenizer, "chat_template", None):
             raise ValueError("the tokenizer has no chat template; set chat_template in models.toml")
+        self.chatglm = bool(spec.model_chat) and hf_batch.is_chatglm_v1(self.model, self.tokenizer)
+        self.batched = not spec.model_chat or self.chatglm  # another model's chat(): one at a time
+        self.eos = hf_batch.eos_ids(self.model, self.tokenizer)
+        pad = self.tokenizer.pad_token_id
+        self.pad = pad if pad is not None else min(self.eos, default=0)
+        try:
+            self.shape = hf_fit.HFShape.from_folder(Path(folder), spec.name)
+        except (hf_fit.ShapeError, OSError, ValueError):
+            self.shape = None  # a GGUF, an unknown family: DEFAULT_PARALLEL when automatic
+        self.cap = None  # the most questions per batch after a memory failure
+        self.chat = None  # chat_tokens' tokenizer, made on first use
 
     def answer(self, questions: list[dict]):
+        """(index, result) per question, a batch's results as soon as that batch is done."""
+        prompts = []
         for index, question in enumerate(questions):
-            yield index, self._answer_one(question)
+            try:
+                text, ids = self._prompt(question)
+            except Exception as err:  # a template that fails on one question fails that question
+                yield index, {"error": f"{type(err).__name__}: {one_line(err)}"}
+                continue
+            if len(ids) >= self.spec.n_ctx:
+                yield index, {"error": f"prompt is {len(ids)} tokens, more than n_ctx={self.spec.n_ctx}"}
+                continue
+            prompts.append((index, text, ids))
+        if not self.batched:
+            for index, _, _ in prompts:
+                yield index, self._answer_with_chat(questions[index])
+            return
+        groups: dict[tuple, list] = {}  # questions of equal generation settings share batches
+        for prompt in prompts:
+            gen = generation(self.spec, questions[prompt[0]])
+            groups.setdefault(tuple(gen[k] for k in GENERATION_KEYS), []).append(prompt)
+        for values, group in groups.items():
+            yield from self._batches(group, dict(zip(GENERATION_KEYS, values)))
 
-    def _answer_one(self, question: dict) -> dict:
+    def _batches(self, prompts: list, gen: dict):
+        # Longest first: a batch too big for the memory fails at the start, and neighbours of
+        # similar length waste little padding.
+        prompts.sort(key=lambda p: len(p[2]), reverse=True)
+        pos = 0
+        while pos < len(prompts):
+            batch = prompts[pos:pos + self._batch_size(prompts[pos:], gen)]
+            started = time.perf_counter()
+            try:
+                results = self._run(batch, gen)
+            except Exception as err:
+                if hf_batch.is_memory_error(err) and len(batch) > 1:
+                    del err  # its traceback holds the failed batch's tensors
+                    if self.device == "cuda":
+                        self.torch.cuda.empty_cache()
+                    self._halve(len(batch))
+                    continue
+                results = self._alone(batch, gen, err)
+            seconds = time.perf_counter() - started
+            for (index, _, _), result in zip(batch, results):
+                yield index, result if "error" in result else {**result, "seconds": seconds}
+            pos += len(batch)
+
+    def _prompt(self, question: dict) -> tuple[str | None, list[int]]:
+        """(text, token ids) of the question as the model sees it (the text for ChatGLM-6B)."""
+        messages = chat_messages(question, self.spec.system_prompt)
+        if self.chatglm:
+            text = hf_batch.chatglm_prompt(messages)
+            return text, list(self.tokenizer(text)["input_ids"])
+        if self.spec.model_chat:  # another model's chat() builds its own prompt
+            return None, []
+        if self.chat is None:  # the messages as plain text, only the template's markup as control tokens
+            from chat_tokens import for_hf
+            self.chat = for_hf(self.tokenizer)
+        return None, list(self.chat.ids(messages))
+
+    def _batch_size(self, rest: list, gen: dict) -> int:
+        """N for the next batch: models.toml's parallel, else what the memory holds for the
+        longest of them; never over self.cap (after a memory failure)."""
+        n = self.spec.parallel or self._auto_n(len(rest[0][2]), gen["max_tokens"])
+        return max(1, min(n, self.cap or n, len(rest)))
+
+    def _auto_n(self, prompt_len: int, max_tokens: int) -> int:
+        if self.shape is None:
+            return DEFAULT_PARALLEL
+        if self.device == "cuda":
+            free = self.torch.cuda.mem_get_info()[0] - hf_fit.RESERVE
+        else:  # a CPU: a quarter of the available RAM, as the llama.cpp backend on a CPU build
+            free = hf_fit.mem_available() // 4
+        per_seq = self.shape.seq_bytes(prompt_len, max_tokens, self.model.dtype.itemsize)
+        return max(1, min(hf_fit.MAX_PARALLEL, free // max(per_seq, 1)))
+
+    def _halve(self, size: int) -> None:
+        if self.cap is None:
+            print(f"note: model '{self.spec.name}': {size} questions in one generate ran out of memory; "
+                  "halving the batch (down to one) for the rest of this run", file=sys.stderr)
+        self.cap = max(1, size // 2)
+
+    def _alone(self, batch: list, gen: dict, err: Exception) -> list[dict]:
+        """A batch that failed (not for memory): each question alone, so a bad one fails by itself."""
+        if len(batch) == 1:
+            return [{"error": f"{type(err).__name__}: {one_line(err)}"}]
+        results = []
+        for item in batch:
+            try:
+                results.extend(self._run([item], gen))
+            except Exception as one:
+                results.append({"error": f"{type(one).__name__}: {one_line(one)}"})
+        return results
+
+    def _run(self, batch: list, gen: dict) -> list[dict]:
+        """One generate call for the batch, with its generation settings."""
+        spec, torch, tok = self.spec, self.torch, self.tokenizer
+        rows = [ids for _, _, ids in batch]
+        budget = hf_batch.kv_budget()
+        if budget is not None and self.shape is not None:
+            need = (len(rows) * self.shape.kv_bytes_per_token(self.model.dtype.itemsize)
+                    * (max(map(len, rows)) + gen["max_tokens"]))
+            if need > budget:
+                raise hf_batch.BudgetExceeded(f"{need} bytes of KV cache, over LLMEVAL_KV_BUDGET={budget}")
+        torch.manual_seed(spec.seed)
+        if self.chatglm:  # its tokenizer pads on the left and adds its 2D position ids and mask
+            inputs = tok([text for _, text, _ in batch], padding=True, return_tensors="pt").to(self.model.device)
+        else:
+            inputs, _ = hf_batch.left_pad(rows, self.pad, self.model.device)
+        width = inputs["input_ids"].shape[1]
+        kwargs = self._sampling(gen)
+        processors = []
+        if kwargs.pop("repetition_penalty", None):
+            processors.append(hf_batch.repetition_penalty(spec.repetition_penalty, [width - len(r) for r in rows]))
+        if self.chatglm:  # chat()'s own guard against NaN / inf scores, and chat()'s max_length
+            processors.append(sys.modules[type(self.model).__module__].InvalidScoreLogitsProcessor())
+            kwargs["max_length"] = spec.n_ctx
+        elif spec.stop and supports_stop_strings():
+            kwargs.update(stop_strings=spec.stop, tokenizer=tok)
+        if self.ignore_eos:  # benchmarks: every answer makes max_tokens
+            kwargs["min_new_tokens"] = gen["max_tokens"]
+        if processors:
+            from transformers import LogitsProcessorList
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
+        with torch.no_grad():
+            out = self.model.generate(**inputs, max_new_tokens=gen["max_tokens"], pad_token_id=self.pad, **kwargs)
+        results = []
+        for row in out.tolist():
+            new = hf_batch.cut(row, width, self.eos, self.pad)
+            if self.chatglm:
+                text = self.model.process_response(tok.decode(new))
+            else:
+                text = tok.decode(new, skip_special_tokens=True)
+            results.append({"output": hf_batch.cut_at_stops(text, spec.stop).strip(), "tokens": len(new)})
+        return results
+
+    def _answer_with_chat(self, question: dict) -> dict:
+        """A model's own chat() (not ChatGLM-6B's format): one question per call."""
         started = time.perf_counter()
         self.torch.manual_seed(self.spec.seed)
+        query, history = hf_batch.chat_turns(chat_messages(question, self.spec.system_prompt))
+        gen = generation(self.spec, question)
         try:
             with self.torch.no_grad():
-                text, tokens = self._chat(question) if self.spec.model_chat else self._generate(question)
+                response, _ = self.model.chat(self.tokenizer, query, history=history, max_length=self.spec.n_ctx,
+                                              max_new_tokens=gen["max_tokens"], **self._sampling(gen))
         except Exception as err:  # one question's failure is recorded, the run goes on
             return {"error": f"{type(err).__name__}: {one_line(err)}"}
-        if isinstance(text, dict):  # an error found before generating
-            return text
-        return {"output": text.strip(), "tokens": tokens, "seconds": time.perf_counter() - started}
+        response = hf_batch.cut_at_stops(response, self.spec.stop)
+        return {"output": response.strip(), "tokens": len(self.tokenizer.encode(response, add_special_tokens=False)),
+                "seconds": time.perf_counter() - started}
 
-    def _sampling(self) -> dict:
-        """generate()'s arguments: repetition_penalty applies greedy or sampled; top_k and min_p
-        only when sampling, and only when models.toml sets them (else generate's own defaults;
-        min_p needs transformers 4.39+)."""
+    def _sampling(self, gen: dict) -> dict:
+        """generate()'s arguments: the question's temperature and top_p (`gen`); repetition_penalty
+        applies greedy or sampled; top_k and min_p only when sampling, and only when models.toml
+        sets them (else generate's own defaults; min_p needs transformers 4.39+)."""
         spec = self.spec
-        sample = spec.temperature > 0
+        sample = gen["temperature"] > 0
         kwargs = {"do_sample": sample}
         if sample:
-            kwargs.update(temperature=spec.temperature, top_p=spec.top_p)
+            kwargs.update(temperature=gen["temperature"], top_p=gen["top_p"])
             kwargs.update({k: getattr(spec, k) for k in ("top_k", "min_p") if getattr(spec, k, None) is not None})
         if getattr(spec, "repetition_penalty", 1.0) != 1.0:
             kwargs["repetition_penalty"] = spec.repetition_penalty
         return kwargs
-
-    def _generate(self, question: dict):
-        spec, tok = self.spec, self.tokenizer
-        if getattr(self, "chat", None) is None:  # the question as plain text, only the template's markup as control tokens
-            from chat_tokens import for_hf
-            self.chat = for_hf(tok)
-        prompt = self.torch.tensor([self.chat.ids(chat_messages(question, spec.system_prompt))], device=self.model.device)
-        ids = {"input_ids": prompt, "attention_mask": self.torch.ones_like(prompt)}
-        prompt_len = ids["input_ids"].shape[1]
-        if prompt_len >= spec.n_ctx:
-            return {"error": f"prompt is {prompt_len} tokens, more than n_ctx={spec.n_ctx}"}, 0
-        out = self.model.generate(
-            **ids, max_new_tokens=spec.max_tokens, **self._sampling(),
-            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-            stop_strings=spec.stop or None, tokenizer=tok,
-        )
-        new_tokens = out[0][prompt_len:]
-        return tok.decode(new_tokens, skip_special_tokens=True), int(new_tokens.shape[0])
-
-    def _chat(self, question: dict):
-        """The model's own chat() (ChatGLM-6B: chat(tokenizer, query, history, max_length, ...))."""
-        spec = self.spec
-        query = user_message(question)
-        if spec.system_prompt:  # chat() has no system turn: the system prompt goes first
-            query = f"{spec.system_prompt}\n\n{query}"
-        response, _history = self.model.chat(self.tokenizer, query, history=[], max_length=spec.n_ctx,
-                                             max_new_tokens=spec.max_tokens, **self._sampling())
-        for stop in spec.stop:
-            response = response.split(stop)[0]
-        return response, len(self.tokenizer.encode(response, add_special_tokens=False))
 
     def close(self) -> None:
         del self.model
@@ -172,35 +306,12 @@ class LocalModel:
             self.torch.cuda.empty_cache()
 
 
-def nf4_config(transformers, dtype, device: str):
-    if device != "cuda":
-        raise RuntimeError("quant = \"nf4\" (bitsandbytes 4-bit) needs an NVIDIA GPU; remove it to run in fp32 on the CPU")
-    try:
-        import bitsandbytes  # noqa: F401  (only checks that it is there)
-    except ImportError:
-        raise RuntimeError("quant = \"nf4\" needs bitsandbytes, which is not installed by default: "
-                           ".venv/bin/pip install bitsandbytes==0.50.2") from None
-    return transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                           bnb_4bit_compute_dtype=dtype)
+def supports_stop_strings() -> bool:
+    """generate(stop_strings=...) marks each row done at its stop string (transformers 4.39+)."""
+    import re
 
-
-def config_value(folder: str, key: str):
-    try:
-        return json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get(key)
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def warn_old_remote_code(spec, folder: str, installed: str) -> None:
-    """Remote code saved with transformers 4 that runs under 5: say so before it answers."""
-    if not spec.trust_remote_code:
-        return
-    saved = config_value(folder, "transformers_version") or ""
-    major = lambda version: int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0  # noqa: E731
-    if saved and major(saved) < major(installed):
-        print(f"warning: model '{spec.name}': its code was written for transformers {saved}, this is "
-              f"{installed}; if it fails or its answers look wrong, give it `requirements` (see envs/)",
-              file=sys.stderr)
+    import transformers
+    return tuple(int(x) for x in re.findall(r"\d+", transformers.__version__)[:2]) >= (4, 39)
 
 
 def one_line(err: Exception) -> str:
