@@ -29,7 +29,7 @@ $(error QUESTIONS="$(QUESTIONS)" OUT="$(OUT)" MODELS_TOML="$(MODELS_TOML)": each
 endif
 
 PY := $(VENV)/bin/python
-TOOLS := $(wildcard tools/*.py tools/backends/*.py tools/judges/*.py)
+TOOLS := $(wildcard tools/*.py tools/backends/*.py tools/judges/*.py tools/board/*.py)
 # Defaults for MODELS / REFERENCE / JUDGE come from [defaults] in models.toml, read once with the
 # system python3 (3.11+ for tomllib; registry.py needs only the standard library, and .venv may not
 # exist yet): "M:a M:b R:ref J:judge", or "ERROR why" when models.toml is missing or broken. A
@@ -110,10 +110,10 @@ $(OUT)/reference.json: $(if $(REFERENCE_),$(OUT)/$(REFERENCE_).json,need-referen
 	$(PY) tools/reference.py $< --out $@
 
 board: check-judge $(OUT)/board.csv ## judge every model against REFERENCE -> OUT/board.csv, and print it
-	@$(PY) tools/board.py --show $(OUT)/board.csv
+	@$(PY) tools/board --show $(OUT)/board.csv
 
 check-judge: need-judge setup
-	@$(PY) tools/board.py --check-judge --judge $(JUDGE_) --models-toml $(MODELS_TOML)
+	@$(PY) tools/board --check-judge --judge $(JUDGE_) --models-toml $(MODELS_TOML)
 
 judge-check: check-judge | models judge-weights ## judge pairs with a plainly right answer in both orders: accuracy, consistency
 	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT) $(if $(PAIRS),--pairs $(PAIRS))
@@ -121,7 +121,7 @@ judge-check: check-judge | models judge-weights ## judge pairs with a plainly ri
 # A new judge-check is quoted by the board: it remakes the views, with every verdict from the cache.
 $(OUT)/board.csv: $(OUT)/output.json $(OUT)/reference.json $(OUT)/stamps/judge.txt $(TOOLS) \
   $(wildcard $(OUT)/judge/checks/*.json) | judge-weights
-	$(PY) tools/board.py --models-toml $(MODELS_TOML) --outputs $(OUT)/output.json \
+	$(PY) tools/board --models-toml $(MODELS_TOML) --outputs $(OUT)/output.json \
 	  --reference $(OUT)/reference.json --judge $(JUDGE_) --questions $(QUESTIONS) --out $(OUT) \
 	  $(if $(VERSUS),--versus $(VERSUS))
 

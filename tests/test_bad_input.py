@@ -137,7 +137,7 @@ def command(d: Path, line: str) -> list[str]:
         extra = [f"QUESTIONS={words[1]}"] if len(words) > 1 else [f"QUESTIONS={d}/q.txt"]
         return ["make", "--no-print-directory", "-C", str(ROOT), *words[0].split(), *extra,
                 f"OUT={d}/out", f"MODELS_TOML={d}/models.toml"]
-    script = {"infer": "infer.py", "registry": "registry.py", "board": "board.py",
+    script = {"infer": "infer.py", "registry": "registry.py", "board": "board",
               "judge-check": "judge_check.py"}[tool]
     argv = [PY, str(ROOT / "tools" / script), *args.split()]
     if tool == "infer":

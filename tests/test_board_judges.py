@@ -1,4 +1,4 @@
-"""tools/board.py with several judges and VERSUS=all (tools/board_judges.py), with real judges:
+"""tools/board with several judges and VERSUS=all (tools/board/ensemble.py), with real judges:
 the embedded SmolLM2 under two names with different weights files (two judge identities, so two
 caches, that must agree with each other). No inference: the answers are written here, the
 judging is real. (Disagreeing judges: tests/test_board_compare.py.)"""
@@ -121,7 +121,7 @@ def test_make_passes_versus_judges_and_pairs(tmp_path):
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout.replace("\\\n", " ")
 
     board = dry_run("board", "MODELS=a b", "REFERENCE=r", "JUDGE=a b", "VERSUS=all")
-    line = next(line for line in board.splitlines() if "tools/board.py --models-toml" in line)
+    line = next(line for line in board.splitlines() if "tools/board --models-toml" in line)
     assert "--judge a b " in line and line.split()[-2:] == ["--versus", "all"]
     assert "stamp-value judge a b versus=all" in board  # VERSUS changes the board's stamp: it is remade
     check = dry_run("judge-check", "JUDGE=a b", "PAIRS=my_pairs.jsonl")

@@ -147,7 +147,7 @@ def test_killed_run_resumes_without_losing_verdicts(tmp_path):
     (tmp_path / "output.json").write_text(json.dumps(outputs), encoding="utf-8")
     (tmp_path / "reference.json").write_text(json.dumps(reference), encoding="utf-8")
     out = tmp_path / "out"
-    cmd = [sys.executable, str(ROOT / "tools" / "board.py"), "--models-toml", str(tmp_path / "models.toml"),
+    cmd = [sys.executable, str(ROOT / "tools" / "board"), "--models-toml", str(tmp_path / "models.toml"),
            "--outputs", str(tmp_path / "output.json"), "--reference", str(tmp_path / "reference.json"),
            "--judge", "judge", "--out", str(out)]
     cache = out / "judge" / "verdicts.jsonl"
@@ -290,7 +290,7 @@ def test_disk_full_during_the_board_is_reported_as_such_and_keeps_verdicts(tmp_p
                     f.write(b"\0" * 4096)
             except OSError:
                 pass
-        run = subprocess.run([sys.executable, str(ROOT / "tools" / "board.py"), "--models-toml", str(tmp_path / "models.toml"),
+        run = subprocess.run([sys.executable, str(ROOT / "tools" / "board"), "--models-toml", str(tmp_path / "models.toml"),
                               "--outputs", str(tmp_path / "output.json"), "--reference", str(tmp_path / "reference.json"),
                               "--judge", "judge", "--out", str(out)], capture_output=True, text=True, timeout=600)
         assert run.returncode == 1

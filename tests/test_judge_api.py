@@ -83,7 +83,7 @@ def test_a_refused_key_stops_judge_check_and_board_without_leaking_it(tmp_path):
         toml = str(tmp_path / "models.toml")
         check = run_tool("judge_check.py", ["--judge", "api", "--models-toml", toml, "--out", str(out),
                                             "--pairs", str(pairs)], env)
-        board = run_tool("board.py", ["--judge", "api", "--models-toml", toml, "--out", str(out), "--outputs",
+        board = run_tool("board", ["--judge", "api", "--models-toml", toml, "--out", str(out), "--outputs",
                                       str(tmp_path / "output.json"), "--reference", str(tmp_path / "reference.json")], env)
     for run in (check, board):
         assert run.returncode == 1

@@ -123,7 +123,7 @@ def test_second_run_does_no_inference_and_no_judging(run):
     tmp_path, _ = run
     again = make(tmp_path, "board")
     assert again.returncode == 0, again.stderr
-    assert "tools/infer.py" not in again.stdout and "tools/board.py --models-toml" not in again.stdout
+    assert "tools/infer.py" not in again.stdout and "tools/board --models-toml" not in again.stdout
     assert "sampled" in again.stdout  # the board is printed again
 
 

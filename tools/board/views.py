@@ -1,18 +1,18 @@
 """The board's four views, each written atomically (a temporary file, then a rename):
 
-- board.csv   one row per model, alpaca_eval's columns then ours (board_stats.BOARD_COLUMNS);
+- board.csv   one row per model, alpaca_eval's columns then ours (stats.BOARD_COLUMNS);
 - board.md    the same table in Markdown, with the judge, the reference and the warnings;
 - board.png   win rates with their 95% bootstrap intervals as whiskers, and the LC win rate;
 - board.html  one static page (no script, no network): the warnings, the table, the chart, and
               per question every model's answer beside the reference's with both verdicts.
               All model text is HTML-escaped.
 
-With `compare` (tools/board_compare.py) board.md and board.html also show the model-vs-model
+With `compare` (tools/board/compare.py) board.md and board.html also show the model-vs-model
 matrix (difference of win rates, its 95% interval, % of resamples where the row model is ahead),
 the Bradley-Terry strengths and, with several judges, their agreement; board_versus.csv and
 board_bradley_terry.csv hold the same numbers.
 
-`table_text` is the plain-text table `board.py --show` prints. Not handled: pagination or
+`table_text` is the plain-text table `tools/board --show` prints. Not handled: pagination or
 search in the page (a large question set gives a long page), charts other than the one.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from board_stats import BOARD_COLUMNS
+from board.stats import BOARD_COLUMNS
 from records import write_atomic
 
 
@@ -353,7 +353,7 @@ def render_html(board: pd.DataFrame, about: dict, warnings: list[str], results: 
 def write_all(board: pd.DataFrame, about: dict, warnings: list[str], results: list[dict], out_dir: Path,
               low_consistency: bool, compare: dict | None = None) -> list[Path]:
     """Write board.md, board.png, board.html and the comparison CSVs (board.csv is written last
-    by board.py)."""
+    by tools/board)."""
     png = render_png(board, about, low_consistency)
     paths = [out_dir / "board.md", out_dir / "board.png", out_dir / "board.html"]
     write_markdown(board, about, warnings, paths[0], compare)

@@ -1,13 +1,13 @@
 """Judge every model against the reference, both orders, and write the board's views.
 
-    python tools/board.py --outputs out/output.json --reference out/reference.json --judge smollm2_135m --out out
-    python tools/board.py ... --judge judge_a judge_b judge_c --versus all   # several judges, model vs model
-    python tools/board.py --show out/board.csv      # print an existing board (make board does)
-    python tools/board.py --check-judge --judge chatgpt_fn   # stop early if the judge can't run
+    python tools/board --outputs out/output.json --reference out/reference.json --judge smollm2_135m --out out
+    python tools/board ... --judge judge_a judge_b judge_c --versus all   # several judges, model vs model
+    python tools/board --show out/board.csv      # print an existing board (make board does)
+    python tools/board --check-judge --judge chatgpt_fn   # stop early if the judge can't run
 
 For each model and question the judge sees the model's answer and the reference's twice, once
 in each order (tools/judges/: protocols, cache, resume); the numbers come from
-tools/board_stats.py and the views from tools/board_views.py. It writes, under OUT:
+tools/board/stats.py and the views from tools/board/views.py. It writes, under OUT:
 board.csv (last: it is make's target), board.md, board.png, board.html, board_pairs.json (every
 pair with both verdicts) and manifest.json (models and their file hashes, backends, versions,
 settings, judge, question-set hash, timings; never an API key).
@@ -15,7 +15,7 @@ settings, judge, question-set hash, timings; never an API key).
 When a judge call fails the board is still written, the pair is left out and counted in
 n_failed, and board.csv is dated 1970 so that the next `make board` runs again and retries only
 the failed calls. With several judges each judges every pair (its own cache entries) and the
-board uses their mean preference (tools/board_judges.py); with --versus all the models are also
+board uses their mean preference (tools/board/ensemble.py); with --versus all the models are also
 judged against each other, both orders, for the Bradley-Terry fit. Not handled: several
 reference models.
 """
@@ -32,10 +32,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+# Run as `python tools/board`: its own folder is first on sys.path; the tools are imported from
+# tools/, and the board's modules as the package `board`.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 from records import InputError, question_key, read_json, write_json_atomic as write_json
 from registry import load_registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -147,7 +151,7 @@ def show(board_path: Path) -> int:
     """Print a board.csv as a table, with the judge, the reference and the warnings."""
     import pandas as pd
 
-    from board_views import table_text
+    from board.views import table_text
 
     try:
         board = pd.read_csv(board_path, index_col="model")
@@ -163,7 +167,7 @@ def show(board_path: Path) -> int:
 
 def comparisons(results: list[dict], reference: str, battles: list[dict]) -> dict:
     """Model against model (paired bootstrap) and Bradley-Terry over every battle, for the views."""
-    from board_compare import bradley_terry, reference_battles, versus_table
+    from board.compare import bradley_terry, reference_battles, versus_table
 
     models = [m for m in dict.fromkeys(r["model"] for r in results) if m != reference]
     return {"versus": versus_table(results, models),
@@ -171,7 +175,7 @@ def comparisons(results: list[dict], reference: str, battles: list[dict]) -> dic
 
 
 def judge_about(judge, results: list[dict], check) -> dict:
-    from board_stats import judge_consistency
+    from board.stats import judge_consistency
 
     consistency, n_swapped = judge_consistency(results)
     return {"name": judge.name, "kind": judge.kind, "protocol": judge.protocol, "judge_id": judge.judge_id,
@@ -182,12 +186,12 @@ def judge_about(judge, results: list[dict], check) -> dict:
 def build_board(args, registry, judges: list) -> int:
     import pandas as pd
 
-    from board_judges import ensemble_summary, judge_everything, versus_pairs
-    from board_stats import board_table, by_dataset, judge_consistency, warnings_for, MIN_CONSISTENCY
-    from board_stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
-    from board_compare import BT_RESAMPLES, CI_LABEL, RESAMPLES
-    from board_lc import LC_METHOD
-    from board_views import write_all, write_csv
+    from board.ensemble import ensemble_summary, judge_everything, versus_pairs
+    from board.stats import board_table, by_dataset, judge_consistency, warnings_for, MIN_CONSISTENCY
+    from board.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+    from board.compare import BT_RESAMPLES, CI_LABEL, RESAMPLES
+    from board.lc import LC_METHOD
+    from board.views import write_all, write_csv
     started = time.monotonic()
     outputs, reference = load_answers(args.outputs), load_answers(args.reference)
     if not outputs:

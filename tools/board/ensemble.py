@@ -1,10 +1,10 @@
-"""The board's judging with several judges and model-against-model battles (for tools/board.py).
+"""The board's judging with several judges and model-against-model battles (for tools/board).
 
 - versus_pairs: with VERSUS=all, every two models' answers to the same question, as pairs the
   judge sees in both orders (the first model plays the "model", the second the "reference");
 - judge_everything: each judge judges every pair (against the reference, and the battles) with
   its own verdict cache entries (keyed by its identity, so adding a judge re-judges nothing the
-  others did), and the results are combined by mean preference (board_compare.combine_judges);
+  others did), and the results are combined by mean preference (compare.combine_judges);
 - ensemble_summary: what the board shows about several judges: each one's win rates on its own,
   their agreement, and the warnings (a disagreeing judge, a judge whose judge-check failed).
 
@@ -48,7 +48,7 @@ def versus_pairs(outputs: list[dict], question_ids: dict, models: list[str]):
 
 def judge_everything(judges: list, pairs: list, battles: list, out_dir, progress) -> Judged:
     """Judge the board's pairs and the battles (list of (Pair, opponent)) with every judge."""
-    from board_compare import combine_judges
+    from board.compare import combine_judges
     from judges import judge_pairs
 
     by_judge, stats = {}, {"made": 0, "reused_from_cache": 0, "failed": 0, "errors": [], "seconds": 0.0}
@@ -80,8 +80,8 @@ def ensemble_summary(judged: Judged, judges: list, checks: dict) -> tuple[pd.Dat
                                                                          list[str]]:
     """(each judge's win rate and LC win rate per model, agreement between judges, warnings);
     None, None, [] with one judge. checks: judge name -> its current judge-check (or None)."""
-    from board_compare import disagreeing_judges, judge_agreement
-    from board_stats import board_table
+    from board.compare import disagreeing_judges, judge_agreement
+    from board.stats import board_table
 
     if len(judges) < 2:
         return None, None, []
