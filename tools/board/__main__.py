@@ -154,8 +154,11 @@ def show(board_path: Path) -> int:
     from board.views import table_text
 
     try:
-        board = pd.read_csv(board_path, index_col="model")
         manifest = read_json(board_path.with_name("manifest.json"))
+        if isinstance(manifest, dict) and manifest.get("protocol") == "grade":  # the graded board
+            from board.graded import show as show_graded
+            return show_graded(board_path)
+        board = pd.read_csv(board_path, index_col="model")
         about, warnings = manifest["about"], manifest["warnings"]
     except (FileNotFoundError, ValueError, KeyError, TypeError, InputError) as err:
         print(f"error: cannot read {board_path} ({err}); run make board", file=sys.stderr)
@@ -291,21 +294,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--out", default="out", type=Path)
     parser.add_argument("--check-judge", action="store_true", help="only check that the judge can run")
+    parser.add_argument("--protocol", choices=["pairwise", "grade"], default="pairwise",
+                        help="grade: rate each answer 1-10 (board/graded.py) instead of comparing with the reference")
+    parser.add_argument("--answers", type=Path, nargs="+", help="grade: each model's answers (OUT/NAME.json)")
+    parser.add_argument("--grader", choices=["mt_bench", "alignbench", "own"],
+                        help="grade: the prompt (default: the question set's, else the project's own)")
+    parser.add_argument("--fast", action="store_true", help="grade: read the rating without the judge's explanation")
     args = parser.parse_args(argv)
     # matplotlib (the chart; alpaca_eval imports it too) would create ~/.config/matplotlib: its
     # config and font cache go under OUT instead, unless the user chose a folder.
     os.environ.setdefault("MPLCONFIGDIR", str(Path(args.out).resolve() / "judge" / "matplotlib"))
     if args.show:
         return show(args.show)
-    if not args.judge or not args.check_judge and not (args.outputs and args.reference):
-        parser.error("--outputs, --reference and --judge are required (or --show BOARD_CSV)")
+    graded = args.protocol == "grade"
+    if not args.judge or not args.check_judge and not (graded and args.answers and args.questions) and \
+            not (not graded and args.outputs and args.reference):
+        parser.error("--outputs, --reference and --judge are required (--protocol grade: --answers, --questions "
+                     "and --judge), or --show BOARD_CSV")
     from judges import resolve_judge, run_reporting_errors
 
     def work() -> int:
         registry = load_registry(args.models_toml)
         judges = [resolve_judge(name, registry, args.out, check_only=args.check_judge)
                   for name in dict.fromkeys(args.judge)]
-        return 0 if args.check_judge else build_board(args, registry, judges)
+        if args.check_judge:
+            return 0
+        if graded:
+            from board.graded import build_graded
+            return build_graded(args, registry, judges[0])
+        return build_board(args, registry, judges)
 
     return run_reporting_errors("making the board", work)
 

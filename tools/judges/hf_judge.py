@@ -99,7 +99,7 @@ class HFJudge(LocalJudge):
                 except (RuntimeError, ValueError) as err:
                     yield k, {"error": f"{type(err).__name__}: {err}"}
 
-        def score_nodes(prompts, token_ids):
+        def score_nodes(prompts, token_ids, n_calls):
             size = self.spec.parallel or BATCH
             for start in range(0, len(prompts), size):
                 chunk = prompts[start:start + size]

@@ -91,9 +91,10 @@ class LlamaJudge(LocalJudge):
             yield from engine.run(prompts, Settings(max_tokens=max_tokens, temperature=0.0), min(n, len(prompts)),
                                   n_ctx_seq)
 
-        def score_nodes(prompts, token_ids):
+        def score_nodes(prompts, token_ids, n_calls):
             n_ctx_seq = context_size([p for _, p in prompts], self.spec.n_ctx)
-            n = self.spec.parallel or min(MAX_PARALLEL, engine.auto_parallel(len(prompts), n_ctx_seq))
+            # a slot per call at most: each slot then decodes its calls' text once, their paths after it
+            n = min(self.spec.parallel or MAX_PARALLEL, n_calls, engine.auto_parallel(n_calls, n_ctx_seq))
             yield from score(engine, prompts, token_ids, n, n_ctx_seq, normalize=True)
 
         started = time.perf_counter()

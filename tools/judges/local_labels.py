@@ -7,8 +7,9 @@ For a chunk of calls at a time (so a killed run keeps every finished chunk's lab
    (`generate(prompts, max_tokens, limit)`; none in fast mode);
 3. the label position is found (labels.label_position) and, for every option, the tokens of
    option + "]]" after it (labels.option_paths); every prefix of those paths is one prompt
-   `score_nodes` gives the logits (and log-sum-exp) at the end of: the paths of one call share
-   all but a few tokens, so a batched scorer decodes each call's text once;
+   `score_nodes(prompts, token_ids, n_calls)` gives the logits (and log-sum-exp) at the end of:
+   the paths of one call share all but a few tokens, so a scorer with at most n_calls slots
+   decodes each call's text about once;
 4. P(option) is the chain of those conditional probabilities, normalized over the options.
 A call that fails (its prompt cannot fit, decoding fails) is {"error"}; the rest go on.
 Does not handle: sampling the explanation (always greedy, as FastChat asks its judges at
@@ -64,7 +65,7 @@ def _label_chunk(calls, room, prompt_tokens, encode, generate, score_nodes):
         plans[k] = (first, nodes, paths, judgment, source)
     token_ids = sorted({t for _, _, paths, _, _ in plans.values() for path in paths.values() for t in path})
     column = {t: j for j, t in enumerate(token_ids)}
-    scored = dict(score_nodes(node_prompts, token_ids)) if node_prompts else {}
+    scored = dict(score_nodes(node_prompts, token_ids, len(plans))) if node_prompts else {}
     for k, (first, nodes, paths, judgment, source) in plans.items():
         call, _, truncated = prepared[k]
         rows = {node: scored.get(first + j, {"error": "not scored"}) for j, node in enumerate(nodes)}

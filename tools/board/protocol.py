@@ -1,0 +1,35 @@
+"""Which board protocol a questions file asks for, for make (the system python3, standard library only).
+
+    python3 tools/board/protocol.py QUESTIONS [PROTOCOL]   -> prints "grade" or "pairwise"
+
+PROTOCOL (make's variable) wins when set; else the sidecar beside a normalized questions file
+(NAME.jsonl -> NAME.set.json, written by tools/data.py) declares it ("grade" for MT-Bench and
+AlignBench); else a plain question file is compared pairwise. Anything unreadable prints
+"pairwise": the board stage itself then says what is wrong.
+Does not handle: protocols other than these two (Arena-Hard's has its own stage).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+CHOICES = ("grade", "pairwise")
+
+
+def protocol(questions: str, override: str = "") -> str:
+    if override:
+        return override
+    sidecar = Path(questions.removesuffix(".jsonl") + ".set.json")
+    try:
+        declared = json.loads(sidecar.read_text(encoding="utf-8")).get("protocol")
+    except (OSError, ValueError, AttributeError):
+        return "pairwise"
+    return declared if declared in CHOICES else "pairwise"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[2] and sys.argv[2] not in CHOICES:
+        print(f"ERROR PROTOCOL={sys.argv[2]}: use one of {', '.join(CHOICES)}")
+        sys.exit(0)
+    print(protocol(sys.argv[1] if len(sys.argv) > 1 else "", sys.argv[2] if len(sys.argv) > 2 else ""))
