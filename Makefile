@@ -119,7 +119,8 @@ check-judge: need-judge setup
 	@$(PY) tools/board --check-judge --judge $(JUDGE_) --models-toml $(MODELS_TOML)
 
 judge-check: check-judge | models judge-weights ## judge pairs with a plainly right answer in both orders: accuracy, consistency
-	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT) $(if $(PAIRS),--pairs $(PAIRS))
+	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT) $(if $(PAIRS),--pairs $(PAIRS)) \
+	  $(if $(filter grade,$(PROTOCOL_)),--protocol grade)
 
 # The protocol: PROTOCOL=grade|pairwise, else what the question set's sidecar declares, else pairwise.
 PROTOCOL_ := $(shell python3 tools/board/protocol.py '$(QUESTIONS)' '$(PROTOCOL)' 2>&1 || echo pairwise)
