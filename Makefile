@@ -173,7 +173,7 @@ judge-check: check-judge | models judge-weights $(OUT)/.llmeval ## judge pairs w
 	  $(if $(filter grade,$(PROTOCOL_)),--protocol grade)
 
 # The protocol: PROTOCOL=grade|pairwise, else what the question set's sidecar declares, else pairwise.
-PROTOCOL_ := $(shell python3 tools/board/protocol.py '$(QUESTIONS)' '$(PROTOCOL)' 2>&1 || echo pairwise)
+PROTOCOL_ := $(shell python3 tools/board/protocol.py '$(QUESTIONS)' '$(PROTOCOL)' '$(SET)' 2>&1 || echo pairwise)
 ifneq ($(filter ERROR,$(firstword $(PROTOCOL_))),)
 $(error $(wordlist 2,999,$(PROTOCOL_)))
 endif

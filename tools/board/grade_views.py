@@ -25,7 +25,6 @@ import pandas as pd
 
 from records import write_atomic, write_json_atomic
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 COLUMNS = ["model", "score", "score_ci_low", "score_ci_high", "turn1", "turn2", "score_most_likely", "n_questions",
            "n_ratings", "n_failed", "n_missing", "share_cued"]
 SOURCES = {"logits": "read from the logits at the judge's own [[", "logits-cued": "the judge wrote no [[: read after an appended one",
@@ -37,13 +36,14 @@ def _n(value, digits: int = 2) -> str:
 
 
 def published(info: dict | None) -> dict | None:
-    """The set's published table (a CSV under data/published/) with the judge that made it."""
+    """The set's published table (benchsets.published_path) with the judge that made it."""
+    from benchsets import published_path
+
     spec = (info or {}).get("published")
-    if not spec or not spec.get("path") or ":" in spec["path"]:
+    if not spec or not spec.get("path"):
         return None
-    path = Path(spec["path"])
-    path = path if path.is_absolute() else ROOT / path
-    if not path.exists():
+    path = published_path(spec)
+    if path is None:
         return {**spec, "rows": None, "error": f"{spec['path']} not found"}
     table = pd.read_csv(path)
     return {**spec, "rows": table.to_dict("records"), "columns": list(table.columns)}

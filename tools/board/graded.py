@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchsets import set_info
 from records import InputError, load_questions, question_key, read_json, write_json_atomic
 
 GRADERS = ("mt_bench", "alignbench", "own")
@@ -33,16 +34,6 @@ LOCAL_MAX_TOKENS = 512  # a local judge's explanation, at most (its models.toml 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def set_info(questions: Path) -> dict | None:
-    """The sidecar beside a normalized questions file (helper data's benchsets), if any."""
-    try:
-        from benchsets import set_info as info_of
-    except ImportError:
-        path = Path(str(questions).removesuffix(".jsonl") + ".set.json")
-        return read_json(path) if path.exists() else None
-    return info_of(questions)
 
 
 def load_graded_questions(path: Path) -> list[dict]:
@@ -134,7 +125,7 @@ def build_graded(args, registry, judge) -> int:
 
     started = time.monotonic()
     questions = load_graded_questions(args.questions)
-    info = set_info(Path(args.questions))
+    info = set_info(Path(args.questions))  # the set's sidecar (benchsets), None for a plain file
     grader = args.grader or (info or {}).get("grader") or "own"
     if grader not in GRADERS:
         raise InputError(f"grader '{grader}' is not one of {', '.join(GRADERS)}")
