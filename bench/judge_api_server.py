@@ -8,7 +8,7 @@ scored once, then remembered), after a fixed added latency per request, like a r
 Faults on purpose: `share_429` of the requests (deterministically, every k-th) get 429 with
 Retry-After, and a request whose bearer key is `reject_key` gets 401 with the key echoed in the
 error body, as some servers do. Threads answer requests concurrently; scoring is serialised.
-Counts requests and 429s in `.stats`. Not a server for real use: no auth, no streaming.
+Counts requests and 429s in `.stats`, and keeps each request's messages (`.stats["messages"]`). Not a server for real use: no auth, no streaming.
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class _Scorer:
 @contextlib.contextmanager
 def judge_api_server(model_path: Path, latency: float = 0.0, share_429: float = 0.0, reject_key: str | None = None):
     scorer = _Scorer(model_path)
-    stats = {"requests": 0, "429": 0}
+    stats = {"requests": 0, "429": 0, "messages": []}
     counter = threading.Lock()
     every = round(1 / share_429) if share_429 > 0 else 0
 
@@ -78,6 +78,7 @@ def judge_api_server(model_path: Path, latency: float = 0.0, share_429: float = 
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
             with counter:
                 stats["requests"] += 1
+                stats["messages"].append(body.get("messages"))
                 n = stats["requests"]
             time.sleep(latency)
             auth = self.headers.get("Authorization", "")
