@@ -55,10 +55,13 @@ class VerdictCache:
         self.verdicts: dict[str, dict] = {}
         for record in read_jsonl_lines(self.path):  # torn lines (even mid-character) skipped
             try:
-                if valid_preference(record["preference"]):
+                if self.valid(record):
                     self.verdicts[record["key"]] = record
-            except (KeyError, TypeError):
+            except (KeyError, TypeError, AttributeError):
                 continue
+
+    def valid(self, record: dict) -> bool:
+        return valid_preference(record["preference"])
 
     def get(self, key: str) -> dict | None:
         return self.verdicts.get(key)
@@ -84,17 +87,21 @@ class CallStats:
     seconds: float = 0.0
 
 
-def judge_calls(judge, calls: list[Call], out_dir: Path, progress=None, quiet: bool | None = None):
+def judge_calls(judge, calls: list[Call], out_dir: Path, progress=None, quiet: bool | None = None, *,
+                cache: VerdictCache | None = None, ask=None, judge_id: str | None = None):
     """Verdicts for `calls` (a dict call -> cache record; failed calls are absent) and CallStats,
-    asking the judge only for those not cached. `progress(message)` gets one-line summaries."""
+    asking the judge only for those not cached. `progress(message)` gets one-line summaries.
+    `cache`, `ask` and `judge_id` serve other kinds of call (labels.py): their cache file, the
+    judge's method that answers them, and the identity their keys use."""
     from tqdm import tqdm
 
-    cache = VerdictCache(Path(out_dir) / "judge" / "verdicts.jsonl")
+    cache = cache or VerdictCache(Path(out_dir) / "judge" / "verdicts.jsonl")
+    judge_id = judge_id or judge.judge_id
     stats = CallStats()
     verdicts: dict[Call, dict] = {}
     missing: list[Call] = []
     for call in dict.fromkeys(calls):
-        record = cache.get(call.key(judge.judge_id))
+        record = cache.get(call.key(judge_id))
         if record is None:
             missing.append(call)
         else:
@@ -110,7 +117,7 @@ def judge_calls(judge, calls: list[Call], out_dir: Path, progress=None, quiet: b
         quiet = not sys.stderr.isatty() and not os.environ.get("LLMEVAL_PROGRESS")
     bar = tqdm(total=len(missing), desc=f"judge {judge.name}", unit="call", file=sys.stderr,
                disable=quiet, mininterval=1.0)
-    answers = judge.judge(missing)
+    answers = (ask or judge.judge)(missing)
     try:
         for call, result in answers:
             bar.update(1)
@@ -127,8 +134,8 @@ def judge_calls(judge, calls: list[Call], out_dir: Path, progress=None, quiet: b
                     break
                 continue
             consecutive = 0
-            record = {"key": call.key(judge.judge_id), "judge": judge.name, "judge_id": judge.judge_id,
-                      "protocol": judge.protocol, **result}
+            record = {"key": call.key(judge_id), "judge": judge.name, "judge_id": judge_id,
+                      "protocol": getattr(call, "protocol", "") or judge.protocol, **result}
             cache.add(record)
             verdicts[call] = record
             stats.made += 1
