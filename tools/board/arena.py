@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -182,28 +183,33 @@ def markdown_detail(text: str) -> dict[str, dict[str, int]]:
     }
 
 
-def token_counter():
-    """(count(text) -> int, name): tiktoken's cl100k_base (Arena-Hard's gpt-3.5-turbo encoder)
-    when its vocabulary is already cached (it would download it), else a word-and-punctuation
-    count (the board says which)."""
+def token_counter(cache_dir: Path):
+    """(count(text) -> int, name): tiktoken's cl100k_base, Arena-Hard's gpt-3.5-turbo encoder.
+    tiktoken would download its vocabulary; the bpe-openai package ships the same file, which is
+    put where tiktoken looks for it (`cache_dir`, checked by tiktoken's own sha256). Without
+    either, a word-and-punctuation count stands in (the board says which)."""
+    import gzip
     import hashlib
     import os
-    import tempfile
-    from pathlib import Path
 
-    cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR") or \
-        os.path.join(tempfile.gettempdir(), "data-gym-cache")
+    cache_dir = Path(os.environ.get("TIKTOKEN_CACHE_DIR") or cache_dir)
+    cached = cache_dir / hashlib.sha1(CL100K_URL.encode()).hexdigest()
     try:
         import tiktoken
 
-        if not (Path(cache) / hashlib.sha1(CL100K_URL.encode()).hexdigest()).is_file():
-            raise FileNotFoundError("cl100k_base is not cached")
+        if not cached.is_file():
+            import bpe_openai
 
-        encoder = tiktoken.encoding_for_model("gpt-3.5-turbo")
+            from records import write_atomic
+
+            shipped = Path(bpe_openai.__file__).parent / "data" / "cl100k_base.tiktoken.gz"
+            write_atomic(cached, gzip.decompress(shipped.read_bytes()))
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(cache_dir)
+        encoder = tiktoken.get_encoding("cl100k_base")
         return (lambda text: len(encoder.encode(text, disallowed_special=()))), "tiktoken cl100k_base"
-    except Exception:  # not installed, or its vocabulary cannot be downloaded here
+    except Exception:  # noqa: BLE001  (not installed, or a vocabulary that fails tiktoken's check)
         pattern = re.compile(r"\w+|[^\w\s]", re.UNICODE)
-        return (lambda text: len(pattern.findall(text))), "words and punctuation marks (tiktoken unavailable)"
+        return (lambda text: len(pattern.findall(text))), "words and punctuation marks (no cl100k vocabulary here)"
 
 
 def style_of(text: str, count_tokens) -> dict[str, int]:

@@ -1,7 +1,7 @@
 """Arena-Hard-Auto v0.1's judge: its prompt, its five labels, and how a reply is read.
 
     config = load_judge_config(path)                 # config/judge_config.yaml, fetched with the set
-    messages = game_messages(config, call)           # [{role, content}]: system prompt, filled template
+    call = labelled_call(config, game, fast, max_tokens)   # judges/labels.py: [{role, content}], five labels
     label, again = parse_label(text, config)          # gen_judgment.get_score, as Arena-Hard reads it
 
 The judge config is Arena-Hard's own file at its pinned commit (lmarena/arena-hard-auto@0489bf3,
@@ -10,26 +10,31 @@ template ({question_1}, {answer_1}, {answer_2}), the label regex `\\[\\[([AB<>=]
 attempts, temperature 0 and 4,096 tokens. A game is a Call: `first` is assistant A, `second`
 assistant B; game 1 shows the baseline as A, game 2 as B (tools/board/arena.py scores them).
 
-Reading a reply, as gen_judgment.py does: every match of the regex, empty ones dropped; none ->
-no label, and the judge is asked once more ("continue your judgment and finish by outputting a
-final verdict label", its conversation kept) and the two replies are read together; one distinct
-label -> that label; several distinct labels -> the game is dropped (no second attempt). Single
-brackets (`[A>B]`) are no label. A verdict record keeps the label, the judgment text, the
-attempts and, for a dropped game, why; its `preference` (alpaca_eval's scale, 1 = A better) is
-A>>B 1, A>B 1.25, A=B 1.5, B>A 1.75, B>>A 2 (a dropped game 1.5: a tie for the board's pairwise
-columns, nothing for the Arena-Hard score).
-Local judges read the label from the logits of the five labels instead (tools/judges/
-arena_local.py). Does not handle: multi-turn templates (v0.1 has one turn), reference answers.
+API judges (ArenaApiJudge) read a reply as gen_judgment.py does: every match of the regex,
+empty ones dropped; none -> no label, and the judge is asked once more ("continue your judgment
+and finish by outputting a final verdict label", its conversation kept) and the two replies are
+read together; one distinct label -> that label; several distinct labels -> the game is dropped
+(no second attempt). Single brackets (`[A>B]`) are no label. The record (judges/labels.py's
+fields) keeps the label ("" when none), the judgment text, the attempts and, for a dropped game,
+why (`dropped`): it is cached like any other, and counted. Local judges write their explanation
+(up to `max_tokens`), then the label is read from the logits of the five labels at the label
+position (judges/local_labels.py): they never drop a game; `fast` reads it with no explanation.
+`preference(record)` is alpaca_eval's scale for the board's pairwise columns (1 = A better):
+A>>B 1, A>B 1.25, A=B 1.5, B>A 1.75, B>>A 2, a dropped game 1.5.
+Does not handle: multi-turn templates (v0.1 has one turn), reference answers, alpaca_eval's
+annotators as Arena-Hard judges.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from judges.api_judge import ApiJudge
 from records import InputError
 
 LABELS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
 PREFERENCE = dict(zip(LABELS, (1.0, 1.25, 1.5, 1.75, 2.0)))
+CUE = "\n\nMy final verdict is: [["  # where a local judge wrote no "[[" (the system prompt's example)
 CONTINUE = "continue your judgment and finish by outputting a final verdict label"  # gen_judgment.py
 PROTOCOL = "arena-hard-v0.1"
 NEEDED = ("system_prompt", "prompt_template", "regex_pattern", "number_of_judgment_attempts")
@@ -52,13 +57,6 @@ def load_judge_config(path: Path | str) -> dict:
         raise InputError(f"{path}: expected one user template with {{question_1}}, {{answer_1}} and {{answer_2}}")
     config["pattern"] = re.compile(config["regex_pattern"])
     return config
-
-
-def game_messages(config: dict, call) -> list[dict]:
-    """The judge's conversation for one game, as gen_judgment.py builds it: the system prompt,
-    then the template filled with str.format (the answers' own braces are left alone)."""
-    user = config["prompt_template"][0].format(question_1=call.instruction, answer_1=call.first, answer_2=call.second)
-    return [{"role": "system", "content": config["system_prompt"]}, {"role": "user", "content": user}]
 
 
 def parse_label(judgment: str, config: dict) -> tuple[str | None, bool]:
@@ -89,60 +87,74 @@ def ask(chat, messages: list[dict], config: dict) -> dict:
 
 
 def verdict(label: str | None, judgment: str, attempts: int, conflict: bool = False) -> dict:
-    """The cached record of one game."""
-    record = {"label": label, "judgment": judgment, "attempts": attempts, "soft": False}
-    if label in PREFERENCE:
-        record["preference"] = PREFERENCE[label]
-    else:  # Arena-Hard drops the game: weight 0 in its battles
-        record["preference"] = 1.5
+    """The cached record of one game read from text (labels.py's fields; label "" when none)."""
+    record = {"label": label or "", "written": label, "judgment": judgment, "attempts": attempts, "source": "text"}
+    if label not in LABELS:  # Arena-Hard drops the game: no battle
         record["dropped"] = ("several different labels" if conflict else
                              f"no label after {attempts} attempts" if label is None else f"unknown label {label!r}")
     return record
 
 
-def config_id(config: dict) -> dict:
-    """What of the config makes a verdict: for the judge's identity (cache key)."""
-    from judges.identity import sha256_text
-
-    shown = "\n".join([config["system_prompt"], *config["prompt_template"], config["regex_pattern"],
-                       str(config["number_of_judgment_attempts"]), str(config.get("temperature", 0)),
-                       str(config.get("max_tokens", 4096))])
-    return {"protocol": PROTOCOL, "prompt_sha256": sha256_text(shown)}
+def preference(record: dict) -> float:
+    """alpaca_eval's scale for one game (1 = assistant A better, 2 = B); a dropped game 1.5."""
+    return PREFERENCE.get(record.get("label") or "", 1.5)
 
 
-def api_arena_judge(spec, config: dict):
-    """An OpenAI-compatible judge (models.toml backend = "openai") asked Arena-Hard's way: the text
-    reply at the config's temperature and max_tokens, read by parse_label, a second attempt."""
-    from judges.api_judge import ApiJudge
+def labelled_call(config: dict, call, fast: bool, max_tokens: int):
+    """The game as a labelled call (judges/labels.py): the five labels after `[[`, the answers
+    (never the question) cut to fit a local judge's context."""
+    from judges.labels import LabelledCall
 
-    class ArenaApiJudge(ApiJudge):
-        def __init__(self):
-            super().__init__(spec)
-            self.identity = {**{k: v for k, v in self.identity.items() if k not in ("protocol", "prompt_sha256")},
-                             **config_id(config)}
+    return LabelledCall(system=config["system_prompt"], template=config["prompt_template"][0],
+                        fields=(("question_1", call.instruction), ("answer_1", call.first), ("answer_2", call.second)),
+                        options=LABELS, protocol=PROTOCOL, cue=CUE, cut=("answer_1", "answer_2"),
+                        max_tokens=max_tokens, fast=fast, parser=lambda text: parse_label(text, config)[0])
 
-        def _ask(self, call, template):
-            import time
 
-            from backends.openai_backend import FatalAPIError
+def arena_judge(judge, config: dict):
+    """The judge that plays the games: a local judge as it is (labels from logits); an API judge
+    asked Arena-Hard's way (text, a second attempt, conflicting labels drop the game)."""
+    if isinstance(judge, ApiJudge):
+        return ArenaApiJudge(judge.spec, config)
+    if not hasattr(judge, "label"):
+        raise InputError(f"judge '{judge.name}' (an alpaca_eval annotator) cannot play Arena-Hard's games: use a "
+                         "models.toml judge, or PROTOCOL=pairwise")
+    return judge
 
-            openai, started = self.backend.openai, time.perf_counter()
 
-            def chat(messages):
-                reply = self.backend.client.chat.completions.create(
-                    model=self.api_model, messages=messages, temperature=config.get("temperature", 0),
-                    max_tokens=int(config.get("max_tokens", 4096)))
-                return reply.choices[0].message.content or ""
+class ArenaApiJudge(ApiJudge):
+    """An OpenAI-compatible judge asked as gen_judgment.py asks: the text reply at the config's
+    temperature, read by parse_label, asked once more when it has no label."""
 
-            try:
-                result = ask(chat, game_messages(config, call), config)
-            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as err:
-                raise FatalAPIError(f"the judge refused model '{self.api_model}': {self.backend._clean(err)}") from None
-            except openai.APIConnectionError as err:
-                return {"error": f"cannot reach the judge: {self.backend._clean(err)}"}
-            except openai.APIError as err:
-                return {"error": f"{type(err).__name__}: {self.backend._clean(err)}"}
-            result["seconds"] = round(time.perf_counter() - started, 3)
-            return result
+    def __init__(self, spec, config: dict):
+        super().__init__(spec)
+        self.config = config
+        self.identity = {**self.identity, "arena": "text, two attempts"}
 
-    return ArenaApiJudge()
+    def _ask_label(self, call) -> dict:
+        import time
+
+        started = time.perf_counter()
+        failed: list[dict] = []
+
+        def chat(messages):
+            reply = self._create(messages=messages, temperature=self.config.get("temperature", 0),
+                                 max_tokens=call.max_tokens)
+            if "error" not in reply:
+                try:
+                    return reply["choices"][0]["message"]["content"] or ""
+                except (KeyError, IndexError, TypeError) as err:
+                    reply = {"error": f"unexpected reply ({err}): {str(reply)[:200]}"}
+            failed.append(reply)
+            raise _Failed
+
+        try:
+            result = ask(chat, call.messages(), self.config)
+        except _Failed:  # no verdict: not cached, the next run asks again
+            return failed[0]
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        return result
+
+
+class _Failed(Exception):
+    """A request of a game failed (its error kept by the caller)."""
