@@ -54,7 +54,10 @@ def to_battles(games: list[dict], baseline: str) -> pd.DataFrame:
     Arena-Hard's order: models by name (its judgment files), questions as given, game 1 first."""
     rows = []
     order = {m: i for i, m in enumerate(sorted({g["model"] for g in games}))}
-    for game in sorted(games, key=lambda g: (order[g["model"]], g.get("_order", 0), g["game"])):
+    first = {}  # questions in the order they first come
+    for g in games:
+        first.setdefault(g["question_id"], len(first))
+    for game in sorted(games, key=lambda g: (order[g["model"]], first[g["question_id"]], g["game"])):
         winner, weight = _WINNER[game["game"]].get(game.get("label") or "", (None, 0))
         rows += [{"question_id": game["question_id"], "model_a": baseline, "model_b": game["model"],
                   "winner": winner}] * weight
@@ -198,11 +201,12 @@ def token_counter(cache_dir: Path):
         import tiktoken
 
         if not cached.is_file():
-            import bpe_openai
+            from importlib.util import find_spec
 
             from records import write_atomic
 
-            shipped = Path(bpe_openai.__file__).parent / "data" / "cl100k_base.tiktoken.gz"
+            package = find_spec("bpe_openai")  # its data file only: importing it loads a 74 MB library
+            shipped = Path(package.submodule_search_locations[0]) / "data" / "cl100k_base.tiktoken.gz"
             write_atomic(cached, gzip.decompress(shipped.read_bytes()))
         os.environ["TIKTOKEN_CACHE_DIR"] = str(cache_dir)
         encoder = tiktoken.get_encoding("cl100k_base")

@@ -108,6 +108,8 @@ def published_section(spec: dict | None, board: pd.DataFrame, judge_name: str,
     if use_arena:
         mine["score_low"] = [float(arena.loc[m, "score_low"]) for m in ours]
         mine["score_high"] = [float(arena.loc[m, "score_high"]) for m in ours]
+        mine["length"] = [float(arena.loc[m, "avg_tokens"]) if "avg_tokens" in arena else math.nan for m in ours]
+        mine["length_unit"] = "tokens"
     else:
         mine["win_rate"] = [float(board.loc[m, "win_rate"]) for m in ours]
         mine["lc_win_rate"] = [float(board.loc[m, "lc_win_rate"]) for m in ours]
