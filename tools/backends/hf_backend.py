@@ -3,8 +3,9 @@
 Loads a Hugging Face folder (a local `path`, or `hf_repo` from the cache; a GGUF file works too,
 transformers dequantizes it) in bf16 (fp16 where the GPU has no bf16) on a GPU, 4-bit NF4 with
 bitsandbytes when `quant = "nf4"` (GPU only; bitsandbytes is not installed by default), and fp32 on
-the CPU. Each question is formatted with the tokenizer's chat template (or `chat_template`) and
-decoded alone with `generate`; the output is the new tokens only. With `model_chat = true` the
+the CPU. Each question is formatted with the tokenizer's chat template (or `chat_template`),
+tokenized by chat_tokens.py (the template's markup as control tokens, the question as plain text),
+and decoded alone with `generate`; the output is the new tokens only. With `model_chat = true` the
 model's own chat() method answers instead (ChatGLM-6B brings one). A repo's own Python code runs
 only with `trust_remote_code = true`.
 
@@ -137,8 +138,11 @@ class LocalModel:
 
     def _generate(self, question: dict):
         spec, tok = self.spec, self.tokenizer
-        ids = tok.apply_chat_template(chat_messages(question, spec.system_prompt), add_generation_prompt=True,
-                                      return_tensors="pt", return_dict=True).to(self.model.device)
+        if getattr(self, "chat", None) is None:  # the question as plain text, only the template's markup as control tokens
+            from chat_tokens import for_hf
+            self.chat = for_hf(tok)
+        prompt = self.torch.tensor([self.chat.ids(chat_messages(question, spec.system_prompt))], device=self.model.device)
+        ids = {"input_ids": prompt, "attention_mask": self.torch.ones_like(prompt)}
         prompt_len = ids["input_ids"].shape[1]
         if prompt_len >= spec.n_ctx:
             return {"error": f"prompt is {prompt_len} tokens, more than n_ctx={spec.n_ctx}"}, 0

@@ -1,8 +1,9 @@
 """llama.cpp backend (llama-cpp-python) for GGUF weights, many questions decoded together.
 
 The prompt is the model's own chat template from the GGUF metadata (or the `chat_template`
-override) rendered with the same Jinja2 formatter llama-cpp-python uses, then tokenized with
-special tokens. The output is the generated text only, stripped of surrounding whitespace.
+override) rendered with the same Jinja2 formatter llama-cpp-python uses, then tokenized by
+chat_tokens.py: the template's markup as control tokens, the question and the system prompt as
+plain text (a `<|im_end|>` typed in a question is text, not the end of its turn). The output is the generated text only, stripped of surrounding whitespace.
 
 On a GPU build, `n_gpu_layers = -1` (the default) and `parallel = 0` are sized from the GPU's
 free memory before the model loads (gpu_fit.py): all layers when they fit, else as many as fit
@@ -37,6 +38,7 @@ class LlamaBackend:
 
         from backends import gpu_fit
         from backends.llama_engine import BatchedEngine
+        from chat_tokens import for_llama
 
         if not spec.path.is_file():
             raise FileNotFoundError(f"weights not found at {spec.path}; run: make models")
@@ -64,12 +66,12 @@ class LlamaBackend:
             eos_token=self.model.token_get_text(eos_id) if eos_id != -1 else "",
             bos_token=self.model.token_get_text(bos_id) if bos_id != -1 else "",
         )
+        self.chat = for_llama(self.model, self.formatter)  # messages -> ids, content never markup
         self.engine = BatchedEngine(self.model, params.n_gpu_layers, n_threads)
 
     def prompt_tokens(self, question: dict) -> list[int]:
-        rendered = self.formatter(messages=chat_messages(question, self.spec.system_prompt))
         # The template writes its own BOS and special tokens, so no extra BOS here.
-        return self.model.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
+        return self.chat.ids(chat_messages(question, self.spec.system_prompt))
 
     def answer(self, questions: list[dict], parallel: int | None = None):
         """Yield (index, result) in finish order; `parallel` overrides spec.parallel."""

@@ -7,7 +7,12 @@ completions_kwargs; its default is 5 requests in flight): calls go to it in chun
 request in flight, and each chunk's verdicts are cached as it returns. The config is written out
 only for the length of the run, to a private temporary folder: one's own may hold an API key
 (scrubbed from the identity; errors are masked).
-Does not handle: annotators that need more than one call per pair.
+Questions and answers are data, never markup: alpaca_eval fills its template with str.replace and
+splits the result on `<|im_start|>` / `<|im_end|>` (prompt_to_chatml), so a zero-width space is put
+after the `<` of those markers and after the `{` of the templates' placeholders in the texts it is
+given (prompt.neutralise): a text cannot end the judge's message, start one, or be filled in.
+Does not handle: other control tokens of the annotator's own model, should it tokenize them as such;
+annotators that need more than one call per pair.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from judges import Judge, JudgeError
 from judges.identity import mask, public_url, scrub, sha256_text
 from judges.pairs import as_pref
 from judges.cache import valid_preference
-from judges.prompt import alpaca_eval_configs_dir
+from judges.prompt import PLACEHOLDER, alpaca_eval_configs_dir, neutralise
 from records import InputError
 
 CHUNKS_PER_PROC = 2  # calls handed to alpaca_eval at once, per request it keeps in flight
@@ -82,6 +87,8 @@ class AnnotatorJudge(Judge):
             "openai_api_base": public_url(endpoint) if (endpoint := os.environ.get("OPENAI_API_BASE")
                                                        or os.environ.get("OPENAI_BASE_URL")) else ""})
         self.config = configs  # may hold a key: never written but to the private folder
+        # every placeholder of its templates (alpaca_eval fills them all with str.replace)
+        self.names = sorted({"instruction", "output_1", "output_2"} | {n for p in prompts for n in PLACEHOLDER.findall(p)})
         procs = [(v.get("completions_kwargs") or {}).get("num_procs") for v in configs.values()]
         self.concurrency = max([p for p in procs if isinstance(p, int) and p > 0] or [DEFAULT_PROCS])
 
@@ -125,10 +132,14 @@ class AnnotatorJudge(Judge):
             batch = calls[start:start + chunk]
             started = time.monotonic()
             reasons.lines.clear()
+            # alpaca_eval fills its template and splits it on chatml markers itself: the data is given
+            # to it neutralised (prompt.neutralise), so no marker or placeholder of it is found there.
+            shown = {c: (neutralise(c.instruction, self.names), neutralise(c.first, self.names),
+                         neutralise(c.second, self.names)) for c in batch}
             try:
                 with reasons:
                     rows = annotator.annotate_pairs([
-                        {"instruction": c.instruction, "output_1": c.first, "output_2": c.second} for c in batch])
+                        {"instruction": i, "output_1": a, "output_2": b} for i, a, b in shown.values()])
                 found = {(r["instruction"], r["output_1"], r["output_2"]): r.get("preference") for r in rows}
             except Exception as err:  # alpaca_eval and its API clients raise anything
                 replied = False
@@ -139,7 +150,7 @@ class AnnotatorJudge(Judge):
                 error = f"no verdict: the annotator's reply did not parse ({why})"
             seconds = round((time.monotonic() - started) / len(batch), 3)
             for call in batch:
-                pref = found.get((call.instruction, call.first, call.second))
+                pref = found.get(shown[call])
                 if pref is not None and not (isinstance(pref, float) and math.isnan(pref)):
                     pref = as_pref(float(pref))
                 if valid_preference(pref):

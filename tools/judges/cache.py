@@ -3,7 +3,8 @@
 A *call* shows the judge one question and two answers, `first` and `second`. The cache,
 OUT/judge/verdicts.jsonl, gets one line per call the moment its verdict arrives (flushed and
 fsynced), keyed by the judge's identity and the exact texts shown: a new judge never reuses old
-verdicts, a killed run loses at most the verdicts in flight, and a failed call is not cached, so
+verdicts (nor a call whose texts hold chat markup or a placeholder one made before such data was
+kept out of the judge's markup), a killed run loses at most the verdicts in flight, and a failed call is not cached, so
 the next run tries it again. A line torn by a crash or a full disk (even inside a multi-byte
 character) is skipped on reading, and the next verdict starts on a line of its own.
 `judge_calls` shows a progress bar (calls done, calls/s, ETA) and stops a judge that fails 5
@@ -16,6 +17,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,6 +26,9 @@ from pathlib import Path
 from judges.identity import mask, sha256_text
 from records import append_jsonl, read_jsonl_lines
 
+# What could have been read as chat markup or a template placeholder (<|im_end|>, <eos>, [INST],
+# {output_2}): calls with it are keyed apart (Call.key).
+MARKUP_LIKE = re.compile(r"<[^<>\s]{1,64}>|\[/?INST\]|{(?:instruction|output_1|output_2)}")
 MAX_CONSECUTIVE_FAILURES = 5  # then the judge is down: stop asking, the next run retries the rest
 
 
@@ -39,8 +44,12 @@ class Call:
     second: str
 
     def key(self, judge_id: str) -> str:
-        blob = json.dumps([judge_id, self.instruction, self.first, self.second], ensure_ascii=False)
-        return sha256_text(blob)[:32]
+        parts = [judge_id, self.instruction, self.first, self.second]
+        if any(MARKUP_LIKE.search(text) for text in parts[1:]):
+            # Judged before the data was kept out of the markup, such a call's verdict may have
+            # been steered by its own texts: a key of its own, never the old one.
+            parts.append("data-as-text")
+        return sha256_text(json.dumps(parts, ensure_ascii=False))[:32]
 
 
 def valid_preference(value) -> bool:

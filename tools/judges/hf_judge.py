@@ -2,7 +2,8 @@
 
 The model is loaded by the transformers backend (tools/backends/hf_backend.py: a Hugging Face
 folder, or a GGUF that transformers dequantizes; its chat template or the `chat_template`
-override), in this process. P(first better) = softmax over the two verdict tokens' logits at a
+override), in this process; the prompt is tokenized by chat_tokens.py, so only the template's markup
+is control tokens (a `<|im_end|>` in an answer is text). P(first better) = softmax over the two verdict tokens' logits at a
 prompt's last position (protocol logits-v2, like llama_judge.py). Prompts go through the model
 `parallel` at a time (8 when 0), sorted by length and left-padded, with the position ids and the
 attention mask that make each row's numbers those of the prompt alone (up to float rounding), and
@@ -42,9 +43,13 @@ class HFJudge(LocalJudge):
         return model, lambda word: model.tokenizer.encode(word, add_special_tokens=False)
 
     def ids(self, call, template: str) -> list[int]:
+        """The prompt's ids: the chat template's markup as control tokens, the messages' content
+        (instructions, question, answers) as plain text (chat_tokens.py)."""
         model = self._load()
-        return list(model.tokenizer.apply_chat_template(make_messages(call, template), add_generation_prompt=True,
-                                                        tokenize=True, return_dict=True)["input_ids"])
+        if getattr(self, "chat", None) is None:
+            from chat_tokens import for_hf
+            self.chat = for_hf(model.tokenizer)
+        return self.chat.ids(make_messages(call, template))
 
     def judge(self, calls):
         self._load()

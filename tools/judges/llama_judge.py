@@ -2,7 +2,9 @@
 
 The model is loaded by the llama.cpp backend (tools/backends/llama_backend.py: its chat template,
 or the `chat_template` override of models.toml, so base models can judge too), and every call
-becomes one prompt: alpaca_eval's question with the two answers, then the generation prompt.
+becomes one prompt: alpaca_eval's question with the two answers, then the generation prompt,
+tokenized so that only the template's markup is control tokens: a `<|im_end|>` in an answer is
+text (chat_tokens.py), and it can neither end the judge's turn nor write one of its own.
 tools/backends/llama_score.py decodes all of them together, what they share once (the template's
 head and the judge's instructions for all; the question for the two orders of a pair), and gives
 the logits of `m` and `M` at each prompt's last position: P(first better) = softmax over those
@@ -35,9 +37,9 @@ class LlamaJudge(LocalJudge):
         return backend, lambda word: backend.model.tokenize(word.encode("utf-8"), add_bos=False, special=False)
 
     def tokens(self, messages: list[dict]) -> list[int]:
-        backend = self._load()
-        rendered = backend.formatter(messages=messages)
-        return backend.model.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
+        """The prompt's ids: the chat template's markup as control tokens, the messages' content
+        (instructions, question, answers) as plain text (chat_tokens.py)."""
+        return self._load().chat.ids(messages)
 
     def judge(self, calls):
         from backends.llama_score import context_size, score

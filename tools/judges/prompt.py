@@ -17,6 +17,9 @@ from typing import Callable
 
 CUT_MARK = "\n[... cut to fit the judge's context]"
 VERDICT_TOKENS = ("m", "M")
+CHATML_MARKERS = ("<|im_start|>", "<|im_end|>")  # what alpaca_eval's prompt_to_chatml splits on
+ZWSP = "\u200b"
+PLACEHOLDER = re.compile(r"{([^ \s]+?)}")  # alpaca_eval's make_prompts
 
 
 def alpaca_eval_configs_dir() -> Path:
@@ -32,16 +35,39 @@ def prompt_template() -> str:
 
 
 def make_messages(call, template: str) -> list[dict]:
-    """alpaca_eval's chat messages for one call (placeholders filled like its make_prompts:
-    the first occurrence of each, so braces in the answers are left alone)."""
+    """alpaca_eval's chat messages for one call, with the data only ever as content.
+
+    The template alone is split into its messages on its own chatml markers (alpaca_eval's
+    prompt_to_chatml), then each message's placeholders are filled, the first occurrence of each
+    in the template as alpaca_eval's make_prompts does, in one pass: so a `<|im_end|>` or an
+    `{output_2}` in a question or an answer stays text in its message and can neither end a
+    message, start one, nor be filled. For data without those strings the messages are exactly
+    alpaca_eval's (fill, then split)."""
     from alpaca_eval.utils import prompt_to_chatml
 
     values = {"instruction": call.instruction, "output_1": call.first, "output_2": call.second}
-    prompt = template
-    for name in dict.fromkeys(re.findall(r"{([^ \s]+?)}", template)):
-        if name in values:
-            prompt = prompt.replace("{" + name + "}", values[name], 1)
-    return prompt_to_chatml(prompt)
+    unfilled = dict(values)
+
+    def fill(match: re.Match) -> str:
+        name = match.group(1)
+        return unfilled.pop(name) if name in unfilled else match.group(0)
+    messages = []
+    for message in prompt_to_chatml(template):
+        # .strip(): alpaca_eval strips each message after filling it
+        messages.append({**message, "content": PLACEHOLDER.sub(fill, message["content"]).strip()})
+    return messages
+
+
+def neutralise(text: str, names=("instruction", "output_1", "output_2")) -> str:
+    """`text` for a prompt builder we cannot change (alpaca_eval's annotators fill the template with
+    str.replace and split the result on chatml markers): a zero-width space after the `<` of
+    `<|im_start|>` / `<|im_end|>` and after the `{` of a placeholder `{name}`, so neither is found
+    in it. The text reads the same; the judge sees one invisible character more per marker."""
+    for marker in CHATML_MARKERS:
+        text = text.replace(marker, marker[0] + ZWSP + marker[1:])
+    for name in names:
+        text = text.replace("{" + name + "}", "{" + ZWSP + name + "}")
+    return text
 
 
 def preference_from_logits(logit_m: float, logit_M: float) -> float:
