@@ -51,13 +51,14 @@ _WINNER = {1: {"A>>B": ("model_a", WEIGHT), "A>B": ("model_a", 1), "A=B": ("tie"
 
 def to_battles(games: list[dict], baseline: str) -> pd.DataFrame:
     """One row per battle (question_id, model_a = baseline, model_b = the model, winner), in
-    Arena-Hard's order: models by name (its judgment files), questions as given, game 1 first."""
+    Arena-Hard's order: models by name (its judgment files, as arena_board.export writes them),
+    each model's questions as given, game 1 first."""
     rows = []
     order = {m: i for i, m in enumerate(sorted({g["model"] for g in games}))}
-    first = {}  # questions in the order they first come
+    first = {}  # each model's questions in the order they first come (as its judgment file lists them)
     for g in games:
-        first.setdefault(g["question_id"], len(first))
-    for game in sorted(games, key=lambda g: (order[g["model"]], first[g["question_id"]], g["game"])):
+        first.setdefault((g["model"], g["question_id"]), len(first))
+    for game in sorted(games, key=lambda g: (order[g["model"]], first[(g["model"], g["question_id"])], g["game"])):
         winner, weight = _WINNER[game["game"]].get(game.get("label") or "", (None, 0))
         rows += [{"question_id": game["question_id"], "model_a": baseline, "model_b": game["model"],
                   "winner": winner}] * weight

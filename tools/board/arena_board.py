@@ -196,7 +196,7 @@ def export(out_dir: Path, questions: dict[int, dict], results: list[dict], games
     for g in games:
         by_pair.setdefault((g["model"], g["question_id"]), {})[g["game"]] = g
     judged: dict[str, list] = {}
-    for (model, qid), both in sorted(by_pair.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+    for (model, qid), both in sorted(by_pair.items(), key=lambda kv: kv[0][0]):  # questions as the games came
         if set(both) != {1, 2}:
             continue  # a game without a verdict yet: Arena-Hard writes a judgment only when both are done
         judged.setdefault(model, []).append({
