@@ -212,7 +212,7 @@ def build_board(args, registry, judges: list) -> int:
     arena = None
     if protocol == "arena_hard":  # Arena-Hard-Auto's two games and five labels (board/arena_board.py)
         from board.arena_board import judge_arena
-        judged, arena = judge_arena(judges, pairs, reference, args.out, info, args.fast, log)
+        judged, arena = judge_arena(judges, pairs, reference, args.out, info, args.fast, log, args.questions)
     else:
         judged = judge_everything(judges, pairs, battles, args.out, progress=log)
     results, stats = judged.results, judged.stats

@@ -109,7 +109,23 @@ def judge_games(judges: list, pairs: list, out_dir: Path, info: dict, fast: bool
     return results, games, summary, judge
 
 
-def judge_arena(judges: list, pairs: list, reference: list[dict], out_dir: Path, info: dict, fast: bool, progress):
+def set_ids(questions_path: Path | None) -> dict:
+    """question_key -> the set's own question id (Arena-Hard's uid), from the normalized questions."""
+    from records import question_key
+
+    found = {}
+    if questions_path is not None and Path(questions_path).suffix == ".jsonl":
+        for line in Path(questions_path).read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+                found[question_key(record)] = record.get("question_id")
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+    return found
+
+
+def judge_arena(judges: list, pairs: list, reference: list[dict], out_dir: Path, info: dict, fast: bool, progress,
+                questions_path: Path | None = None):
     """(ensemble.Judged for the board's usual numbers, the Arena-Hard part: table, about, games,
     the judge's name and what it did)."""
     from board.ensemble import Judged
@@ -119,7 +135,8 @@ def judge_arena(judges: list, pairs: list, reference: list[dict], out_dir: Path,
     baseline = reference[0]["generator"]
     table, about = arena_table(games, results, baseline, out_dir)
     questions = {i: r for i, r in enumerate({question_key(r): r for r in reference}.values())}
-    ids = {i: r.get("question_id", i) for i, r in questions.items()}
+    known = set_ids(questions_path)
+    ids = {i: known.get(question_key(r)) or r.get("question_id") or i for i, r in questions.items()}
     folder = export(out_dir, questions, results, games, baseline, judge.name, ids)
     about.update(folder=str(folder), dropped=stats["dropped"], max_tokens=stats["max_tokens"], fast=fast,
                  labels_from="the label's logits" if hasattr(judge, "spec") and judge.kind != "openai" else "the text")
