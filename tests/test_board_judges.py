@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from board import main
+from board.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
