@@ -16,8 +16,10 @@ When a judge call fails the board is still written, the pair is left out and cou
 n_failed, and board.csv is dated 1970 so that the next `make board` runs again and retries only
 the failed calls. With several judges each judges every pair (its own cache entries) and the
 board uses their mean preference (tools/board/ensemble.py); with --versus all the models are also
-judged against each other, both orders, for the Bradley-Terry fit. Not handled: several
-reference models.
+judged against each other, both orders, for the Bradley-Terry fit. With --protocol arena_hard
+(the default of the Arena-Hard sets) the judge plays Arena-Hard-Auto's two games per prompt and
+the board gets its scores and files (board/arena_board.py); a set with a published leaderboard
+gets it beside ours (board/published.py). Not handled: several reference models.
 """
 from __future__ import annotations
 
