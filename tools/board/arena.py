@@ -159,6 +159,7 @@ def arena_scores(battles: pd.DataFrame, baseline: str, style: dict | None = None
         boot[r, [models.index(m) for m in present]] = got
     low, high = np.nanpercentile(boot, 2.5, axis=0), np.nanpercentile(boot, 97.5, axis=0)
     counts = battles["model_b"].value_counts()
+    counts[baseline] = len(battles)  # the baseline plays every battle
     table = pd.DataFrame({"score": expit(point) * 100, "score_low": expit(low) * 100, "score_high": expit(high) * 100,
                           "strength": point, "n_battles": [int(counts.get(m, 0)) for m in models]},
                          index=pd.Index(models, name="model"))

@@ -164,8 +164,8 @@ def arena_table(games: list[dict], results: list[dict], baseline: str, out_dir: 
         table[column] = plain[column]
     for column in ("score", "score_low", "score_high"):
         table[f"sc_{column}"] = styled[column] if len(styled) else float("nan")
-    table["n_games"] = [sum(1 for g in games if g["model"] == m) for m in table.index]
-    table["n_dropped"] = [dropped.get(m, 0) for m in table.index]
+    table["n_games"] = [sum(1 for g in games if g["model"] == m or m == baseline) for m in table.index]
+    table["n_dropped"] = [sum(dropped.values()) if m == baseline else dropped.get(m, 0) for m in table.index]
     table["avg_tokens"] = [round(float(tokens.get(m, float("nan"))), 1) for m in table.index]
     return table.sort_values("score", ascending=False), {**about, "tokenizer": tokenizer,
                                                         "n_battles": int(len(battles))}
