@@ -83,7 +83,7 @@ help: ## list targets and variables
 	@echo "  QUESTIONS=name: a set of data/benchmarks.toml ($$(python3 tools/benchsets.py names 2>/dev/null)); LIMIT=$(LIMIT) (N: a stratified fixed-seed sample of N questions)"
 	@echo "  OUT=$(OUT)  MODELS_TOML=$(MODELS_TOML)  CUDA=$(CUDA) (1 builds llama.cpp with CUDA)"
 	@echo "  PARALLEL=$(PARALLEL) (questions decoded together by llama.cpp; empty = models.toml's parallel)"
-	@echo "  PROTOCOL=$(PROTOCOL_) (grade|pairwise; default: what the question set declares)  FAST=$(FAST) (grade: rating without the explanation)"
+	@echo "  PROTOCOL=$(PROTOCOL_) (pairwise|arena_hard|grade; default: what the question set declares)  FAST=$(FAST) (1: arena_hard and grade, a local judge's label without the explanation)"
 	@echo "  JUDGE=\"a b c\" (several judges, their mean)  VERSUS=$(VERSUS) (all: models also judged against each other)"
 	@echo "  PAIRS=$(PAIRS) (make judge-check: your own labelled pairs, JSONL; empty = data/judge_check.jsonl)"
 	@echo "  BENCH_MODEL=$(BENCH_MODEL)  BENCH_ARGS=$(BENCH_ARGS) (bench/bench.py --help)"
@@ -189,13 +189,13 @@ $(OUT)/board.csv: $(OUT)/output.json $(OUT)/reference.json $(OUT)/stamps/judge.t
   $(wildcard $(OUT)/judge/checks/*.json) | judge-weights
 	$(PY) tools/board --models-toml $(MODELS_TOML) --outputs $(OUT)/output.json \
 	  --reference $(OUT)/reference.json --judge $(JUDGE_) --questions $(QUESTIONS) --out $(OUT) \
-	  $(if $(VERSUS),--versus $(VERSUS))
+	  $(if $(VERSUS),--versus $(VERSUS)) $(if $(PROTOCOL),--protocol $(PROTOCOL)) $(if $(FAST),--fast)
 endif
 
 # Stamps of the model list, the reference and the judge: rewritten only when they change.
 STAMP_models = $(MODELS_)
 STAMP_reference = $(if $(REFERENCE_SET),set:$(REFERENCE_SET):$(QUESTIONS),$(REFERENCE_))
-STAMP_judge = $(JUDGE_) $(if $(VERSUS),versus=$(VERSUS)) protocol=$(PROTOCOL_)$(if $(FAST), fast)
+STAMP_judge = $(JUDGE_) $(if $(VERSUS),versus=$(VERSUS)) $(if $(PROTOCOL),protocol=$(PROTOCOL))$(if $(FAST), fast)
 $(OUT)/stamps/%.txt: FORCE | setup $(OUT)/.llmeval
 	@$(PY) tools/stamps.py stamp-value $* $(STAMP_$*) --models-toml $(MODELS_TOML) --out $(OUT)
 
