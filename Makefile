@@ -91,7 +91,7 @@ help: ## list targets and variables
 
 setup: $(VENV)/.done ## create .venv with the pinned packages (CUDA=1 for a GPU build of llama.cpp)
 
-$(VENV)/.done: requirements.txt tools/setup_env.sh
+$(VENV)/.done: requirements.txt requirements-nodeps.txt tools/setup_env.sh
 	CUDA=$(CUDA) VENV=$(VENV) bash tools/setup_env.sh
 	touch $@
 
