@@ -111,3 +111,22 @@ def test_every_call_gets_a_rating_cached_and_fast_mode_reads_it_without_an_expla
     again, stats2 = label_calls(judge, calls, out_dir, quiet=True)
     assert stats2.reused == len(calls) and stats2.made == 0
     assert {c: again[c]["expected"] for c in calls} == {c: records[c]["expected"] for c in calls}
+
+
+def test_the_transformers_judge_rates_like_the_llama_cpp_one(judge, tmp_path):
+    """The same weights (transformers dequantizes the GGUF): every call rated, the ratings' chain
+    the same, so the fast ratings agree with llama.cpp's up to the two libraries' arithmetic."""
+    llama, _ = judge
+    (tmp_path / "models.toml").write_text(f'[models.hf]\npath = "{SMOLLM2}"\nbackend = "transformers"\n'
+                                          f'n_ctx = 2048\nmax_tokens = 8\n')
+    hf = resolve_judge("hf", load_registry(tmp_path / "models.toml"), tmp_path)
+    calls = [call("What is 2+2?", "4", fast=True), call("What is 2+2?", "22", fast=True), call("Capital of Italy?", "Rome")]
+    try:
+        got, stats = label_calls(hf, calls, tmp_path / "hf", quiet=True)
+    finally:
+        hf.close()
+    ref, _ = label_calls(llama, calls[:2], tmp_path / "llama", quiet=True)
+    assert stats.failed == 0 and len(got) == 3 and got[calls[2]]["judgment"]
+    for c in calls[:2]:
+        assert sum(got[c]["probs"].values()) == pytest.approx(1, abs=1e-4)
+        assert got[c]["expected"] == pytest.approx(ref[c]["expected"], abs=0.5)

@@ -66,7 +66,8 @@ def load_answers(paths: list[Path]) -> dict[str, list[dict]]:
 
 
 def turn_outputs(record: dict) -> list[str] | None:
-    """The answer per turn, or None when the model gave no answer at all (not graded: n_missing)."""
+    """The answer per turn, or None when the model gave no answer at all (not graded: n_missing;
+    a turn that failed, "" in a record with an error, is not graded either)."""
     outputs = record.get("turn_outputs") or ([record["output"]] if record.get("output") is not None else [])
     if record.get("error") and not any(outputs):
         return None
@@ -74,6 +75,10 @@ def turn_outputs(record: dict) -> list[str] | None:
 
 
 def judge_max_tokens(judge) -> int:
+    if not hasattr(judge, "label"):
+        from judges.cache import JudgeError
+        raise JudgeError(f"judge '{judge.name}' cannot grade (an alpaca_eval annotator compares two answers): "
+                         "use a models.toml judge (llama.cpp, transformers or openai)")
     if judge.kind == "openai":
         from judges.mt_bench import API_MAX_TOKENS
         return API_MAX_TOKENS
@@ -114,6 +119,9 @@ def build_items(grader: str, questions: list[dict], answers: dict[str, list[dict
                 missing[model] += 1
                 continue
             for turn, prompt_name, call in calls_for(q, outs):
+                if record.get("error") and not (outs[turn - 1] if turn <= len(outs) else ""):
+                    missing[model] += 1  # this turn failed to answer: not graded as an empty answer
+                    continue
                 items.append({"model": model, "question_id": qid, "category": q.get("category") or q.get("dataset") or "",
                               "turn": turn, "prompt": prompt_name, "call": call, "question": q, "outputs": outs})
     return items, missing
