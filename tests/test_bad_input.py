@@ -52,6 +52,7 @@ TOML_CASES = {
     "remote_code_wrong_backend": ('[models.tiny]\npath = "x.gguf"\ntrust_remote_code = true\n',
                                   "'trust_remote_code' is for backend"),
     "nf4_on_llama": ('[models.tiny]\npath = "x.gguf"\nquant = "nf4"\n', "quant 'nf4'"),
+    "name_too_long": (f'[models.{"m" * 240}]\npath = "x.gguf"\n', "is 240 characters long; names are at most 64"),
 }
 
 CASES = {f"toml_{k}": ({"models.toml": text}, "registry check", said) for k, (text, said) in TOML_CASES.items()}
@@ -79,7 +80,26 @@ CASES.update({
     "questions_json_nul": ({"models.toml": GOOD_MODEL, "q.json": '[{"instruction": "a\\u0000b"}]'},
                            "infer tiny --questions {d}/q.json", "contains a NUL"),
     "parallel_negative": ({"models.toml": GOOD_MODEL, "q.txt": QUESTIONS}, "infer tiny --parallel -1",
-                          "--parallel must be >= 0"),
+                          "argument --parallel: must be a whole number >= 0"),
+    "make_parallel_not_a_number": ({"models.toml": GOOD_MODEL, "q.txt": QUESTIONS}, "make infer MODELS=tiny PARALLEL=abc",
+                                   "argument --parallel: must be a whole number >= 0 (0 = automatic), got 'abc'"),
+    "make_questions_empty": ({"models.toml": GOOD_MODEL, "q.txt": QUESTIONS}, "make infer MODELS=tiny QUESTIONS=",
+                             "QUESTIONS is empty"),
+    "make_out_empty": ({"models.toml": GOOD_MODEL, "q.txt": QUESTIONS}, "make -n board MODELS=tiny OUT=", "OUT is empty"),
+    "make_model_name_too_long": ({"models.toml": f'[models.{"m" * 240}]\npath = "x.gguf"\n', "q.txt": QUESTIONS},
+                                 f"make infer MODELS={'m' * 240}", "names are at most 64"),
+    # OUT is written into and emptied by make clean: never where the project or a home lives. The
+    # refusal comes as make reads the Makefile, so `make -n` shows it, and a make that failed to
+    # refuse would only print its `rm` (never run it on /, the project or HOME, here).
+    "make_out_root": ({"models.toml": GOOD_MODEL, "q.txt": QUESTIONS}, "make -n board MODELS=tiny OUT=/", "OUT=/ is /"),
+    "make_clean_out_root": ({}, "make -n clean OUT=/", "OUT=/ is /"),
+    "make_clean_out_project": ({}, "make -n clean OUT=.", f"(that is {ROOT}) is / or holds the project"),
+    "make_clean_out_above_project": ({}, f"make -n clean OUT={ROOT.parent}", "is / or holds the project"),
+    "make_clean_out_home": ({}, "make -n clean OUT={home}", "is your home folder"),
+    "make_out_project_folder": ({}, "make -n infer MODELS=tiny OUT=tools", "is one of the project's own folders"),
+    "make_out_a_clone": ({"clone/models/x.gguf": "", "clone/.venv/bin/python": ""}, "make -n clean OUT={d}/clone",
+                         "holds models/ or .venv/"),
+    "make_out_a_file": ({"f.txt": "mine"}, "make infer MODELS=tiny OUT={d}/f.txt", "is a file, not a folder"),
     "weights_missing": ({"models.toml": '[models.tiny]\npath = "nowhere.gguf"\n', "q.txt": QUESTIONS}, "infer tiny",
                         "weights not found"),
     "weights_not_gguf": ({"models.toml": '[models.tiny]\npath = "w.gguf"\n', "q.txt": QUESTIONS,
@@ -107,6 +127,8 @@ CASES.update({
     "board_outputs_not_records": ({"models.toml": GOOD_MODEL, "o.json": '[{"a": 1}]', "r.json": "[]"},
                                   "board --outputs {d}/o.json --reference {d}/r.json --judge tiny --out {d}/out",
                                   "expected a list of alpaca_eval records"),
+    "board_versus_unknown": ({"models.toml": GOOD_MODEL}, "board --check-judge --judge tiny --versus some",
+                             "argument --versus: invalid choice: 'some'"),
     "board_unknown_judge": ({"models.toml": GOOD_MODEL}, "board --check-judge --judge ghost", "ghost"),
     "judge_check_pairs_invalid": ({"models.toml": GOOD_MODEL, "p.jsonl": '{"instruction": "a"\n'},
                                   "judge-check --judge tiny --pairs {d}/p.jsonl --out {d}/out", "p.jsonl:1"),
@@ -130,13 +152,15 @@ def setup_files(d: Path, files: dict) -> None:
 
 def command(d: Path, line: str) -> list[str]:
     tool, *rest = line.split(" ", 1)
-    args = rest[0].replace("{d}", str(d)) if rest else ""
+    args = rest[0].replace("{d}", str(d)).replace("{home}", os.environ.get("HOME", "/")) if rest else ""
     if tool == "make":
         # QUESTIONS=... with a space must reach make as one argument, as a shell user would quote it.
         words = args.split(" QUESTIONS=")
         extra = [f"QUESTIONS={words[1]}"] if len(words) > 1 else [f"QUESTIONS={d}/q.txt"]
-        return ["make", "--no-print-directory", "-C", str(ROOT), *words[0].split(), *extra,
-                f"OUT={d}/out", f"MODELS_TOML={d}/models.toml"]
+        given = words[0].split()
+        if not any(w.startswith("OUT=") for w in given):
+            extra.append(f"OUT={d}/out")
+        return ["make", "--no-print-directory", "-C", str(ROOT), *given, *extra, f"MODELS_TOML={d}/models.toml"]
     script = {"infer": "infer.py", "registry": "registry.py", "board": "board",
               "judge-check": "judge_check.py"}[tool]
     argv = [PY, str(ROOT / "tools" / script), *args.split()]
@@ -209,3 +233,16 @@ def test_read_only_out_is_one_line(tmp_path):
     result = subprocess.run(["unshare", "-rm", "bash", "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert_one_clear_line(result, "Read-only file system; choose a writable OUT=")
+
+
+def test_line_separators_inside_a_line_stay_in_it(tmp_path):
+    """Lines end at \\n (or \\r\\n) only: a form feed, U+0085 or U+2028 is a character of its
+    question, and a JSONL line may hold a raw U+2028 inside a string (valid JSON)."""
+    text = "one\x0cstill one\r\nfive\x85more\ntwo\u2028lines\n"
+    jsonl = json.dumps({"instruction": "a\u2028b", "dataset": "x"}, ensure_ascii=False) + "\r\n"
+    setup_files(tmp_path, {"models.toml": GOOD_MODEL, "q.txt": text, "q.jsonl": jsonl})
+    for name, wanted in (("q.txt", ["one\x0cstill one", "five\x85more", "two\u2028lines"]), ("q.jsonl", ["a\u2028b"])):
+        result = run(tmp_path, f"infer tiny --quiet --questions {{d}}/{name}")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        answers = json.loads((tmp_path / "out" / "tiny.json").read_text(encoding="utf-8"))
+        assert [a["instruction"] for a in answers] == wanted

@@ -1,6 +1,7 @@
 """Faults, through make with the embedded SmolLM2 model and the real llama.cpp judge: kill -9 of
 `make infer` and `make board` at random points (at least 20 kills, each followed by a rerun), two
-runs at once on one OUT, a disk that fills up, and a torn last line in every append-only file.
+runs at once on one OUT (`make infer`, and `make board` with its judge), a disk that fills up, a
+torn last line in every append-only file, and a cache line with the right key but no text answer.
 After each, the next run recovers: every question answered exactly once, every verdict kept, every
 JSON file whole, and only the missing work done.
 """
@@ -174,6 +175,47 @@ def test_two_runs_on_one_out_do_the_work_once(tmp_path):
     answered = sum(int(n) for n in re.findall(r"^[ab]: (\d+) answered", stderr, re.M))
     assert answered == 2 * len(questions), stderr  # the second run reused what the first did
     check_complete(tmp_path, questions)
+
+
+def test_two_boards_on_one_out_make_each_judge_call_once(tmp_path):
+    """Two `make board` at once, the answers already made: the second waits for the judge's lock
+    and reuses every verdict the first made (with a paid API judge, no call is paid twice)."""
+    setup(tmp_path)
+    for target in ("merge", "reference"):
+        done = subprocess.run(make_cmd(tmp_path, target), capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr
+    runs = [subprocess.Popen(make_cmd(tmp_path, "board"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    results = [(p.wait(timeout=900), *p.communicate()) for p in runs]
+    assert all(rc == 0 for rc, _, _ in results), results
+    keys = [v["key"] for v in verdicts(tmp_path / "out")]
+    assert keys and len(keys) == len(set(keys)), results  # b against a, both orders: each call once
+    stderr = "".join(err for _, _, err in results)
+    made = [int(n) for n in re.findall(r"judge calls: (\d+) made", stderr)]
+    assert sorted(made) == [0, len(keys)], stderr
+    assert "waiting: another run" in stderr and "is asking judge 'j'" in stderr, stderr
+    check_complete(tmp_path, FIRST)
+
+
+def test_cache_line_without_a_text_answer_is_answered_again(tmp_path):
+    """A cache line with the right key but no string `output` (edited by hand, another tool) is
+    skipped like a torn one: that question is answered again and output.json stays valid."""
+    setup(tmp_path)
+    first = subprocess.run(make_cmd(tmp_path, "merge"), capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr
+    out = tmp_path / "out"
+    records = answers(out, "a")
+    records[0].pop("output")
+    records[1]["output"] = 42
+    (out / "cache" / "a.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                                           encoding="utf-8")
+    for made in ("a.json", "output.json"):  # as after new questions or settings: make runs `a` again
+        (out / made).unlink()
+    again = subprocess.run(make_cmd(tmp_path, "merge"), capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    assert re.search(r"^a: 2 answered, 1 reused, 0 failed", again.stderr, re.M), again.stderr
+    merged = json.loads((out / "output.json").read_text(encoding="utf-8"))
+    assert len(merged) == 6 and all(isinstance(r["output"], str) for r in merged)
 
 
 TORN = "答".encode("utf-8")[:2]  # half a character: what a crash or a full disk can leave

@@ -64,3 +64,114 @@ def test_broken_or_missing_registry_fails_with_one_line(tmp_path, content, wante
     lines = errors(result)
     assert len(lines) == 1 and lines[0].startswith("error: ") and wanted in lines[0], result.stderr
     assert "Nothing to be done" not in result.stdout + result.stderr
+
+
+# --- Every `make` line the README and `make help` document, run for real once (issue 16, item 3):
+# the project's models.toml with its embedded models (answers cut to 16 tokens), two questions,
+# two labelled pairs, one OUT reused from line to line, and `make clean` last.
+EMBEDDED = ("smollm2_135m", "gemma3_270m")
+TWO_JUDGES = f'JUDGE="{" ".join(EMBEDDED)}"'
+PLAN_CARDS = 'make plan MODELS="qwen25_7b llama31_8b qwen3_14b baichuan_7b" JUDGE=qwen25_7b CARDS=8,12,16,24'
+# documented line -> the line run here (None: not run, and why).
+DOCUMENTED = {
+    "make help": "make help",
+    "make setup": "make setup",
+    "make models": "make models",
+    "make download": "make download",
+    "make quantize": "make quantize",
+    "make plan": "make plan",
+    'make plan MODELS="..."': f'make plan MODELS="{" ".join(EMBEDDED)}" {TWO_JUDGES} FREE=12GiB',
+    PLAN_CARDS: PLAN_CARDS,  # the published shapes: nothing downloaded
+    "make -n infer MODELS=...": f'make -n infer MODELS="{" ".join(EMBEDDED)}"',
+    "make infer": "make infer",
+    "make merge": "make merge",
+    "make reference": "make reference",
+    "make board": "make board",
+    'make board MODELS="smollm2_135m gemma3_270m" QUESTIONS=data/questions_zh_en.txt':
+        'make board MODELS="smollm2_135m gemma3_270m"',  # QUESTIONS: the test's two questions
+    'make board MODELS="..."': f'make board MODELS="{" ".join(EMBEDDED)}"',
+    'make board JUDGE="a b c"': f"make board {TWO_JUDGES}",
+    "make board VERSUS=all": "make board VERSUS=all",
+    "make judge-check": "make judge-check",
+    "make judge-check PAIRS=my_pairs.jsonl": "make judge-check PAIRS={pairs}",
+    'make judge-check JUDGE="a b c"': f"make judge-check {TWO_JUDGES}",  # make help: JUDGE="a b c"
+    "make demo": "make demo",
+    "make clean": "make clean",
+    "make test": None,  # this suite
+    "make setup CUDA=1": None,  # needs the CUDA toolkit
+    "make native-bench": None,  # builds llama.cpp's native tools, about 25 minutes
+    "make bench": None,  # needs make native-bench; tests/test_bench.py runs bench/bench.py
+    "make bench-judge": None,  # 40 questions answered and 64 judge calls: minutes
+    "make board JUDGE=...": None,  # a placeholder for the lines below
+    "make board JUDGE=my_api_judge": None,  # an API: tests/test_judge_api.py, on a local server
+    "make board JUDGE=chatgpt_fn": None,  # the guide's judges: tests/test_guide_models.py
+    "make board JUDGE=claude": None,
+    "make board JUDGE=path/to/configs.yaml": None,  # tests/test_judge_api.py
+    'make infer MODELS="chatglm_6b baichuan_7b"': None,  # tests/test_guide_models.py, on twins
+    'make board MODELS="chatglm_6b baichuan_7b" REFERENCE=gpt35 JUDGE=chatgpt_fn': None,  # likewise
+    'make board MODELS="chatglm_6b baichuan_7b qwen25_7b" REFERENCE=gpt35 JUDGE=qwen25_7b': None,  # 20 GB, a key
+}
+
+
+def documented_lines() -> set[str]:
+    """`make ...` in the README's bash blocks and backquotes, and each target `make help` lists."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = {" ".join(line.split("#")[0].split()) for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+             for line in block.replace("\\\n", " ").splitlines() if line.strip().startswith("make ")}
+    lines |= {" ".join(m.split()) for m in re.findall(r"`(make [^`]*)`", text)}
+    shown = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "help"], capture_output=True,
+                           text=True, timeout=60).stdout
+    lines |= {f"make {m}" for m in re.findall(r"^  make (\S+)", shown, re.M)}
+    return lines
+
+
+def project_registry(tmp_path: Path) -> Path:
+    """models.toml as shipped, its relative paths made absolute, the embedded models' answers short."""
+    text = (ROOT / "models.toml").read_text(encoding="utf-8")
+    text = text.replace('path = "models/', f'path = "{ROOT}/models/').replace('"envs/', f'"{ROOT}/envs/')
+    text = text.replace("max_tokens = 256", "max_tokens = 16")
+    (tmp_path / "models.toml").write_text(text, encoding="utf-8")
+    return tmp_path / "models.toml"
+
+
+@pytest.mark.skipif(not all((ROOT / "models" / f).is_file() for f in
+                            ("SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf")),
+                    reason="run `make models` first")
+def test_every_documented_make_line_runs_for_real(tmp_path):
+    import shlex
+
+    undeclared = documented_lines() - set(DOCUMENTED)
+    assert not undeclared, f"documented but not run here (add them to DOCUMENTED): {sorted(undeclared)}"
+    project_registry(tmp_path)
+    (tmp_path / "q.txt").write_text("What is 2 + 2?\n为什么天空是蓝色的？\n", encoding="utf-8")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"instruction": "What is 2 + 2?", "right": "4", "wrong": "5"}\n'
+                     '{"instruction": "天空是什么颜色？", "right": "蓝色。", "wrong": "绿色。"}\n', encoding="utf-8")
+    out = tmp_path / "out"
+    results = {}
+    for documented, line in DOCUMENTED.items():
+        if line is None or documented == "make clean":  # clean: last, below
+            continue
+        words = shlex.split(line.format(pairs=pairs))[1:]
+        if words[0] == "judge-check" and not any(w.startswith("PAIRS=") for w in words):
+            words.append(f"PAIRS={pairs}")  # two pairs, not the twelve built in: the suite's time
+        result = make(tmp_path, *words)
+        everything = result.stdout + result.stderr
+        assert result.returncode == 0 and "Traceback" not in everything, (documented, everything)
+        results[documented] = everything
+    assert "make board" in results["make help"] and 'JUDGE="a b c"' in results["make help"]
+    assert "tools/infer.py" in results["make -n infer MODELS=..."]
+    for judge in EMBEDDED:  # several judges: each one planned, checked and on the board
+        assert f"{judge} (judge)" in results['make plan MODELS="..."']
+        assert (out / "judge" / "checks" / f"{judge}.json").is_file()
+        assert judge in (out / "board.md").read_text(encoding="utf-8")
+    assert "qwen3_14b" in results[PLAN_CARDS] and "24 GB card" in results[PLAN_CARDS]
+    # make clean, last: it removes everything the lines above wrote, and says so.
+    written = sorted(p.name for p in out.iterdir())
+    clean = make(tmp_path, "clean")
+    assert clean.returncode == 0 and out.is_dir() and not list(out.iterdir()), \
+        (clean.stdout + clean.stderr, sorted(p.name for p in out.iterdir()))
+    assert f"{len(written)} removed, 0 kept" in clean.stdout and f"removed {out / 'cache'}/" in clean.stdout
+

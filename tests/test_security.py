@@ -4,7 +4,9 @@ every backend and judge kind; a user:password in a base_url is scrubbed the same
 our runs start listens on 127.0.0.1 only and is gone after the run and after kill -9 of make;
 nothing is written outside OUT, models/ and the Hugging Face cache; a model's own Python code
 (trust_remote_code) runs only for a model that declares it; and with the models on disk the whole
-board, judge included, runs with no network at all (a network namespace with none).
+board, judge included, runs with no network at all (a network namespace with none); every file
+written under OUT honours the umask (0600 under `umask 077`); and `make clean` removes only what
+the project wrote in OUT, never a file of yours (OUT=/, the project, HOME: tests/test_bad_input.py).
 """
 import base64
 import json
@@ -330,3 +332,52 @@ def test_remote_code_runs_only_for_a_model_that_declares_it(tiny_chat_llama, tmp
     trusted = make(tmp_path, env, "infer", "MODELS=trusted")
     assert trusted.returncode == 0, trusted.stderr
     assert marker.exists()
+
+
+TWO_MODELS = (f'[defaults]\nmodels = ["greedy", "sampled"]\nreference = "greedy"\njudge = "greedy"\n\n'
+              f'[models.greedy]\npath = "{SMOLLM2}"\nmax_tokens = 8\nn_ctx = 1024\n\n'
+              f'[models.sampled]\npath = "{SMOLLM2}"\nmax_tokens = 8\ntemperature = 0.8\nseed = 3\nn_ctx = 1024\n')
+
+
+def test_every_output_honours_the_umask(tmp_path):
+    """Under `umask 077` no file of the board (answers, caches, views, manifest, verdicts) is
+    readable by others; under 022 the answers are 0644, as any file the user makes."""
+    (tmp_path / "models.toml").write_text(TWO_MODELS, encoding="utf-8")
+    (tmp_path / "q.txt").write_text("What is 2+2?\nName a colour.\n", encoding="utf-8")
+    for umask, target, out in (("077", "board", tmp_path / "out"), ("022", "infer", tmp_path / "out022")):
+        cmd = " ".join(f"'{w}'" for w in ["make", "--no-print-directory", "-C", str(ROOT), target, f"OUT={out}",
+                                          f"MODELS_TOML={tmp_path / 'models.toml'}", f"QUESTIONS={tmp_path / 'q.txt'}"])
+        run = subprocess.run(["bash", "-c", f"umask {umask} && {cmd}"], capture_output=True, text=True, timeout=900)
+        assert run.returncode == 0, run.stderr
+        files = [p for p in out.rglob("*") if p.is_file()]
+        assert (out / "greedy.json") in files and (out / "cache" / "greedy.jsonl") in files
+        if umask == "077":
+            assert (out / "board.html") in files and (out / "manifest.json") in files
+            shared = {str(p.relative_to(out)): oct(p.stat().st_mode & 0o777) for p in files if p.stat().st_mode & 0o077}
+            assert not shared, f"readable by others under umask 077: {shared}"
+        else:
+            assert (out / "greedy.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_make_clean_removes_only_what_llmeval_wrote(tmp_path):
+    """`make clean` removes the answers, caches, stamps and the marker it knows, says each, and
+    keeps a file and a folder of the user's in OUT (the old rule was rm -rf OUT/*)."""
+    (tmp_path / "models.toml").write_text(TWO_MODELS, encoding="utf-8")
+    (tmp_path / "q.txt").write_text("What is 2+2?\n", encoding="utf-8")
+    out = tmp_path / "out"
+    (out / "mine").mkdir(parents=True)
+    (out / "notes.txt").write_text("my notes", encoding="utf-8")
+    (out / "mine" / "keep.json").write_text("[]", encoding="utf-8")
+    (out / "config.json").write_text('{"mine": true}', encoding="utf-8")  # JSON, but not answers
+    env = {**os.environ}
+    assert make(tmp_path, env, "merge", "MODELS=greedy").returncode == 0
+    assert (out / "greedy.json").is_file() and (out / ".llmeval").is_file()
+    clean = make(tmp_path, env, "clean")
+    assert clean.returncode == 0 and "Traceback" not in clean.stderr, clean.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "mine", "notes.txt"]
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "my notes" and (out / "mine" / "keep.json").is_file()
+    for name in ("cache/", "stamps/", "greedy.json", "output.json", ".llmeval"):
+        assert f"removed {out / name.rstrip('/')}{'/' if name.endswith('/') else ''}" in clean.stdout, clean.stdout
+    assert f"kept {out / 'notes.txt'}: not something llmeval writes" in clean.stdout
+    again = make(tmp_path, env, "clean")
+    assert again.returncode == 0 and "0 removed, 3 kept" in again.stdout, again.stdout

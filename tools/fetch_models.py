@@ -9,7 +9,6 @@ Models already on disk, and models without `embedded`, are left alone.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import subprocess
@@ -18,6 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import arguments
 from records import sha256_of
 from registry import ModelSpec, RegistryError, load_registry
 
@@ -68,17 +68,16 @@ def fetch(spec: ModelSpec) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="model names (default: every model with 'embedded')")
     parser.add_argument("--models-toml", default="models.toml")
-    parser.add_argument("--judge", help="the judge: fetched when it is a model in models.toml (not an API judge)")
+    parser.add_argument("--judge", nargs="+", default=[],
+                        help="the judges: each fetched when it is a model in models.toml (not an API judge)")
     args = parser.parse_args(argv)
     try:
         registry = load_registry(args.models_toml)
         names = args.models or [n for n, s in registry.models.items() if s.embedded]
-        if args.judge in registry.models:
-            names.append(args.judge)
-        names = list(dict.fromkeys(names))
+        names = list(dict.fromkeys(names + [j for j in args.judge if j in registry.models]))
         specs = [registry.get(name) for name in names]
     except RegistryError as err:
         print(f"error: {err}", file=sys.stderr)

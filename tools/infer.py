@@ -15,42 +15,24 @@ answered. Not handled: OUT on a network file system without working flock.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-from records import AnswerCache, InputError, answer_record, load_questions, write_atomic
+import arguments
+from records import AnswerCache, InputError, answer_record, exclusive_lock, load_questions, write_atomic
 from registry import ModelSpec, RegistryError, load_registry
 
 
-@contextlib.contextmanager
 def model_lock(out_dir: Path, name: str):
     """Hold OUT/cache/NAME.lock; when another run holds it, say so and wait for it."""
-    path = out_dir / "cache" / f"{name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "?"
-            print(f"waiting: another run (pid {holder}) is answering '{name}' into {out_dir}; "
-                  "this one goes on when it is done", file=sys.stderr)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return exclusive_lock(out_dir / "cache" / f"{name}.lock",
+                          f"waiting: another run (pid {{pid}}) is answering '{name}' into {out_dir}; "
+                          "this one goes on when it is done")
 
 
 def run_model(spec: ModelSpec, questions: list[dict], out_dir: Path, quiet: bool = False) -> dict:
@@ -118,19 +100,16 @@ def _answer(spec, questions, todo, records, cache, settings_id, quiet, save) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="model names from models.toml (default: [defaults] models)")
     parser.add_argument("--questions", required=True, help="questions file (.txt, .json or .jsonl)")
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--out", default="out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--parallel", type=int, metavar="N",
+    parser.add_argument("--parallel", type=arguments.count(">= 0 (0 = automatic)"), metavar="N",
                         help="llama.cpp: questions decoded together, overriding models.toml's "
                              "parallel (0 = automatic)")
     args = parser.parse_args(argv)
-    if args.parallel is not None and args.parallel < 0:
-        print(f"error: --parallel must be >= 0 (0 = automatic), got {args.parallel}", file=sys.stderr)
-        return 2
     try:
         registry = load_registry(args.models_toml)
         names = args.models or registry.default_models

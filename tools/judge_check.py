@@ -21,13 +21,13 @@ Not handled: judging style or length; this only shows whether a judge can tell r
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import arguments
 from records import InputError, jsonl_items, read_text, write_json_atomic
 from registry import load_registry
 
@@ -148,7 +148,7 @@ def report(check: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--judge", required=True, nargs="+",
                         help="a model from models.toml or an alpaca_eval annotator config; several: side by side")
     parser.add_argument("--models-toml", default="models.toml")

@@ -1,6 +1,6 @@
-"""What each llama.cpp model (and the judge) will use on this machine's GPU, before anything runs.
+"""What each llama.cpp model (and the judges) will use on this machine's GPU, before anything runs.
 
-    python tools/plan.py [MODELS...] [--judge NAME] [--free 12GiB | --cards 8,12,16,24]   (make plan)
+    python tools/plan.py [MODELS...] [--judge NAME...] [--free 12GiB | --cards 8,12,16,24]   (make plan)
 
 For each model: the weights' size, the KV cache of one sequence at its n_ctx, the GPU's free
 memory, and the layers on the GPU and the sequences N decoded together that the llama.cpp
@@ -15,11 +15,11 @@ models (listed as not sized), several GPUs.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from pathlib import Path
 
+import arguments
 from backends import gpu_fit
 from registry import RegistryError, load_registry
 
@@ -82,18 +82,18 @@ def plan_row(spec, shape, free: int | None, ram: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="model names (default: [defaults] models)")
-    parser.add_argument("--judge", help="the judge model (default: [defaults] judge)")
+    parser.add_argument("--judge", nargs="+", default=[], help="the judge models (default: [defaults] judge)")
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--free", help="pretend the GPU has this much free memory, e.g. 12GiB")
     parser.add_argument("--cards", help="one column per card size in GB, e.g. 8,12,16,24")
     args = parser.parse_args(argv)
     try:
         registry = load_registry(args.models_toml)
-        names = list(dict.fromkeys((args.models or registry.default_models)
-                                   + [args.judge or registry.judge or ""]))
-        specs = [(registry.get(n), n == (args.judge or registry.judge)) for n in names if n]
+        judges = args.judge or ([registry.judge] if registry.judge else [])
+        names = list(dict.fromkeys((args.models or registry.default_models) + judges))
+        specs = [(registry.get(n), n in judges) for n in names]
         cards = _cards(args.cards) if args.cards else None
         free_given = parse_size(args.free) if args.free else None
     except (RegistryError, PlanError) as err:

@@ -4,11 +4,15 @@ Questions come as a text file (one per line; blank lines skipped; UTF-8 with or 
 CRLF fine), as a JSON / JSONL file of alpaca_eval records (`instruction`, optional `input`,
 `dataset`), as FastChat's question.jsonl (`question_id`, `category`, `turns`, optional
 `reference`; category serves as the dataset), or as a normalized benchmark set written by
-tools/data.py (those fields plus `generation` and `meta`, kept on each question). Answers are alpaca_eval records: instruction, input, output, generator, dataset,
-datasplit, plus tokens, seconds and the settings id they were made with.
+tools/data.py (those fields plus `generation` and `meta`, kept on each question); lines end at
+\n only, so a form feed or U+2028 stays inside its line. Answers are alpaca_eval records:
+instruction, input, output, generator, dataset, datasplit, plus tokens, seconds and the settings
+id they were made with.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -40,12 +44,18 @@ def read_text(path: Path, if_missing: str) -> str:
         raise InputError(f"{path}:{lineno}: not UTF-8 text ({err.reason}); save the file as UTF-8") from None
 
 
-def jsonl_items(path: Path, text: str):
-    """(line number, parsed JSON) for each non-blank line of a JSONL text.
+def text_lines(text: str) -> list[str]:
+    """The lines of a text, split on \\n (a \\r before it dropped) and nothing else.
 
-    Lines end at "\n" only: str.splitlines() would also cut at U+2028 and other separators that
-    JSON strings may hold raw (Arena-Hard v2.0's prompts do)."""
-    for lineno, line in enumerate(text.split("\n"), 1):
+    Not str.splitlines: it also breaks at form feeds, U+0085 and U+2028, which are characters
+    inside a line (valid in a JSON string, and part of a question), not line ends."""
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
+def jsonl_items(path: Path, text: str):
+    """(line number, parsed JSON) for each non-blank line of a JSONL text (text_lines: Arena-Hard
+    v2.0's prompts hold U+2028 raw)."""
+    for lineno, line in enumerate(text_lines(text), 1):
         if not line.strip():
             continue
         try:
@@ -76,7 +86,7 @@ def load_questions(path: str | Path) -> list[dict]:
         questions = [_question(path, lineno, item, dataset) for lineno, item in jsonl_items(path, text)]
     else:
         questions = [{"instruction": line.strip(), "input": "", "dataset": dataset}
-                     for line in text.splitlines() if line.strip()]
+                     for line in text_lines(text) if line.strip()]
     unique = list({question_key(q): q for q in questions}.values())
     if not unique:
         raise InputError(f"{path}: no questions found")
@@ -123,13 +133,29 @@ def question_key(record: dict) -> tuple[str, str]:
     return record["instruction"], extra
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (os.umask can only set it, and setting it
+    for a moment would affect files other threads create meanwhile)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc (not Linux): the old way
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are for anyone to read
+        # mkstemp makes it private (0600): give it what open() would, 0666 less the umask.
+        os.chmod(tmp, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -199,12 +225,38 @@ def append_jsonl(path: str | Path, record: object) -> None:
         raise
 
 
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path, waiting: str):
+    """Hold an flock on `path` (our pid written in it); while another process holds it, print
+    `waiting` (with its pid) and wait. The system releases it even after kill -9. Not handled:
+    a network file system without working flock."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            print(waiting.replace("{pid}", holder), file=sys.stderr)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 class AnswerCache:
     """An append-only JSONL file of every answer a model has given, one line each.
 
     Each answer is appended (and flushed to disk) the moment it is done, so a crash or Ctrl-C
     loses at most the answer being written; a torn last line is skipped on reading and the next
-    answer starts a new line. Failed answers are not cached, so a rerun retries them.
+    answer starts a new line, and so is a line with the right key but no text `output` (the
+    question is answered again). Failed answers are not cached, so a rerun retries them.
     """
 
     def __init__(self, path: str | Path):
@@ -216,9 +268,12 @@ class AnswerCache:
         """Read the file again (another run may have added answers while we waited for it)."""
         for record in read_jsonl_lines(self.path):
             try:
-                self.answers[(record["settings_id"], *question_key(record))] = record
+                key = (record["settings_id"], *question_key(record))
             except (KeyError, TypeError):
                 continue  # not an answer record
+            if not isinstance(record.get("output"), str) or not all(isinstance(k, str) for k in key):
+                continue  # damaged (edited by hand, another tool): answered again, like a torn line
+            self.answers[key] = record
 
     def get(self, settings_id: str, question: dict) -> dict | None:
         return self.answers.get((settings_id, *question_key(question)))

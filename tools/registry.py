@@ -86,7 +86,15 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 RESERVED_NAMES = ("output", "reference", "board_pairs", "manifest", "bench")
 
 
+# A name becomes file names (OUT/cache/NAME.jsonl, a temporary .NAME.json.XXXX.tmp, models/NAME/
+# NAME.Q4_K_M.gguf.partial): 64 characters keep them well under the 255 bytes a file name may have.
+MAX_NAME_LENGTH = 64
+
+
 def check_name(where: Path | str, name: str) -> None:
+    if len(name) > MAX_NAME_LENGTH:
+        raise RegistryError(f"{where}: model name '{name[:24]}...' is {len(name)} characters long; "
+                            f"names are at most {MAX_NAME_LENGTH} (they become file names): shorten it")
     if not NAME_RE.fullmatch(name) or ".." in name:
         raise RegistryError(f"{where}: model name {name!r} must be a plain identifier (letters, digits, "
                             "'_', '-', '.'; no '/', spaces or '..'): rename that [models.\"...\"] table")

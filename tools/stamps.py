@@ -13,13 +13,13 @@ Does not handle: reading or validating models.toml (registry.py does, and fails 
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 
+import arguments
 from registry import Registry, RegistryError, load_registry, redact_url
 
 
@@ -56,7 +56,7 @@ def check_api_keys(registry: Registry, names: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["stamp", "stamp-value", "preflight"])
     parser.add_argument("models", nargs="*")
     parser.add_argument("--models-toml", default="models.toml")

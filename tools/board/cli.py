@@ -23,7 +23,6 @@ gets it beside ours (board/published.py). Not handled: several reference models.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -34,6 +33,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import arguments
 from records import InputError, question_key, read_json, write_json_atomic as write_json
 from registry import load_registry
 from benchsets import set_info
@@ -295,7 +295,7 @@ def build_board(args, registry, judges: list) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show", type=Path, metavar="BOARD_CSV", help="only print an existing board")
     parser.add_argument("--outputs", type=Path, help="merged answers (OUT/output.json)")
     parser.add_argument("--reference", type=Path, help="reference answers (OUT/reference.json)")
