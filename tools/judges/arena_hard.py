@@ -115,6 +115,7 @@ def arena_judge(judge, config: dict):
     """The judge that plays the games: a local judge as it is (labels from logits); an API judge
     asked Arena-Hard's way (text, a second attempt, conflicting labels drop the game)."""
     if isinstance(judge, ApiJudge):
+        judge.close()  # the same endpoint and key, asked Arena-Hard's way by a client of its own
         return ArenaApiJudge(judge.spec, config)
     if not hasattr(judge, "label"):
         raise InputError(f"judge '{judge.name}' (an alpaca_eval annotator) cannot play Arena-Hard's games: use a "

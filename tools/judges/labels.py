@@ -273,7 +273,7 @@ def label_calls(judge, calls: list[LabelledCall], out_dir: Path, progress=None, 
         raise JudgeError(f"judge '{judge.name}' ({judge.kind or 'annotator'}) cannot grade: use a models.toml judge "
                          "(llama.cpp, transformers or openai)")
     path = Path(out_dir) / "judge" / "labels.jsonl"
-    return judge_calls(judge, calls, out_dir, progress, quiet, cache=lambda: LabelCache(path), ask=judge.label,
+    return judge_calls(judge, calls, out_dir, progress, quiet, cache=LabelCache(path), ask=judge.label,
                        judge_id=label_judge_id(judge))
 
 
