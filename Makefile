@@ -14,6 +14,8 @@ MODELS      ?=
 REFERENCE   ?=
 JUDGE       ?=
 VERSUS      ?=
+PROTOCOL    ?=
+FAST        ?=
 PAIRS       ?=
 CUDA        ?= 0
 VENV        ?= .venv
@@ -82,6 +84,7 @@ help: ## list targets and variables
 	@echo "  QUESTIONS=name: a set of data/benchmarks.toml ($$(python3 tools/benchsets.py names 2>/dev/null)); LIMIT=$(LIMIT) (N: a stratified fixed-seed sample of N questions)"
 	@echo "  OUT=$(OUT)  MODELS_TOML=$(MODELS_TOML)  CUDA=$(CUDA) (1 builds llama.cpp with CUDA)"
 	@echo "  PARALLEL=$(PARALLEL) (questions decoded together by llama.cpp; empty = models.toml's parallel)"
+	@echo "  PROTOCOL=$(PROTOCOL_) (pairwise|arena_hard|grade; default: what the question set declares)  FAST=$(FAST) (1: arena_hard and grade, a local judge's label without the explanation)"
 	@echo "  JUDGE=\"a b c\" (several judges, their mean)  VERSUS=$(VERSUS) (all: models also judged against each other)"
 	@echo "  PAIRS=$(PAIRS) (make judge-check: your own labelled pairs, JSONL; empty = data/judge_check.jsonl)"
 	@echo "  BENCH_MODEL=$(BENCH_MODEL)  BENCH_ARGS=$(BENCH_ARGS) (bench/bench.py --help)"
@@ -167,20 +170,34 @@ board: $(if $(SET),set-cost) check-judge $(OUT)/board.csv ## judge every model a
 check-judge: need-judge setup
 	@$(PY) tools/board --check-judge --judge $(JUDGE_) --models-toml $(MODELS_TOML)
 
-judge-check: check-judge | models judge-weights $(OUT)/.llmeval ## judge pairs with a plainly right answer in both orders: accuracy, consistency
-	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT) $(if $(PAIRS),--pairs $(PAIRS))
+judge-check: check-judge | models judge-weights $(OUT)/.llmeval ## judge pairs with a plainly right answer in both orders: accuracy, consistency (a grader: right rated above wrong)
+	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT) $(if $(PAIRS),--pairs $(PAIRS)) \
+	  $(if $(filter grade,$(PROTOCOL_)),--protocol grade)
 
+# The protocol: PROTOCOL=grade|pairwise, else what the question set's sidecar declares, else pairwise.
+PROTOCOL_ := $(shell python3 tools/board/protocol.py '$(QUESTIONS)' '$(PROTOCOL)' '$(SET)' 2>&1 || echo pairwise)
+ifneq ($(filter ERROR,$(firstword $(PROTOCOL_))),)
+$(error $(wordlist 2,999,$(PROTOCOL_)))
+endif
+
+ifeq ($(PROTOCOL_),grade)
+# Graded: each model's answers rated 1-10 by the judge (MT-Bench, AlignBench, or our own prompt).
+$(OUT)/board.csv: $(ANSWERS) $(QUESTIONS) $(OUT)/stamps/judge.txt $(TOOLS) | judge-weights
+	$(PY) tools/board --protocol grade --models-toml $(MODELS_TOML) --answers $(ANSWERS) \
+	  --judge $(JUDGE_) --questions $(QUESTIONS) --out $(OUT) $(if $(FAST),--fast)
+else
 # A new judge-check is quoted by the board: it remakes the views, with every verdict from the cache.
 $(OUT)/board.csv: $(OUT)/output.json $(OUT)/reference.json $(OUT)/stamps/judge.txt $(TOOLS) \
   $(wildcard $(OUT)/judge/checks/*.json) | judge-weights
 	$(PY) tools/board --models-toml $(MODELS_TOML) --outputs $(OUT)/output.json \
 	  --reference $(OUT)/reference.json --judge $(JUDGE_) --questions $(QUESTIONS) --out $(OUT) \
-	  $(if $(VERSUS),--versus $(VERSUS))
+	  $(if $(VERSUS),--versus $(VERSUS)) $(if $(PROTOCOL),--protocol $(PROTOCOL)) $(if $(FAST),--fast)
+endif
 
 # Stamps of the model list, the reference and the judge: rewritten only when they change.
 STAMP_models = $(MODELS_)
 STAMP_reference = $(if $(REFERENCE_SET),set:$(REFERENCE_SET):$(QUESTIONS),$(REFERENCE_))
-STAMP_judge = $(JUDGE_) $(if $(VERSUS),versus=$(VERSUS))
+STAMP_judge = $(JUDGE_) $(if $(VERSUS),versus=$(VERSUS)) $(if $(PROTOCOL),protocol=$(PROTOCOL))$(if $(FAST), fast)
 $(OUT)/stamps/%.txt: FORCE | setup $(OUT)/.llmeval
 	@$(PY) tools/stamps.py stamp-value $* $(STAMP_$*) --models-toml $(MODELS_TOML) --out $(OUT)
 

@@ -104,6 +104,13 @@ DOCUMENTED = {
     "make plan QUESTIONS=arena_hard": "make plan QUESTIONS=arena_hard",
     "make board QUESTIONS=alpaca_eval LIMIT=20": "make board QUESTIONS=alpaca_eval LIMIT=2",  # no reference model
     "make clean": "make clean",
+    # Graded boards: tests/test_grade_board.py runs the graded stage on a LIMIT of real questions
+    # with the embedded judge (explanations cut short: each rating writes one, minutes here).
+    "make board QUESTIONS=mt_bench LIMIT=8": None,
+    "make board QUESTIONS=mt_bench": None,
+    "make board QUESTIONS=alignbench LIMIT=16 FAST=1": None,
+    "make board PROTOCOL=grade QUESTIONS=data/llm_benchmark_tiny.txt": None,
+    "make judge-check PROTOCOL=grade": None,  # tests/test_grade_check.py
     "make test": None,  # this suite
     "make setup CUDA=1": None,  # needs the CUDA toolkit
     "make native-bench": None,  # builds llama.cpp's native tools, about 25 minutes

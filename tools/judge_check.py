@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", default=DEFAULT_PAIRS, type=Path,
                         help="JSONL of labelled pairs {instruction, right, wrong} (default: the 12 built-in)")
     parser.add_argument("--limit", type=int, help="only the first N pairs")
+    parser.add_argument("--protocol", choices=["pairwise", "grade"], default="pairwise",
+                        help="grade: rate each answer alone 1-10 (tools/grade_check.py)")
     args = parser.parse_args(argv)
     # matplotlib (the chart; alpaca_eval imports it too) would create ~/.config/matplotlib: its
     # config and font cache go under OUT instead, unless the user chose a folder.
@@ -167,6 +169,16 @@ def main(argv: list[str] | None = None) -> int:
         checks = []
         for name in dict.fromkeys(args.judge):
             judge = resolve_judge(name, registry, args.out)
+            if args.protocol == "grade":
+                from grade_check import grade_report, run_grade_check
+                check = {**run_grade_check(judge, items, args.out, min(512, judge.spec.max_tokens or 512)
+                                           if hasattr(judge, "spec") and judge.kind != "openai" else 2048),
+                         "pairs_file": str(args.pairs)}
+                path = check_path(args.out, judge.name).with_suffix(".grade.json")
+                write_json_atomic(path, check)
+                print(grade_report(check))
+                print(f"-> {path}")
+                continue
             check = {**run_check(judge, items, args.out), "pairs_file": str(args.pairs)}
             path = check_path(args.out, judge.name)
             write_json_atomic(path, check)

@@ -61,7 +61,8 @@ def text_lines(text: str) -> list[str]:
 
 
 def jsonl_items(path: Path, text: str):
-    """(line number, parsed JSON) for each non-blank line of a JSONL text."""
+    """(line number, parsed JSON) for each non-blank line of a JSONL text (text_lines: Arena-Hard
+    v2.0's prompts hold U+2028 raw)."""
     for lineno, line in enumerate(text_lines(text), 1):
         if not line.strip():
             continue

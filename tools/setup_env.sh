@@ -29,6 +29,7 @@ fi
 "${pip[@]}" install -q --force-reinstall --no-deps "$wheels"/llama_cpp_python-$LLAMA_CPP_VERSION-*.whl
 # The server extra and llama-cpp-python's own needs, then everything else, all pinned.
 "${pip[@]}" install -q "llama-cpp-python[server]==$LLAMA_CPP_VERSION" -r requirements.txt
+# Packages whose own dependencies are not wanted (FastChat: only its llm_judge scripts, for tests).
 "${pip[@]}" install -q --no-deps -r requirements-nodeps.txt
 # llama.cpp's convert_hf_to_gguf.py (for make quantize), from the same llama-cpp-python sdist on
 # PyPI, kept beside the wheels; done once, and quantize.py fetches it itself if it is missing.

@@ -22,6 +22,7 @@ that prompt: the caller cuts them to fit first).
 from __future__ import annotations
 
 import llama_cpp
+import numpy as np
 
 CTX_ROUND = 256
 
@@ -51,9 +52,11 @@ def context_size(prompts: list[list[int]], n_ctx: int) -> int:
 
 
 def score(engine, prompts: list[tuple[int, list[int]]], token_ids: list[int], n_parallel: int,
-          n_ctx_seq: int, n_batch: int = 512, stats: dict | None = None):
+          n_ctx_seq: int, n_batch: int = 512, stats: dict | None = None, normalize: bool = False):
     """Yield (index, {"logits": [logit of each of token_ids]} or {"error"}) as prompts finish.
-    `stats` (a dict) gets the tokens decoded and the tokens saved by sharing."""
+    `stats` (a dict) gets the tokens decoded and the tokens saved by sharing. `normalize` adds
+    "logsumexp" over the whole vocabulary, so logit - logsumexp is a token's log-probability
+    (labelled calls chain them over the tokens of a label, judges/labels.py)."""
     stats = stats if stats is not None else {}
     stats.update(prompt_tokens=0, decoded_tokens=0)
     todo = []
@@ -137,7 +140,12 @@ def score(engine, prompts: list[tuple[int, list[int]]], token_ids: list[int], n_
                 slot.fed += take
                 if done:
                     logits = llama_cpp.llama_get_logits_ith(ctx, take - 1)
-                    yield slot.current[0], {"logits": [float(logits[t]) for t in token_ids]}
+                    result = {"logits": [float(logits[t]) for t in token_ids]}
+                    if normalize:
+                        row = np.ctypeslib.as_array(logits, shape=(engine.n_vocab,)).astype(np.float64)
+                        top = row.max()
+                        result["logsumexp"] = float(top + np.log(np.exp(row - top).sum()))
+                    yield slot.current[0], result
                     slot.current = None
     finally:
         llama_cpp.llama_batch_free(batch)

@@ -16,8 +16,10 @@ When a judge call fails the board is still written, the pair is left out and cou
 n_failed, and board.csv is dated 1970 so that the next `make board` runs again and retries only
 the failed calls. With several judges each judges every pair (its own cache entries) and the
 board uses their mean preference (tools/board/ensemble.py); with --versus all the models are also
-judged against each other, both orders, for the Bradley-Terry fit. Not handled: several
-reference models.
+judged against each other, both orders, for the Bradley-Terry fit. With --protocol arena_hard
+(the default of the Arena-Hard sets) the judge plays Arena-Hard-Auto's two games per prompt and
+the board gets its scores and files (board/arena_board.py); a set with a published leaderboard
+gets it beside ours (board/published.py). Not handled: several reference models.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ import arguments
 from board.provenance import provenance
 from records import InputError, json_bytes, question_key, read_json, write_json_atomic as write_json, write_together
 from registry import load_registry
+from benchsets import set_info
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 def log(message: str) -> None:
@@ -124,8 +127,11 @@ def show(board_path: Path) -> int:
     from board.views import table_text
 
     try:
-        board = pd.read_csv(board_path, index_col="model")
         manifest = read_json(board_path.with_name("manifest.json"))
+        if isinstance(manifest, dict) and manifest.get("protocol") == "grade":  # the graded board
+            from board.graded import show as show_graded
+            return show_graded(board_path)
+        board = pd.read_csv(board_path, index_col="model")
         about, warnings = manifest["about"], manifest["warnings"]
     except (FileNotFoundError, ValueError, KeyError, TypeError, InputError) as err:
         print(f"error: cannot read {board_path} ({err}); run make board", file=sys.stderr)
@@ -176,7 +182,14 @@ def build_board(args, registry, judges: list) -> int:
     models = [m for m in dict.fromkeys(r["generator"] for r in outputs) if m != ref_name]
     question_ids = {key: i for i, key in enumerate(dict.fromkeys(question_key(r) for r in reference))}
     battles = versus_pairs(outputs, question_ids, models) if args.versus == "all" else []
-    judged = judge_everything(judges, pairs, battles, args.out, progress=log)
+    info = set_info(args.questions) if args.questions else None
+    protocol = args.protocol or (info or {}).get("protocol") or "pairwise"
+    arena = None
+    if protocol == "arena_hard":  # Arena-Hard-Auto's two games and five labels (board/arena_board.py)
+        from board.arena_board import judge_arena
+        judged, arena = judge_arena(judges, pairs, reference, args.out, info, args.fast, log, args.questions)
+    else:
+        judged = judge_everything(judges, pairs, battles, args.out, progress=log)
     results, stats = judged.results, judged.stats
     for error in stats["errors"][:3]:
         log(f"judge call failed: {error}")
@@ -191,14 +204,24 @@ def build_board(args, registry, judges: list) -> int:
     n_questions = len({question_key(r) for r in reference})
     if len(judges) == 1:
         judge_info = judge_about(judges[0], results, checks[judges[0].name])
+        if arena:
+            judge_info["protocol"] = f"Arena-Hard-Auto v0.1, labels read from {arena['about']['labels_from']}" + \
+                (", fast: no explanation" if args.fast else "")
     else:
         judge_info = {"name": " + ".join(j.name for j in judges), "kind": "ensemble",
                       "protocol": "mean preference of the judges", "last_check": None,
                       "position_consistency": None if pd.isna(consistency) else round(consistency, 2),
                       "n_pairs_judged": n_swapped}
     by_judge, agreement, ensemble_warnings = ensemble_summary(judged, judges, current)
-    about = {"judge": judge_info, "reference": ref_name, "n_questions": n_questions,
+    about = {"judge": judge_info, "reference": ref_name, "n_questions": n_questions, "protocol": protocol,
              "versus": args.versus, "n_battles_between_models": len(judged.battles)}
+    if info:
+        about["set"] = {k: info.get(k) for k in ("name", "protocol", "reference_name", "published", "limit", "notes")}
+    from board.arena_board import extra_sections
+    compare["sections"] = extra_sections(info, board, judge_info["name"], arena and arena["table"],
+                                         arena and arena["about"])
+    if arena:
+        about["arena_hard"] = {k: v for k, v in arena["about"].items()}
     if len(judges) > 1:
         about["judges"] = [judge_about(j, [r for r in judged.by_judge[j.name] if "opponent" not in r],
                                        checks[j.name]) for j in judges]
@@ -265,20 +288,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--out", default="out", type=Path)
     parser.add_argument("--check-judge", action="store_true", help="only check that the judge can run")
+    parser.add_argument("--protocol", choices=["pairwise", "arena_hard", "grade", ""], default="",
+                        help="how the judge compares (default: the question set's own, else pairwise); grade: rate "
+                             "each answer 1-10 (board/graded.py) instead of comparing with the reference")
+    parser.add_argument("--answers", type=Path, nargs="+", help="grade: each model's answers (OUT/NAME.json)")
+    parser.add_argument("--grader", choices=["mt_bench", "alignbench", "own"],
+                        help="grade: the prompt (default: the question set's, else the project's own)")
+    parser.add_argument("--fast", action="store_true",
+                        help="arena_hard and grade, local judges: the label without an explanation")
     args = parser.parse_args(argv)
     # matplotlib (the chart; alpaca_eval imports it too) would create ~/.config/matplotlib: its
     # config and font cache go under OUT instead, unless the user chose a folder.
     os.environ.setdefault("MPLCONFIGDIR", str(Path(args.out).resolve() / "judge" / "matplotlib"))
     if args.show:
         return show(args.show)
-    if not args.judge or not args.check_judge and not (args.outputs and args.reference):
-        parser.error("--outputs, --reference and --judge are required (or --show BOARD_CSV)")
+    graded = args.protocol == "grade"
+    if not args.judge or not args.check_judge and not (graded and args.answers and args.questions) and \
+            not (not graded and args.outputs and args.reference):
+        parser.error("--outputs, --reference and --judge are required (--protocol grade: --answers, --questions "
+                     "and --judge), or --show BOARD_CSV")
     from judges import resolve_judge, run_reporting_errors
 
     def work() -> int:
         registry = load_registry(args.models_toml)
         judges = [resolve_judge(name, registry, args.out, check_only=args.check_judge)
                   for name in dict.fromkeys(args.judge)]
-        return 0 if args.check_judge else build_board(args, registry, judges)
+        if args.check_judge:
+            return 0
+        if graded:
+            from board.graded import build_graded
+            return build_graded(args, registry, judges[0])
+        return build_board(args, registry, judges)
 
     return run_reporting_errors("making the board", work)

@@ -69,6 +69,8 @@ def header_lines(about: dict) -> list[str]:
     judge = about["judge"]
     lines = [f"judge: {judge['name']} ({judge['kind']}, protocol {judge['protocol']}, both orders); "
              f"reference: {about['reference']}; questions: {about['n_questions']}"]
+    info = about.get("set") or {}
+    lines += [f"set {info.get('name')}: {note}" for note in info.get("notes") or []]
     check = judge.get("last_check")
     if check:
         stale = "" if check.get("current") else " (of an older version of this judge)"
@@ -153,6 +155,8 @@ def compare_sections(compare: dict | None) -> list[tuple[str, pd.DataFrame, str]
         found.append(("Agreement between judges", agreement,
                       "Same side: % of pairs both judges gave the same side (model, tie, reference); "
                       "Cohen's kappa: that agreement beyond chance (1 = always, 0 = as by chance)."))
+    # Sections of a protocol or a set (board/arena_board.py: Arena-Hard's score, the published table).
+    found += [(title, table, note) for title, table, note, _ in compare.get("sections") or []]
     return found
 
 
@@ -340,8 +344,9 @@ def render_html(board: pd.DataFrame, about: dict, warnings: list[str], results: 
                "second; P is the judge's probability that the model's answer is better. A judge whose two "
                "verdicts keep disagreeing follows the position of the answers, not their content.</p>")
     for title, table, note in compare_sections(compare):
-        table_id = {"Model against model": "versus", "Bradley-Terry": "bradley-terry",
-                    "By judge": "by-judge", "By dataset": "by-dataset"}.get(title, "agreement")
+        table_id = {"Model against model": "versus", "Bradley-Terry": "bradley-terry", "By judge": "by-judge",
+                    "By dataset": "by-dataset", **{t: i for t, _, _, i in (compare or {}).get("sections") or []}
+                    }.get(title, "agreement")
         classes = versus_classes(compare["versus"]) if table_id == "versus" else None
         out += [f"<h2>{_e(title)}</h2>", *_html_table(table, table_id, classes), f"<p>{_e(note)}</p>"]
     out.append("<h2>Questions</h2>")

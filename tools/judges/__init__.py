@@ -12,7 +12,10 @@ same backends that answer questions (tools/backends/), one file per kind:
   with backoff; the top-20 logprobs of the one answer token (protocol logprob-v1);
 - annotator_judge.py: alpaca_eval's annotators (chatgpt_fn, weighted_alpaca_eval_gpt4_turbo,
   claude, ...) or a configs.yaml, with alpaca_eval's own concurrency.
-The prompt and its parsing are in prompt.py; calls, the verdict cache and the asking loop in
+Labelled calls (a reply ending in `[[label]]` out of a fixed set: 1-10 ratings, Arena-Hard's
+verdicts) are labels.py's: `label_calls(judge, calls, out_dir)`, answered by `judge.label(calls)`
+(local judges read the label from the logits, local_labels.py). The pairwise prompt and its
+parsing are in prompt.py; calls, the verdict cache and the asking loop in
 cache.py; pairs in both orders and their combination in pairs.py; identities without secrets in
 identity.py. Verdicts are keyed by the judge's `identity` (weights hash, or API model and
 endpoint, or annotator config, plus the protocol): bump a protocol when its verdicts change.

@@ -9,7 +9,11 @@ call asks for one token with its top-20 log-probabilities; the verdict is P(m) /
 from them (protocol logprob-v1), or the token itself when neither is among them. A call that
 still fails is not cached (the next run retries it); a refused key, an unknown model or a wrong
 URL stops the judge at once with one line (JudgeError).
-Does not handle: APIs without logprobs (use an alpaca_eval annotator config instead).
+`label(calls)` answers labelled calls (judges/labels.py): the reply written in full (temperature 0,
+the call's max_tokens), its label parsed from the text by the call's parser (FastChat's for
+MT-Bench); with the endpoint's logprobs, the options' probabilities at the label position. A reply
+without a label is a failed call (unparsed): not cached, retried by the next run.
+Does not handle: APIs without logprobs for pairwise verdicts (use an alpaca_eval annotator config).
 """
 from __future__ import annotations
 
@@ -49,11 +53,18 @@ class ApiJudge(Judge):
         return [self.backend.key] if self.backend.key else []
 
     def judge(self, calls):
+        template = prompt_template()
+        yield from self._in_flight(calls, lambda call: self._ask(call, template))
+
+    def label(self, calls):
+        """(call, result) for labelled calls, `concurrency` in flight."""
+        yield from self._in_flight(calls, self._ask_label)
+
+    def _in_flight(self, calls, ask):
         from backends.openai_backend import FatalAPIError
 
-        template = prompt_template()
         pool = ThreadPoolExecutor(max_workers=self.concurrency)
-        futures = {pool.submit(self._ask, call, template): call for call in calls}
+        futures = {pool.submit(ask, call): call for call in calls}
         try:
             for future in as_completed(futures):
                 try:
@@ -68,15 +79,44 @@ class ApiJudge(Judge):
     def _ask(self, call, template: str) -> dict:
         import time
 
+        started = time.perf_counter()
+        reply = self._create(messages=make_messages(call, template), max_tokens=1, temperature=0,
+                             logprobs=True, top_logprobs=TOP_LOGPROBS)
+        if "error" in reply:
+            return reply
+        result = parse_logprob_reply(reply)
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        return result
+
+    def _ask_label(self, call) -> dict:
+        import time
+
+        from judges.labels import result_from_logprobs
+
+        started = time.perf_counter()
+        reply = self._create(messages=call.messages(), max_tokens=call.max_tokens, temperature=0,
+                             logprobs=True, top_logprobs=TOP_LOGPROBS)
+        if "error" in reply:
+            return reply
+        try:
+            choice = reply["choices"][0]
+            text = (choice.get("message") or {}).get("content") or ""
+            content = (choice.get("logprobs") or {}).get("content") or []
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return {"error": f"unexpected reply: {str(reply)[:200]}"}
+        result = result_from_logprobs(call, text, content)
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        return result
+
+    def _create(self, **kwargs) -> dict:
+        """One chat completion as a dict, or {"error"} for this call; FatalAPIError when the
+        endpoint refuses the model or the key (no other call would fare better)."""
         from backends.openai_backend import FatalAPIError
         from backends.openai_client import ReplyError
 
         openai, spec = self.backend.openai, self.spec
-        started = time.perf_counter()
         try:
-            reply = self.backend.client.create(
-                model=self.api_model, messages=make_messages(call, template), max_tokens=1, temperature=0,
-                logprobs=True, top_logprobs=TOP_LOGPROBS)
+            return self.backend.client.create(model=self.api_model, **kwargs)
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as err:
             raise FatalAPIError(f"{public_url(self.base_url)} refused model '{self.api_model}': {self.backend._clean(err)} "
                                 f"(check api_model, base_url and {spec.api_key_env or 'the key'})") from None
@@ -87,9 +127,6 @@ class ApiJudge(Judge):
                              f"{self.backend.client.max_retries} retries: {self.backend._clean(err)}"}
         except openai.APIError as err:  # 429 / 5xx after the retries, or a 400 for this call
             return {"error": f"{type(err).__name__}: {self.backend._clean(err)}"}
-        result = parse_logprob_reply(reply)
-        result["seconds"] = round(time.perf_counter() - started, 3)
-        return result
 
     def close(self) -> None:
         self.backend.close()

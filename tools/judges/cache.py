@@ -3,12 +3,11 @@
 A *call* shows the judge one question and two answers, `first` and `second`. The cache,
 OUT/judge/verdicts.jsonl, gets one line per call the moment its verdict arrives (flushed and
 fsynced), keyed by the judge's identity and the exact texts shown: a new judge never reuses old
-verdicts (nor, for a call whose texts hold chat markup or a placeholder, one made before such
-data was kept out of the judge's markup), a killed run loses at most the verdicts in flight, and a
-failed call is not cached, so the next run tries it again. Two runs on one OUT never ask one judge
-at once: the second waits for the judge's lock (OUT/judge/locks/, released by the system even
-after kill -9), then asks only what the first left. A line torn by a crash or a full disk (even
-inside a multi-byte
+verdicts (nor a call whose texts hold chat markup or a placeholder one made before such data was
+kept out of the judge's markup), a killed run loses at most the verdicts in flight, and a failed
+call is not cached, so the next run tries it again. Two runs on one OUT never ask one judge at
+once: the second waits for the judge's lock (OUT/judge/locks/, released by the system even after
+kill -9), then asks only what the first left. A line torn by a crash or a full disk (even inside a multi-byte
 character) is skipped on reading, and the next verdict starts on a line of its own.
 `judge_calls` shows a progress bar (calls done, calls/s, ETA) and stops a judge that fails 5
 calls in a row; a judge that fails every call it was asked raises JudgeError naming the cause.
@@ -67,10 +66,13 @@ class VerdictCache:
         self.verdicts: dict[str, dict] = {}
         for record in read_jsonl_lines(self.path):  # torn lines (even mid-character) skipped
             try:
-                if valid_preference(record["preference"]):
+                if self.valid(record):
                     self.verdicts[record["key"]] = record
-            except (KeyError, TypeError):
+            except (KeyError, TypeError, AttributeError):
                 continue
+
+    def valid(self, record: dict) -> bool:
+        return valid_preference(record["preference"])
 
     def get(self, key: str) -> dict | None:
         return self.verdicts.get(key)
@@ -96,20 +98,25 @@ class CallStats:
     seconds: float = 0.0
 
 
-def judge_calls(judge, calls: list[Call], out_dir: Path, progress=None, quiet: bool | None = None):
+def judge_calls(judge, calls: list[Call], out_dir: Path, progress=None, quiet: bool | None = None, *,
+                cache: VerdictCache | None = None, ask=None, judge_id: str | None = None):
     """Verdicts for `calls` (a dict call -> cache record; failed calls are absent) and CallStats,
     asking the judge only for those not cached. `progress(message)` gets one-line summaries.
+    `cache`, `ask` and `judge_id` serve other kinds of call (labels.py): their cache file, the
+    judge's method that answers them, and the identity their keys use.
 
     Another run on this OUT may be asking the same judge: unless every call is cached, wait for
     the judge's lock, then read the cache again and ask only what that run left, so two runs never
     pay for one call twice."""
-    cache = VerdictCache(Path(out_dir) / "judge" / "verdicts.jsonl")
-    if all(cache.get(call.key(judge.judge_id)) for call in calls):
-        return _judge_calls(judge, calls, out_dir, progress, quiet)  # nothing to ask: no lock
+    cache = cache or VerdictCache(Path(out_dir) / "judge" / "verdicts.jsonl")
+    judge_id = judge_id or judge.judge_id
+    if all(cache.get(call.key(judge_id)) for call in calls):
+        return _judge_calls(judge, calls, out_dir, progress, quiet, cache, ask, judge_id)  # nothing to ask: no lock
     waiting = (f"waiting: another run (pid {{pid}}) is asking judge '{judge.name}' into {out_dir}; "
                "this one goes on when it is done, with its verdicts")
     with exclusive_lock(judge_lock_path(Path(out_dir), judge), waiting):
-        return _judge_calls(judge, calls, out_dir, progress, quiet)
+        fresh = type(cache)(cache.path)  # what the other run wrote meanwhile
+        return _judge_calls(judge, calls, out_dir, progress, quiet, fresh, ask, judge_id)
 
 
 def judge_lock_path(out_dir: Path, judge) -> Path:
@@ -119,16 +126,15 @@ def judge_lock_path(out_dir: Path, judge) -> Path:
     return out_dir / "judge" / "locks" / f"{name}-{sha256_text(judge.judge_id)[:12]}.lock"
 
 
-def _judge_calls(judge, calls: list[Call], out_dir: Path, progress, quiet):
-    """judge_calls, the cache read afresh (under the judge's lock when there is work)."""
+def _judge_calls(judge, calls: list[Call], out_dir: Path, progress, quiet, cache, ask, judge_id):
+    """judge_calls, with the cache as read (under the judge's lock when there is work)."""
     from tqdm import tqdm
 
-    cache = VerdictCache(Path(out_dir) / "judge" / "verdicts.jsonl")
     stats = CallStats()
     verdicts: dict[Call, dict] = {}
     missing: list[Call] = []
     for call in dict.fromkeys(calls):
-        record = cache.get(call.key(judge.judge_id))
+        record = cache.get(call.key(judge_id))
         if record is None:
             missing.append(call)
         else:
@@ -144,7 +150,7 @@ def _judge_calls(judge, calls: list[Call], out_dir: Path, progress, quiet):
         quiet = not sys.stderr.isatty() and not os.environ.get("LLMEVAL_PROGRESS")
     bar = tqdm(total=len(missing), desc=f"judge {judge.name}", unit="call", file=sys.stderr,
                disable=quiet, mininterval=1.0)
-    answers = judge.judge(missing)
+    answers = (ask or judge.judge)(missing)
     try:
         for call, result in answers:
             bar.update(1)
@@ -161,8 +167,8 @@ def _judge_calls(judge, calls: list[Call], out_dir: Path, progress, quiet):
                     break
                 continue
             consecutive = 0
-            record = {"key": call.key(judge.judge_id), "judge": judge.name, "judge_id": judge.judge_id,
-                      "protocol": judge.protocol, **result}
+            record = {"key": call.key(judge_id), "judge": judge.name, "judge_id": judge_id,
+                      "protocol": getattr(call, "protocol", "") or judge.protocol, **result}
             cache.add(record)
             verdicts[call] = record
             stats.made += 1

@@ -10,6 +10,9 @@ the attention mask that make each row's numbers those of the prompt alone (up to
 and only the last position's logits are computed. A batch that fails (out of memory, a model whose
 forward takes no position ids) is judged one prompt at a time. Answers too long for n_ctx are cut to
 fit (marked `truncated`).
+`label(calls)` answers labelled calls (judges/labels.py): each explanation generated greedily with
+generate(), then every prefix of the options' token paths scored in the same left-padded
+batches (judges/local_labels.py), the log-sum-exp over the vocabulary kept for the chain.
 Does not handle: models with `requirements` (their own virtual environment) or `model_chat`;
 sharing prompt prefixes (use a GGUF judge for that).
 """
@@ -76,8 +79,57 @@ class HFJudge(LocalJudge):
                     continue
                 yield call, verdict_from_logits(lm, lM, truncated)
 
+    def label(self, calls):
+        """(call, result) for labelled calls (judges/labels.py)."""
+        from judges.local_labels import label_locally
+
+        model = self._load()
+        torch, tok = model.torch, model.tokenizer
+
+        def prompt_tokens(messages):  # the template's markup as control tokens, content as text
+            if getattr(self, "chat", None) is None:
+                from chat_tokens import for_hf
+                self.chat = for_hf(tok)
+            return self.chat.ids(messages)
+
+        def generate(prompts, max_tokens, limit):
+            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+            for k, ids in prompts:
+                try:
+                    with torch.no_grad():
+                        out = model.model.generate(input_ids=torch.tensor([ids], device=model.model.device),
+                                                   attention_mask=torch.ones(1, len(ids), dtype=torch.long,
+                                                                             device=model.model.device),
+                                                   max_new_tokens=max(1, min(max_tokens, limit - len(ids))),
+                                                   do_sample=False, pad_token_id=pad)
+                    yield k, {"output": tok.decode(out[0][len(ids):], skip_special_tokens=True).strip()}
+                except (RuntimeError, ValueError) as err:
+                    yield k, {"error": f"{type(err).__name__}: {err}"}
+
+        def score_nodes(prompts, token_ids, n_calls):
+            size = self.spec.parallel or BATCH
+            for start in range(0, len(prompts), size):
+                chunk = prompts[start:start + size]
+                try:
+                    rows = self._last_rows([ids for _, ids in chunk])
+                except (RuntimeError, TypeError, ValueError) as err:
+                    for index, _ in chunk:
+                        yield index, {"error": f"{type(err).__name__}: {err}"}
+                    continue
+                for (index, _), row in zip(chunk, rows):
+                    yield index, {"logits": [float(row[t]) for t in token_ids],
+                                  "logsumexp": float(torch.logsumexp(row.double(), dim=-1))}
+
+        yield from label_locally(calls, room=self.spec.n_ctx, prompt_tokens=prompt_tokens,
+                                 encode=lambda text: tok.encode(text, add_special_tokens=False),
+                                 generate=generate, score_nodes=score_nodes)
+
     def _last_logits(self, batch: list[list[int]]) -> list[tuple[float, float]]:
         """The two verdict tokens' logits at each prompt's last position, in one forward pass."""
+        return [(float(row[self.token_ids[0]]), float(row[self.token_ids[1]])) for row in self._last_rows(batch)]
+
+    def _last_rows(self, batch: list[list[int]]):
+        """The vocabulary-wide logits at each prompt's last position, in one forward pass."""
         model = self.model
         torch, device = model.torch, model.model.device
         kwargs = {"input_ids": torch.tensor([batch[0]], device=device)}
@@ -91,5 +143,5 @@ class HFJudge(LocalJudge):
             kwargs["logits_to_keep"] = 1  # not a vocabulary-wide row for every prompt token
         with torch.no_grad():
             last = model.model(**kwargs).logits[:, -1].float()
-        self.last_stats["forward_passes"] += 1
-        return [(float(row[self.token_ids[0]]), float(row[self.token_ids[1]])) for row in last]
+        self.last_stats["forward_passes"] = self.last_stats.get("forward_passes", 0) + 1
+        return list(last)

@@ -11,8 +11,11 @@ the logits of `m` and `M` at each prompt's last position: P(first better) = soft
 two, exact, with no grammar, no top-20 cut, no server and no port. Answers too long for the
 judge's n_ctx are cut to fit (the verdict is marked `truncated`). Sequences decoded together: the
 model's `parallel` (0 = automatic, at most 16).
+`label(calls)` answers labelled calls (judges/labels.py: a rating 1-10, Arena-Hard's verdicts):
+the explanations generated greedily on the batched engine (llama_engine.py), then each option's
+probability read at the label position with llama_score.py (judges/local_labels.py).
 Does not handle: verdict words that are more than one token in the judge's vocabulary (an error
-naming the judge).
+naming the judge; labelled calls chain the tokens of longer options instead).
 """
 from __future__ import annotations
 
@@ -71,3 +74,32 @@ class LlamaJudge(LocalJudge):
                 continue
             yield call, verdict_from_logits(*result["logits"], truncated=shown[index])
         self.last_stats = {**stats, "seconds": time.perf_counter() - started, "parallel": n}
+
+    def label(self, calls):
+        """(call, result) for labelled calls (judges/labels.py), in chunks of calls."""
+        from backends.llama_engine import Settings
+        from backends.llama_score import context_size, score
+        from judges.local_labels import label_locally
+
+        backend = self._load()
+        engine = backend.engine
+
+        def encode(text: str) -> list[int]:  # the judge's own text and the labels: never control tokens
+            return backend.model.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+        def generate(prompts, max_tokens, limit):
+            n = self.spec.parallel or min(MAX_PARALLEL, engine.auto_parallel(len(prompts), limit))
+            n_ctx_seq = min(limit, max(len(t) for _, t in prompts) + max_tokens)
+            yield from engine.run(prompts, Settings(max_tokens=max_tokens, temperature=0.0), min(n, len(prompts)),
+                                  n_ctx_seq)
+
+        def score_nodes(prompts, token_ids, n_calls):
+            n_ctx_seq = context_size([p for _, p in prompts], self.spec.n_ctx)
+            # a slot per call at most: each slot then decodes its calls' text once, their paths after it
+            n = min(self.spec.parallel or MAX_PARALLEL, n_calls, engine.auto_parallel(n_calls, n_ctx_seq))
+            yield from score(engine, prompts, token_ids, n, n_ctx_seq, normalize=True)
+
+        started = time.perf_counter()
+        yield from label_locally(calls, room=self.spec.n_ctx, prompt_tokens=self.tokens, encode=encode,
+                                 generate=generate, score_nodes=score_nodes)
+        self.last_stats = {"seconds": time.perf_counter() - started}

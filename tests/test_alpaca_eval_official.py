@@ -1,0 +1,84 @@
+"""With AlpacaEval 2.0's official annotator, our win rate is the one `alpaca_eval make_leaderboard`
+computes on the same annotations. `make board QUESTIONS=alpaca_eval LIMIT=4
+JUDGE=weighted_alpaca_eval_gpt4_turbo` runs alpaca_eval's annotator against a real local
+OpenAI-compatible server (`python -m llama_cpp.server` on 127.0.0.1 with the embedded SmolLM2 as
+"gpt-4-1106-preview", real logprobs), both orders; then `alpaca_eval make_leaderboard` (its CLI) annotates the same pairs with the same server: each
+of its annotations (one order per pair, its own random switch) is one of our two verdicts, and
+our win-rate code on exactly its annotations gives its win rate, standard error and counts. The
+board also says its published table is comparable (the judge is the one that made it)."""
+import csv
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+KEY = "sk-dummy-official-annotator-key"
+pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from llama_server import llama_cpp_server
+
+    tmp = tmp_path_factory.mktemp("server")
+
+    def config(port):
+        (tmp / "config.json").write_text(json.dumps({"host": "127.0.0.1", "port": port, "models": [
+            {"model": str(SMOLLM2), "model_alias": "gpt-4-1106-preview", "n_ctx": 8192, "verbose": False}]}))
+        return ["--config_file", str(tmp / "config.json")]
+
+    with llama_cpp_server(config, tmp / "server.log", timeout=300) as url:
+        yield url
+
+
+def test_win_rate_equals_alpaca_evals_make_leaderboard(bench_data_url, server, tmp_path):
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    env.update(OPENAI_BASE_URL=server, OPENAI_API_KEY=KEY)
+    result = subprocess.run(["make", "--no-print-directory", "board", f"OUT={out}", "MODELS=smollm2_135m",
+                             "QUESTIONS=alpaca_eval", "LIMIT=4", "JUDGE=weighted_alpaca_eval_gpt4_turbo"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with (out / "board.csv").open(encoding="utf-8") as f:
+        ours = {row["model"]: row for row in csv.DictReader(f)}["smollm2_135m"]
+    assert int(float(ours["n_total"])) == 4 and int(float(ours["n_failed"])) == 0
+    assert "(it is: this board used it)" in (out / "board.md").read_text(encoding="utf-8")
+
+    # alpaca_eval's own leaderboard with the same annotator and server: one order per pair, its own
+    # random switch. Each of its annotations is one of our two verdicts (we judged both orders).
+    work = tmp_path / "alpaca_eval"
+    work.mkdir()
+    leaderboard = work / "leaderboard.csv"
+    cli = ROOT / ".venv" / "bin" / "alpaca_eval"
+    done = subprocess.run([str(cli), "make_leaderboard", "--leaderboard_path", str(leaderboard),
+                           "--annotators_config", "weighted_alpaca_eval_gpt4_turbo", "--caching_path", "None",
+                           "--all_model_outputs", str(out / "output.json"), "--reference_outputs", str(out / "reference.json"),
+                           "--fn_metric", "get_winrate", "--sort_by", "win_rate"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=1800)
+    assert leaderboard.is_file(), done.stdout[-3000:] + done.stderr[-3000:]
+    with leaderboard.open(encoding="utf-8") as f:
+        theirs = {row[""]: row for row in csv.DictReader(f)}["smollm2_135m"]
+    annotations = json.loads((work / "results" / "smollm2_135m" / "weighted_alpaca_eval_gpt4_turbo" /
+                              "annotations.json").read_text(encoding="utf-8"))
+    pairs = {p["instruction"]: p for p in json.loads((out / "board_pairs.json").read_text(encoding="utf-8"))}
+    same = []
+    for a in annotations:  # preference: 1 = output_1 (the reference) better, 2 = the model's
+        pair = pairs[a["instruction"] + (f"\n\n{a['input']}" if a.get("input") else "")]
+        model_first, reference_first = 3 - pair["pref_model_first"], pair["pref_reference_first"]
+        match = min((model_first, reference_first), key=lambda v: abs(v - a["preference"]))
+        assert match == pytest.approx(a["preference"], abs=1e-4)  # the same annotation as one of ours
+        same.append(match)
+    import pandas as pd
+
+    from board.stats import win_rate_stats
+
+    recomputed = win_rate_stats(pd.Series(same))  # our win rate, on exactly its annotations
+    for column in ("win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total", "discrete_win_rate"):
+        assert float(recomputed[column]) == pytest.approx(float(theirs[column]), abs=1e-6), column
+    # and the board's own (both orders) is alpaca_eval's metric on our combined annotations
+    both = win_rate_stats(pd.Series([p["preference"] for p in pairs.values()]))
+    assert float(ours["win_rate"]) == pytest.approx(both["win_rate"], abs=1e-9)

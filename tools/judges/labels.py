@@ -1,0 +1,280 @@
+"""Labelled judge calls: a reply that ends in one label of a fixed set, written as `[[label]]`.
+
+Single-answer grading (MT-Bench's `[[8]]`, AlignBench's overall score) and Arena-Hard's verdicts
+(`[[A>>B]]` ... `[[B>>A]]`) are all one kind of call. The API, for a prompt module:
+
+    call = LabelledCall(system="...", template="... {question} ... {answer} ...",
+                        fields=(("question", q), ("answer", a)), options=RATINGS,
+                        protocol="mt_bench/single-v1", cue="\\n\\nRating: [[", cut=("answer",),
+                        parser=fastchat_rating)
+    records, stats = label_calls(judge, calls, out_dir)   # {call: record}; failed calls absent
+    record["score"]     # the number the board uses (numeric options): expected rating, or the
+                        #   written one when no probabilities exist (an API without logprobs)
+    record["label"]     # the most likely option (or the written label, API without logprobs)
+    record["probs"]     # {option: P} normalized over the options (absent without probabilities)
+    record["expected"]  # sum of value(option) * P(option) (numeric options only)
+    record["judgment"]  # the judge's full reply text ("" in fast mode)
+    record["written"]   # what `parser` read from the reply text (None when nothing parses)
+    record["source"]    # "logits": read at the judge's own "[["; "logits-cued": the judge wrote
+                        #   no "[[", so `cue` was appended; "fast": no explanation, read right
+                        #   after `cue`; "logprobs"/"text": an API judge
+    record["mass"]      # local judges: the probability the judge gave the options at all
+
+`call.messages()` is the prompt as [{role, content}] (content = the template with its fields
+filled by str.format, as FastChat and Arena-Hard fill theirs); judges render the roles
+themselves (interface 4): nothing here builds chat markup. `cut` names the fields a local judge may
+shorten to fit its context (answers, never the instructions), marking the record `truncated`.
+
+How a judge answers (`judge.label(calls)`, a generator of (call, result) like `judge.judge`):
+- local judges (llama_judge.py, hf_judge.py) write the explanation greedily (at most
+  `max_tokens`), then at the label position (just after the first `[[` that the reply follows
+  with an option and `]]`, else its last `[[`, else after `cue` appended to the reply) read
+  P(option) for every option from the logits: P(option + "]]" | text so far), chained over the
+  tokens of options that are several tokens ("10" after "1"), normalized over the options.
+  They never fail to give a label. `fast=True` skips the explanation: the label right after `cue`.
+- API judges (api_judge.py) parse the text with `parser` (FastChat's `[[N]]` then `[N]` by
+  default); no label = the call failed (`{"error", "unparsed": True}`): counted, not cached,
+  retried by the next run, never averaged in. With logprobs, the options' probabilities at the
+  label position are used as above (single-token options, plus the chain the reply wrote).
+Results are cached in OUT/judge/labels.jsonl keyed by the judge's weights/API identity, the
+messages, options, cue, mode and this module's PROTOCOL: a new judge or prompt never reuses them.
+Does not handle: labels without the `[[`/`]]` brackets; several labels per reply (a prompt
+module's parser may refuse those: Arena-Hard's conflicting verdicts).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from judges.cache import CallStats, VerdictCache, judge_calls
+from judges.identity import sha256_text
+
+PROTOCOL = "label-v1"  # bump when the way a label is read changes: old records are not reused
+OPEN, CLOSE = "[[", "]]"
+RATINGS = tuple(str(k) for k in range(1, 11))
+RESERVE = 32  # tokens kept free after the explanation: the cue and the label
+CUT_MARK = "\n[... cut to fit the judge's context]"
+
+# FastChat's llm_judge/common.py patterns, applied as its run_judge_single applies them.
+ONE_SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
+ONE_SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
+
+
+def fastchat_rating(text: str):
+    """FastChat's rating: `[[N]]`, else `[N]` (the first match), read with ast.literal_eval;
+    None where FastChat would write -1."""
+    match = ONE_SCORE.search(text) or ONE_SCORE_BACKUP.search(text)
+    return ast.literal_eval(match.groups()[0]) if match else None
+
+
+@dataclass(frozen=True)
+class LabelledCall:
+    """One prompt whose reply ends in `[[option]]`; hashable, the cache key is its content."""
+    system: str
+    template: str
+    fields: tuple[tuple[str, str], ...]
+    options: tuple[str, ...] = RATINGS
+    protocol: str = ""          # the prompt module's name for this prompt (in the cache key)
+    cue: str = "\n\nRating: [["  # appended where the judge wrote no "[["; must end with OPEN
+    cut: tuple[str, ...] = ()   # fields a local judge may shorten to fit its context
+    max_tokens: int = 1024      # the explanation's bound
+    fast: bool = False          # read the label without an explanation
+    parser: Callable[[str], object] = field(default=fastchat_rating, compare=False, hash=False, repr=False)
+
+    def messages(self) -> list[dict]:
+        content = self.template.format(**dict(self.fields))
+        return ([{"role": "system", "content": self.system}] if self.system else []) + \
+               [{"role": "user", "content": content}]
+
+    def values(self) -> list[float] | None:
+        """Each option as a number, or None when an option is not one (Arena-Hard's labels)."""
+        try:
+            return [float(o) for o in self.options]
+        except ValueError:
+            return None
+
+    def key(self, judge_id: str) -> str:
+        blob = json.dumps([judge_id, PROTOCOL, self.protocol, self.messages(), self.options, self.cue,
+                           self.max_tokens, self.fast], ensure_ascii=False)
+        return sha256_text(blob)[:32]
+
+    def shortened(self, scale: float) -> "LabelledCall":
+        """The call with its `cut` fields kept to `scale` of their length (marked where cut)."""
+        from dataclasses import replace
+
+        fields = tuple((name, cut_text(value, scale) if name in self.cut else value) for name, value in self.fields)
+        return replace(self, fields=fields)
+
+
+def cut_text(text: str, scale: float) -> str:
+    keep = int(len(text) * min(scale, 1.0))
+    if keep >= len(text):
+        return text
+    return text[:max(keep - len(CUT_MARK), 0)] + CUT_MARK
+
+
+def fit_call(call: LabelledCall, count: Callable[[LabelledCall], int], budget: int) -> tuple[LabelledCall, bool]:
+    """(call as shown, truncated?): its `cut` fields shortened until count(call) <= budget;
+    ValueError when even empty fields do not fit."""
+    n = count(call)
+    if n <= budget:
+        return call, False
+    fixed = count(call.shortened(0.0)) if call.cut else n
+    if fixed > budget:
+        raise ValueError(f"the prompt without its answers is {fixed} tokens, more than the judge's room ({budget}); "
+                         "raise the judge's n_ctx")
+    scale = 1.0
+    for _ in range(8):
+        scale *= max(budget - fixed, 16) / max(n - fixed, 1) * 0.95
+        shown = call.shortened(scale)
+        n = count(shown)
+        if n <= budget:
+            return shown, True
+    raise ValueError(f"the prompt does not fit the judge's room ({budget} tokens); raise the judge's n_ctx")
+
+
+def label_position(call: LabelledCall, text: str) -> tuple[str, str]:
+    """(the reply up to and including the label's open bracket, source): the first `[[` that
+    the reply follows with an option and `]]`, else its last `[[`, else the reply + `cue`."""
+    start = 0
+    while (pos := text.find(OPEN, start)) >= 0:
+        after = text[pos + len(OPEN):]
+        if any(after.startswith(o + CLOSE) for o in call.options):
+            return text[:pos + len(OPEN)], "logits"
+        start = pos + 1
+    last = text.rfind(OPEN)
+    if last >= 0:
+        return text[:last + len(OPEN)], "logits"
+    return text + call.cue, "logits-cued"
+
+
+def option_paths(encode: Callable[[str], list[int]], prefix: str, options: tuple[str, ...]):
+    """(context tokens of `prefix`, {option: tokens after the context}): each option's tokens are
+    those of prefix + option + "]]" past the context (the boundary re-tokenized when a token
+    spans it), so P(option) = the product of those tokens' conditional probabilities."""
+    base = encode(prefix)
+    full = {o: encode(prefix + o + CLOSE) for o in options}
+    keep = len(base)
+    for tokens in full.values():
+        k = 0
+        while k < min(keep, len(tokens)) and tokens[k] == base[k]:
+            k += 1
+        keep = k
+    return base[:keep], {o: tokens[keep:] for o, tokens in full.items()}
+
+
+def path_nodes(paths: dict[str, list[int]]) -> list[tuple[int, ...]]:
+    """Every prefix of every option's tokens whose next-token probabilities the chain needs."""
+    nodes = {tuple(tokens[:j]) for tokens in paths.values() for j in range(len(tokens))}
+    return sorted(nodes, key=lambda node: (len(node), node))
+
+
+def chain_probs(paths: dict[str, list[int]], logprob: Callable[[tuple[int, ...], int], float]):
+    """({option: P normalized over the options}, raw mass) from logprob(node, next token)."""
+    raw = {}
+    for option, tokens in paths.items():
+        raw[option] = math.exp(sum(logprob(tuple(tokens[:j]), tokens[j]) for j in range(len(tokens))))
+    mass = sum(raw.values())
+    if mass <= 0:  # every option underflowed: uniform says "no information", honestly
+        return {o: 1 / len(raw) for o in raw}, 0.0
+    return {o: p / mass for o, p in raw.items()}, mass
+
+
+def result_from_probs(call: LabelledCall, probs: dict[str, float], judgment: str, source: str,
+                      mass: float | None = None, truncated: bool = False) -> dict:
+    """A local (or logprobs) result: the most likely option, the expected value, the written one."""
+    label = max(call.options, key=lambda o: probs.get(o, 0.0))
+    result = {"label": label, "probs": {o: round(probs.get(o, 0.0), 6) for o in call.options},
+              "judgment": judgment, "written": call.parser(judgment) if judgment else None, "source": source}
+    values = call.values()
+    if values is not None:
+        result["expected"] = sum(v * probs.get(o, 0.0) for v, o in zip(values, call.options))
+        result["score"] = result["expected"]
+    if mass is not None:
+        result["mass"] = round(mass, 6)
+    if truncated:
+        result["truncated"] = True
+    return result
+
+
+def result_from_text(call: LabelledCall, text: str) -> dict:
+    """An API reply without probabilities: the parser's label, or a failed (unparsed) call."""
+    written = call.parser(text)
+    if written is None:
+        return {"error": f"no label in the reply ({call.protocol}): {text[-80:]!r}", "unparsed": True,
+                "judgment": text}
+    result = {"label": str(written), "judgment": text, "written": written, "source": "text"}
+    if isinstance(written, (int, float)) and not isinstance(written, bool):
+        result["score"] = float(written)
+    return result
+
+
+def result_from_logprobs(call: LabelledCall, text: str, content: list[dict]) -> dict:
+    """An API reply with per-token top logprobs (OpenAI's `logprobs.content`): the options'
+    probabilities at the label position, where the reply wrote `[[`; else the text alone."""
+    written = result_from_text(call, text)
+    if "error" in written or not content:
+        return written
+    pieces = [c.get("token") or "" for c in content]
+    seen = ""
+    for k, piece in enumerate(pieces):
+        if seen.endswith(OPEN) and (seen + piece).startswith(label_position(call, text)[0]):
+            probs = _api_option_probs(call, content, k)
+            if probs:
+                result = result_from_probs(call, probs, text, "logprobs")
+                result["written"] = written["written"]
+                return result
+            break
+        seen += piece
+    return written
+
+
+def _api_option_probs(call: LabelledCall, content: list[dict], k: int) -> dict[str, float]:
+    """P(option) at token k from its top logprobs: an option that is one token there, or the
+    chain the reply itself wrote (its tokens k, k+1, ...) for a longer one."""
+    top = {t.get("token"): math.exp(t.get("logprob", -math.inf)) for t in content[k].get("top_logprobs") or []}
+    probs = {o: top[o] for o in call.options if o in top}
+    written, p, j = "", 1.0, k
+    while j < len(content) and len(written) < max(len(o) for o in call.options):
+        step = {t.get("token"): math.exp(t.get("logprob", -math.inf)) for t in content[j].get("top_logprobs") or []}
+        token = content[j].get("token") or ""
+        p *= step.get(token, math.exp(content[j].get("logprob", -math.inf)))
+        written += token
+        if written in call.options and written not in probs:
+            probs[written] = p
+        j += 1
+    total = sum(probs.values())
+    return {o: v / total for o, v in probs.items()} if total > 0 else {}
+
+
+class LabelCache(VerdictCache):
+    """OUT/judge/labels.jsonl: one line per labelled call (VerdictCache's append-only file)."""
+
+    def valid(self, record: dict) -> bool:
+        return isinstance(record.get("label"), str)
+
+
+def label_judge_id(judge) -> str:
+    """The judge's identity without its pairwise prompt and protocol: weights or API endpoint."""
+    identity = {k: v for k, v in judge.identity.items() if k not in ("prompt_sha256", "protocol")}
+    return sha256_text(json.dumps(identity, sort_keys=True, ensure_ascii=False))[:16]
+
+
+def label_calls(judge, calls: list[LabelledCall], out_dir: Path, progress=None, quiet: bool | None = None):
+    """({call: record} for the calls with a label, CallStats), asking `judge.label` only for the
+    calls the cache lacks; the same loop, progress bar and failure rules as judge_calls."""
+    if not hasattr(judge, "label"):
+        from judges.cache import JudgeError
+        raise JudgeError(f"judge '{judge.name}' ({judge.kind or 'annotator'}) cannot grade: use a models.toml judge "
+                         "(llama.cpp, transformers or openai)")
+    path = Path(out_dir) / "judge" / "labels.jsonl"
+    return judge_calls(judge, calls, out_dir, progress, quiet, cache=LabelCache(path), ask=judge.label,
+                       judge_id=label_judge_id(judge))
+
+
+__all__ = ["LabelledCall", "RATINGS", "fastchat_rating", "label_calls", "CallStats"]
