@@ -391,11 +391,12 @@ def test_fastchat_reads_the_export(tmp_path):
 
 
 def test_the_manifest_says_which_generation_settings_were_used(tmp_path):
-    from board.cli import model_entry
+    from board.provenance import model_entry
 
     spec = spec_for(tmp_path, 'backend = "custom"\nfunction = "parrot_chat"\nmax_tokens = 64')
     infer.run_model(spec, load_questions(write_questions(tmp_path)), tmp_path, quiet=True)
-    entry = model_entry(load_registry(tmp_path / "models.toml"), "m", tmp_path, read(tmp_path / "m.json"))
+    entry, changed = model_entry(load_registry(tmp_path / "models.toml"), "m", tmp_path, read(tmp_path / "m.json"))
+    assert changed is None  # per-question settings are not a change of models.toml
     assert entry["generation"] == [
         {"temperature": 0.0, "max_tokens": 64, "from_model": ["max_tokens"], "n_answers": 1},
         {"temperature": 0.1, "max_tokens": 64, "from_model": ["max_tokens"], "n_answers": 1},
