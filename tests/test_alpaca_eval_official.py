@@ -45,7 +45,10 @@ def test_win_rate_equals_alpaca_evals_make_leaderboard(bench_data_url, server, t
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with (out / "board.csv").open(encoding="utf-8") as f:
         ours = {row["model"]: row for row in csv.DictReader(f)}["smollm2_135m"]
-    assert int(float(ours["n_total"])) == 4 and int(float(ours["n_failed"])) == 0
+    # A tiny stand-in for GPT-4 may reply without m/M: such a call is counted, never a crash, and its
+    # pair is left out (the official judge's replies always parse).
+    failed = int(float(ours["n_failed"]))
+    assert int(float(ours["n_total"])) + failed == 4 and failed <= 1
     assert "(it is: this board used it)" in (out / "board.md").read_text(encoding="utf-8")
 
     # alpaca_eval's own leaderboard with the same annotator and server: one order per pair, its own
@@ -67,9 +70,12 @@ def test_win_rate_equals_alpaca_evals_make_leaderboard(bench_data_url, server, t
     pairs = {p["instruction"]: p for p in json.loads((out / "board_pairs.json").read_text(encoding="utf-8"))}
     same = []
     for a in annotations:  # preference: 1 = output_1 (the reference) better, 2 = the model's
+        if a.get("preference") is None or a["preference"] != a["preference"]:  # unparsed there too
+            continue
         pair = pairs[a["instruction"] + (f"\n\n{a['input']}" if a.get("input") else "")]
-        model_first, reference_first = 3 - pair["pref_model_first"], pair["pref_reference_first"]
-        match = min((model_first, reference_first), key=lambda v: abs(v - a["preference"]))
+        ours_both = [3 - pair["pref_model_first"] if pair["pref_model_first"] is not None else None,
+                     pair["pref_reference_first"]]
+        match = min((v for v in ours_both if v is not None), key=lambda v: abs(v - a["preference"]))
         assert match == pytest.approx(a["preference"], abs=1e-4)  # the same annotation as one of ours
         same.append(match)
     import pandas as pd
@@ -80,5 +86,5 @@ def test_win_rate_equals_alpaca_evals_make_leaderboard(bench_data_url, server, t
     for column in ("win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total", "discrete_win_rate"):
         assert float(recomputed[column]) == pytest.approx(float(theirs[column]), abs=1e-6), column
     # and the board's own (both orders) is alpaca_eval's metric on our combined annotations
-    both = win_rate_stats(pd.Series([p["preference"] for p in pairs.values()]))
+    both = win_rate_stats(pd.Series([p["preference"] for p in pairs.values() if p["preference"] is not None]))
     assert float(ours["win_rate"]) == pytest.approx(both["win_rate"], abs=1e-9)

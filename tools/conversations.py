@@ -77,7 +77,7 @@ class Conversation:
         first = self.answers[0] if self.answers else {}
         record = answer_record(self.question, generator, self.settings_id, output=first.get("output", ""),
                                tokens=first.get("tokens", 0), seconds=first.get("seconds", 0.0))
-        if "turns" in self.question:
+        if len(self.question.get("turns") or []) > 1:  # one turn: alpaca_eval's fields (its tools read them)
             outputs = [a["output"] for a in self.answers]
             record.update(question_id=self.question.get("question_id"), category=self.question.get("category"),
                           turns=self.question["turns"],

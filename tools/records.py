@@ -379,7 +379,9 @@ def answer_record(question: dict, generator: str, settings_id: str, output: str 
         "settings_id": settings_id,
     }
     # A set's question keeps its id, category and turns on the answer (and so in question_key).
-    record.update((k, question[k]) for k in ("question_id", "category", "turns") if k in question)
+    record.update((k, question[k]) for k in ("question_id", "category") if k in question)
+    if len(question.get("turns") or []) > 1:  # one turn has no list: alpaca_eval's tools hash every field
+        record["turns"] = question["turns"]
     if error is not None:
         record["error"] = error
     if notes:

@@ -84,7 +84,8 @@ def provenance(registry, outputs: list[dict], reference: list[dict], unpaired: C
         each = ", ".join(f"{n} of '{m}'" for m, n in unpaired.items())
         warnings.append(f"{sum(unpaired.values())} model answers have no reference answer to their question and "
                         f"are left out ({each}): make reference answers the same QUESTIONS")
-    undeclared = [n for n in names if n not in registry.models]
+    # The ranked models: a set's own reference (gpt4_1106_preview, gpt-4-0314) is no model of yours.
+    undeclared = [n for n in dict.fromkeys(r["generator"] for r in outputs) if n not in registry.models]
     if undeclared:
         warnings.append(f"{len(undeclared)} ranked models are not in {registry.source}: "
                         f"{', '.join(undeclared)} (their answers are taken as output.json has them)")
