@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 import llama_cpp
 import numpy as np
 
+from backends.hf_fit import mem_available
+
 # llama-cpp-python's log callback prints every llama.cpp line unless its logger says otherwise,
 # and 0.3.36 reads ggml's levels one off (a WARN as ERROR, an ERROR as DEBUG): at CRITICAL,
 # llama.cpp's warnings (Gemma 3's "using full-size SWA cache" on every context) stay off the
@@ -116,7 +118,7 @@ class BatchedEngine:
         if self.offload:
             budget = GPU_KV_BUDGET
         else:  # a quarter of the free RAM
-            budget = _mem_available() // 4
+            budget = mem_available() // 4
         fits = budget // max(n_ctx_seq * self.kv_bytes_per_token(), 1)
         return max(1, min(MAX_AUTO_PARALLEL, n_prompts, fits))
 
@@ -405,14 +407,3 @@ def _kv_budget() -> int | None:
         return None
     scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(value[-1], 1)
     return int(float(value.rstrip("KMG")) * scale)
-
-
-def _mem_available() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30
