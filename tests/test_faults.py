@@ -267,7 +267,7 @@ def test_disk_full_while_answering_loses_nothing(tmp_path):
 
 
 def test_disk_full_on_a_small_tmpfs(tmp_path):
-    """OUT on a real 16 KiB tmpfs (a mount namespace of our own): it fills up while answering
+    """OUT on a real 24 KiB tmpfs (room for the marker, lock, hash and settings files, then a few answers) (a mount namespace of our own): it fills up while answering
     40 questions; moved to a bigger disk, the next run keeps every answer made before."""
     if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"]).returncode != 0:
         pytest.skip("this kernel does not allow user namespaces (unshare -rm)")
@@ -275,7 +275,7 @@ def test_disk_full_on_a_small_tmpfs(tmp_path):
     setup(tmp_path, questions)
     (tmp_path / "out").mkdir()
     cmd = " ".join(f"'{w}'" for w in make_cmd(tmp_path, "infer"))
-    script = (f"mount -t tmpfs -o size=16k tmpfs {tmp_path}/out && {{ {cmd}; echo rc=$?; }}; "
+    script = (f"mount -t tmpfs -o size=24k tmpfs {tmp_path}/out && {{ {cmd}; echo rc=$?; }}; "
               f"cp -a {tmp_path}/out/. {tmp_path}/saved/")
     (tmp_path / "saved").mkdir()
     full = subprocess.run(["unshare", "-rm", "bash", "-c", script], capture_output=True, text=True, timeout=900)

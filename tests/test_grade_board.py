@@ -112,7 +112,9 @@ def test_the_page_in_chromium_shows_ratings_explanations_and_escapes_text(mt_boa
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
-    assert 'id="injected"' not in html and "pwned" not in html.split("<title>")[1].split("</title>")[0]
+    # the answer's markup stays text: no such element in the DOM (its escaped text may show quotes)
+    assert '<h1 id="injected"' not in html and "<script>document.title" not in html
+    assert "pwned" not in html.split("<title>")[1].split("</title>")[0]
     assert '<table id="board">' in html and '<img id="radar"' in html and '<table id="published">' in html
     assert html.count('class="rating"') == 8 and html.count('class="judgment"') == 8
     assert "wrong &amp; &lt;bad&gt;" in html

@@ -103,6 +103,10 @@ DOCUMENTED = {
     "make data QUESTIONS=mt_bench": "make data QUESTIONS=mt_bench",
     "make plan QUESTIONS=arena_hard": "make plan QUESTIONS=arena_hard",
     "make board QUESTIONS=alpaca_eval LIMIT=20": "make board QUESTIONS=alpaca_eval LIMIT=2",  # no reference model
+    "make board QUESTIONS=arena_hard FAST=1": "make board QUESTIONS=arena_hard LIMIT=2 FAST=1",
+    "make board QUESTIONS=arena_hard PROTOCOL=pairwise": "make board QUESTIONS=arena_hard LIMIT=2 PROTOCOL=pairwise",
+    "make plan MODELS=chatglm_6b CARDS=8,12,16,24 QUANTS=fp16,int8,int4":
+        "make plan MODELS=chatglm_6b CARDS=8,12,16,24 QUANTS=fp16,int8,int4",  # its published config
     "make clean": "make clean",
     # Graded boards: tests/test_grade_board.py runs the graded stage on a LIMIT of real questions
     # with the embedded judge (explanations cut short: each rating writes one, minutes here).
@@ -111,6 +115,11 @@ DOCUMENTED = {
     "make board QUESTIONS=alignbench LIMIT=16 FAST=1": None,
     "make board PROTOCOL=grade QUESTIONS=data/llm_benchmark_tiny.txt": None,
     "make judge-check PROTOCOL=grade": None,  # tests/test_grade_check.py
+    # The whole sets (805 and 500 questions): the LIMIT lines above run the same code on two.
+    "make board QUESTIONS=alpaca_eval": None,
+    "make board QUESTIONS=arena_hard": None,  # explanations first: tests/test_arena_labels.py
+    "make board QUESTIONS=alpaca_eval JUDGE=weighted_alpaca_eval_gpt4_turbo": None,  # test_alpaca_eval_official.py
+    "make board QUESTIONS=alpaca_eval_1 JUDGE=chatgpt_fn": None,  # an API key; tests/test_data.py fetches the set
     "make test": None,  # this suite
     "make setup CUDA=1": None,  # needs the CUDA toolkit
     "make native-bench": None,  # builds llama.cpp's native tools, about 25 minutes
@@ -184,6 +193,7 @@ def test_every_documented_make_line_runs_for_real(tmp_path, bench_data_url):
     assert "qwen3_14b" in results[PLAN_CARDS] and "24 GB card" in results[PLAN_CARDS]
     assert "500 questions (500 turns) x 3 models = 1500 answers" in results["make plan QUESTIONS=arena_hard"]
     assert "reference.py --set" in results["make board QUESTIONS=alpaca_eval LIMIT=20"]
+    assert "int4" in results["make plan MODELS=chatglm_6b CARDS=8,12,16,24 QUANTS=fp16,int8,int4"]
     # make clean, last: it removes everything the lines above wrote, and says so.
     written = sorted(p.name for p in out.iterdir())
     clean = make(tmp_path, "clean")

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MARKER = ".llmeval"
 # What the project writes at the top of OUT (folders end in "/"); glob patterns.
 OUTPUTS = (
-    "cache/", "judge/", "stamps/", "sets/", "fastchat/", "arena_hard/", "alpaca_eval/", "grades/",
+    "cache/", "judge/", "stamps/", "sets/", "fastchat/", "arena_hard/", "alpaca_eval/", "alignbench/", "grades/",
     "bench-judge/", "output.json", "reference.json", "manifest.json", "board*", "bench.json",
     "bench_judge.json", ".*.tmp", MARKER,
 )

@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     except (RegistryError, PlanError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from backends.llama_engine import _mem_available
-    ram = _mem_available()
+    from backends.hf_fit import mem_available
+    ram = mem_available()
     if cards:
         columns = [(f"{gb} GB card", (mib - DESKTOP_MIB) << 20) for gb, mib in cards]
         print(f"GPU memory free: each card's memory less {DESKTOP_MIB} MiB for a desktop")

@@ -129,10 +129,10 @@ class LlamaBackend:
 
     def _gpu_fit(self, n_ctx_seq: int, n_prompts: int):
         from backends import gpu_fit
-        from backends.llama_engine import _mem_available
+        from backends.hf_fit import mem_available
         shape, free = self.gpu
         return gpu_fit.fit(shape, free, n_ctx_seq, n_prompts=n_prompts,
-                           n_gpu_layers=self.n_gpu_layers, ram_free=_mem_available())
+                           n_gpu_layers=self.n_gpu_layers, ram_free=mem_available())
 
     def close(self) -> None:
         self.model.close()
