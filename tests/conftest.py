@@ -101,6 +101,19 @@ def chatglm_venv() -> Path:
     return spec.venv
 
 
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    """The base URL of `python -m llama_cpp.server` serving the embedded SmolLM2 on 127.0.0.1 (a real
+    OpenAI-compatible endpoint), one per test module."""
+    from llama_server import judge_server
+    from registry import load_registry
+
+    smol = load_registry(ROOT / "models.toml").get("smollm2_135m")
+    if not smol.path.is_file():
+        pytest.skip("embedded model missing: run make models")
+    with judge_server(smol, tmp_path_factory.mktemp("server") / "server.log", n_ctx=2048) as base_url:
+        yield base_url
+
 # --- The real benchmark files (../shared/benchmarks, never in the repository) served on 127.0.0.1
 # the way raw.githubusercontent.com serves them, so the real download code runs in tests.
 @pytest.fixture(scope="session")

@@ -34,16 +34,6 @@ def run(backend, questions):
         backend.close()
 
 
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
-    from llama_server import judge_server
-
-    smol = load_registry(ROOT / "models.toml").get("smollm2_135m")
-    if not smol.path.is_file():
-        pytest.skip("embedded model missing: run make models")
-    with judge_server(smol, tmp_path_factory.mktemp("server") / "server.log", n_ctx=2048) as base_url:
-        yield base_url
-
 
 def test_llama_cpp_server_answers_with_usage(llama_server, tmp_path):
     spec = spec_for(tmp_path, llama_server, "concurrency = 3", api_model="smollm2_135m")

@@ -253,16 +253,6 @@ def test_single_turn_files_keep_their_records(tmp_path):
     assert not (tmp_path / "fastchat").exists()
 
 
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
-    from llama_server import judge_server
-
-    smol = load_registry(ROOT / "models.toml").get("smollm2_135m")
-    if not smol.path.is_file():
-        pytest.skip("embedded model missing: run make models")
-    with judge_server(smol, tmp_path_factory.mktemp("server") / "server.log", n_ctx=2048) as base_url:
-        yield base_url
-
 
 def test_openai_backend_sends_the_conversation_as_messages(llama_server, tmp_path, monkeypatch):
     from openai.resources.chat.completions import Completions
