@@ -114,6 +114,7 @@ def llama_server(tmp_path_factory):
     with judge_server(smol, tmp_path_factory.mktemp("server") / "server.log", n_ctx=2048) as base_url:
         yield base_url
 
+
 # --- The real benchmark files (../shared/benchmarks, never in the repository) served on 127.0.0.1
 # the way raw.githubusercontent.com serves them, so the real download code runs in tests.
 @pytest.fixture(scope="session")

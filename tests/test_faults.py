@@ -267,8 +267,9 @@ def test_disk_full_while_answering_loses_nothing(tmp_path):
 
 
 def test_disk_full_on_a_small_tmpfs(tmp_path):
-    """OUT on a real 24 KiB tmpfs (room for the marker, lock, hash and settings files, then a few answers) (a mount namespace of our own): it fills up while answering
-    40 questions; moved to a bigger disk, the next run keeps every answer made before."""
+    """OUT on a real 24 KiB tmpfs, in a mount namespace of our own (room for the marker, lock, hash and
+    settings files, then some answers): it fills up while answering 40 questions; moved to a bigger
+    disk, the next run keeps every answer made before."""
     if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"]).returncode != 0:
         pytest.skip("this kernel does not allow user namespaces (unshare -rm)")
     questions = [f"Say the number {i}." for i in range(40)]

@@ -1,6 +1,7 @@
 """The Makefile's registry handling: a models.toml without [defaults] (or without a judge) still
 runs what needs no judge; a missing or broken models.toml, or nothing to run, is one line and a
 failure through make, never "Nothing to be done" with exit 0. Real make, real embedded model."""
+import json
 import subprocess
 from pathlib import Path
 
@@ -194,6 +195,10 @@ def test_every_documented_make_line_runs_for_real(tmp_path, bench_data_url):
     assert "500 questions (500 turns) x 3 models = 1500 answers" in results["make plan QUESTIONS=arena_hard"]
     assert "reference.py --set" in results["make board QUESTIONS=alpaca_eval LIMIT=20"]
     assert "int4" in results["make plan MODELS=chatglm_6b CARDS=8,12,16,24 QUANTS=fp16,int8,int4"]
+    for line in ("make board QUESTIONS=arena_hard FAST=1", "make board QUESTIONS=arena_hard PROTOCOL=pairwise"):
+        assert "board: 3 models ->" in results[line], results[line]  # the three models against the set's baseline
+    about = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["about"]  # the last board's
+    assert about["protocol"] == "pairwise" and about["set"]["name"] == "arena_hard", about
     # make clean, last: it removes everything the lines above wrote, and says so.
     written = sorted(p.name for p in out.iterdir())
     clean = make(tmp_path, "clean")

@@ -34,7 +34,6 @@ def run(backend, questions):
         backend.close()
 
 
-
 def test_llama_cpp_server_answers_with_usage(llama_server, tmp_path):
     spec = spec_for(tmp_path, llama_server, "concurrency = 3", api_model="smollm2_135m")
     questions = [{"instruction": q} for q in ("What is 2+2?", "Name a colour.", "Say hi.", "What is rain?")]

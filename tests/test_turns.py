@@ -253,7 +253,6 @@ def test_single_turn_files_keep_their_records(tmp_path):
     assert not (tmp_path / "fastchat").exists()
 
 
-
 def test_openai_backend_sends_the_conversation_as_messages(llama_server, tmp_path, monkeypatch):
     from openai.resources.chat.completions import Completions
 
