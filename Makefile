@@ -184,7 +184,7 @@ ifeq ($(PROTOCOL_),grade)
 # Graded: each model's answers rated 1-10 by the judge (MT-Bench, AlignBench, or our own prompt).
 $(OUT)/board.csv: $(ANSWERS) $(QUESTIONS) $(OUT)/stamps/judge.txt $(TOOLS) | judge-weights
 	$(PY) tools/board --protocol grade --models-toml $(MODELS_TOML) --answers $(ANSWERS) \
-	  --judge $(JUDGE_) --questions $(QUESTIONS) --out $(OUT) $(if $(FAST),--fast)
+	  --judge $(JUDGE_) --questions $(QUESTIONS) --out $(OUT) $(if $(FAST),--fast) $(if $(VERSUS),--versus $(VERSUS))
 else
 # A new judge-check is quoted by the board: it remakes the views, with every verdict from the cache.
 $(OUT)/board.csv: $(OUT)/output.json $(OUT)/reference.json $(OUT)/stamps/judge.txt $(TOOLS) \

@@ -3,7 +3,8 @@
 laid out in tmp as the data helper's normalized set + sidecar), both turns of two models, every
 rating given (none lost), FastChat's own show_result.py --mode single printing our scores from
 our export, the page in headless Chromium (the radar, each answer with its explanation and
-rating, model text escaped); and AlignBench with its own aggregation and judgment export."""
+rating, model text escaped), FastChat's pairwise mode beside it (VERSUS=all: every game
+judged, show_result --mode pairwise-all printing our table); and AlignBench with its own aggregation and judgment export."""
 import json
 import re
 import shutil
@@ -67,7 +68,7 @@ def run_board(out: Path, questions: Path, answers: list[str], *extra):
 @pytest.fixture(scope="module")
 def mt_board(tmp_path_factory):
     out = tmp_path_factory.mktemp("mt")
-    done = run_board(out, mt_bench_fixture(out), ["right.json", "wrong.json"])
+    done = run_board(out, mt_bench_fixture(out), ["right.json", "wrong.json"], "--versus", "all")
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 
@@ -105,6 +106,29 @@ def test_fastchat_show_result_prints_our_scores(mt_board):
             assert float(line.split()[-1]) == pytest.approx(row[column], abs=1e-4), (section, model)
 
 
+def test_pairwise_mode_judges_every_game_and_fastchat_agrees(mt_board):
+    table = pd.read_csv(mt_board / "board_pairwise.csv").set_index("model")
+    assert set(table.index) == {"right", "wrong & <bad>"}
+    assert (table["n_matches"] == 4).all() and (table["n_failed"] == 0).all()  # 2 questions x 2 turns, none lost
+    assert table.loc["right", "win"] == table.loc["wrong & <bad>", "loss"]
+    export = mt_board / "fastchat" / "model_judgment" / "judge_pair.jsonl"
+    lines = [json.loads(line) for line in export.read_text().splitlines()]
+    assert {line["judge"][1] for line in lines} == {"pair-v2", "pair-math-v1", "pair-v2-multi-turn",
+                                                    "pair-math-v1-multi-turn"}
+    assert all(line["g1_winner"] in ("model_1", "model_2", "tie") for line in lines)
+    assert all(line["g2_winner"] in ("model_1", "model_2", "tie") for line in lines)
+    shown = subprocess.run([sys.executable, "-m", "fastchat.llm_judge.show_result", "--mode", "pairwise-all",
+                            "--input-file", str(export)], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for model, row in table.iterrows():
+        line = next(l for l in shown.stdout.splitlines() if l.startswith(model))
+        win, loss, tie, *_, adjusted = line[len(model):].split()
+        assert [int(win), int(loss), int(tie)] == [row["win"], row["loss"], row["tie"]]
+        assert float(adjusted) == pytest.approx(row["win_rate_adjusted"], abs=1e-4)
+    assert "## MT-Bench pairwise (FastChat's pairwise-all)" in (mt_board / "board.md").read_text()
+    assert json.loads((mt_board / "manifest.json").read_text())["pairwise"]["n_matches"] == 4
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 def test_the_page_in_chromium_shows_ratings_explanations_and_escapes_text(mt_board, tmp_path):
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -116,6 +140,7 @@ def test_the_page_in_chromium_shows_ratings_explanations_and_escapes_text(mt_boa
     assert '<h1 id="injected"' not in html and "<script>document.title" not in html
     assert "pwned" not in html.split("<title>")[1].split("</title>")[0]
     assert '<table id="board">' in html and '<img id="radar"' in html and '<table id="published">' in html
+    assert '<table id="pairwise">' in html
     assert html.count('class="rating"') == 8 and html.count('class="judgment"') == 8
     assert "wrong &amp; &lt;bad&gt;" in html
     shot = subprocess.run(cmd[:-2] + [f"--screenshot={tmp_path / 'shot.png'}", "--window-size=1200,2000",

@@ -113,6 +113,7 @@ DOCUMENTED = {
     # with the embedded judge (explanations cut short: each rating writes one, minutes here).
     "make board QUESTIONS=mt_bench LIMIT=8": None,
     "make board QUESTIONS=mt_bench": None,
+    "make board QUESTIONS=mt_bench VERSUS=all": None,  # test_grade_board.py plays it; test_grade_pairs.py, its make line
     "make board QUESTIONS=alignbench LIMIT=16 FAST=1": None,
     "make board PROTOCOL=grade QUESTIONS=data/llm_benchmark_tiny.txt": None,
     "make judge-check PROTOCOL=grade": None,  # tests/test_grade_check.py

@@ -6,7 +6,8 @@
 - board_categories.csv model x category means; board_versus.csv the paired differences;
 - board_ratings.json   every rating: model, question, turn, prompt, score, label, source,
                        probabilities and the judge's explanation;
-- board.md             the table, the warnings, the published scores in their own section;
+- board.md             the table, the warnings, the published scores in their own section (and
+                       with VERSUS=all, MT-Bench's pairwise table: board/grade_pairs.py);
 - board.png            the category radar chart (one polygon per model, 0-10);
 - board.html           one static page (no script, no network): warnings, tables, the chart, the
                        published table, and per question each model's answer per turn with the
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from board.grade_pairs import display as pairwise_display
 from records import write_atomic, write_json_atomic
 
 COLUMNS = ["model", "score", "score_ci_low", "score_ci_high", "turn1", "turn2", "score_most_likely", "n_questions",
@@ -105,6 +107,11 @@ def versus_display(versus: pd.DataFrame) -> pd.DataFrame:
                           "questions": r.n_questions} for r in versus.itertuples()])
 
 
+PAIRWISE_NOTE = ("every two models, every question and turn, two games (each model shown first once); verdicts "
+                 "that differ count as a tie, as FastChat's show_result counts them; win rate (tie = half) is its "
+                 "win_rate_adjusted. Games without a verdict are counted as failed, not dropped silently.")
+
+
 def render_png(categories: pd.DataFrame, about: dict) -> bytes:
     import matplotlib
     matplotlib.use("Agg")
@@ -152,7 +159,7 @@ def _rating_html(row: dict) -> str:
             f'{e(source)}{"; " + e(top) if top else ""})<pre class="judgment">{e(row.get("judgment") or "")}</pre></div>')
 
 
-def render_html(board, categories, versus, frame, items, about, warnings, png: bytes) -> str:
+def render_html(board, categories, versus, frame, items, about, warnings, png: bytes, pairwise=None) -> str:
     e = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>graded board</title><style>"
              "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
@@ -165,6 +172,9 @@ def render_html(board, categories, versus, frame, items, about, warnings, png: b
         parts += ["<h2>By category</h2>", _html_table(categories.reset_index().round(2).fillna("n/a"), "categories")]
     if not versus.empty:
         parts += ["<h2>Model against model</h2>", _html_table(versus_display(versus), "versus")]
+    if pairwise is not None:
+        parts += ["<h2>MT-Bench pairwise (FastChat's pairwise-all)</h2>", f"<p>{e(PAIRWISE_NOTE)}</p>",
+                  _html_table(pairwise_display(pairwise), "pairwise")]
     parts.append(f'<img id="radar" alt="category radar" src="data:image/png;base64,{base64.b64encode(png).decode()}">')
     note, pub = published_lines(about.get("published"), about["judge"])
     if note:
@@ -192,7 +202,7 @@ def render_html(board, categories, versus, frame, items, about, warnings, png: b
     return "".join(parts) + "</body></html>"
 
 
-def write_all(board, categories, versus, frame, items, about, warnings, out: Path) -> None:
+def write_all(board, categories, versus, frame, items, about, warnings, out: Path, pairwise=None) -> None:
     out = Path(out)
     write_atomic(out / "board_categories.csv", categories.to_csv(float_format="%.4f").encode("utf-8"))
     write_atomic(out / "board_versus.csv", versus.to_csv(index=False, float_format="%.4f").encode("utf-8"))
@@ -202,6 +212,8 @@ def write_all(board, categories, versus, frame, items, about, warnings, out: Pat
         md += ["", "## By category", ""] + _md(categories.reset_index().round(2).fillna("n/a"))
     if not versus.empty:
         md += ["", "## Model against model", ""] + _md(versus_display(versus))
+    if pairwise is not None:
+        md += ["", "## MT-Bench pairwise (FastChat's pairwise-all)", "", PAIRWISE_NOTE, ""] + _md(pairwise_display(pairwise))
     md += [""] + [f"**warning**: {w}" for w in warnings]
     note, pub = published_lines(about.get("published"), about["judge"])
     if note:
@@ -209,4 +221,5 @@ def write_all(board, categories, versus, frame, items, about, warnings, out: Pat
     write_atomic(out / "board.md", ("\n".join(md) + "\n").encode("utf-8"))
     png = render_png(categories, about)
     write_atomic(out / "board.png", png)
-    write_atomic(out / "board.html", render_html(board, categories, versus, frame, items, about, warnings, png).encode("utf-8"))
+    write_atomic(out / "board.html", render_html(board, categories, versus, frame, items, about, warnings, png,
+                                                 pairwise).encode("utf-8"))

@@ -11,9 +11,11 @@ Writes under OUT: board.csv (last: make's target; dated 1970 when a rating faile
 make board retries it), board_categories.csv, board_versus.csv, board_ratings.json (every
 rating with its explanation), board.md, board.png (radar), board.html, manifest.json, and the
 exports fastchat/model_judgment/JUDGE_single.jsonl (MT-Bench) or alignbench/model_judgment/
-MODEL.jsonl (AlignBench).
-Does not handle: several judges at once (grade with each, one OUT each); MT-Bench's pairwise mode
-here (judges/mt_bench.py builds its calls).
+MODEL.jsonl (AlignBench); with --versus all also board_pairwise.csv, board_pairwise_games.json and
+fastchat/model_judgment/JUDGE_pair.jsonl.
+With --versus all (make board VERSUS=all) and MT-Bench, the judge also plays FastChat's pairwise
+mode between every two models (board/grade_pairs.py), in the same run of calls.
+Does not handle: several judges at once (grade with each, one OUT each).
 """
 from __future__ import annotations
 
@@ -127,6 +129,23 @@ def build_items(grader: str, questions: list[dict], answers: dict[str, list[dict
     return items, missing
 
 
+def pair_items(args, grader: str, items: list[dict], questions: list[dict], info: dict | None, judge) -> list[dict]:
+    """FastChat's pairwise-all matches over the answers being graded (board/grade_pairs.py)."""
+    from board.grade_pairs import match_items
+    from judges.mt_bench import load_judge_prompts
+
+    if grader != "mt_bench":
+        raise InputError(f"VERSUS=all with a graded board needs MT-Bench's pairwise prompts; the {grader} grader "
+                         "has none: leave VERSUS out, or use QUESTIONS=mt_bench")
+    outputs: dict[str, dict] = {}
+    for item in items:
+        outputs.setdefault(item["model"], {})[item["question_id"]] = item["outputs"]
+    if len(outputs) < 2:
+        raise InputError("VERSUS=all compares models with each other: name two or more in MODELS")
+    prompts = load_judge_prompts(info["files"]["judge_prompts"])
+    return match_items(prompts, questions, outputs, judge_max_tokens(judge), args.fast)
+
+
 def build_graded(args, registry, judge) -> int:
     from board import grade_export, grade_stats, grade_views
     from judges.labels import label_calls
@@ -141,8 +160,11 @@ def build_graded(args, registry, judge) -> int:
     items, missing = build_items(grader, questions, answers, info, judge_max_tokens(judge), args.fast)
     if not items:
         raise InputError("nothing to grade: no model has answers to these questions; run make infer")
-    log(f"grade: {len(items)} ratings to give ({grader}, judge {judge.name}{', fast' if args.fast else ''})")
-    records, stats = label_calls(judge, [item["call"] for item in items], args.out, progress=log)
+    matches = pair_items(args, grader, items, questions, info, judge) if args.versus == "all" else []
+    log(f"grade: {len(items)} ratings to give ({grader}, judge {judge.name}{', fast' if args.fast else ''})"
+        + (f" and {len(matches)} pairwise matches, two games each" if matches else ""))
+    calls = [item["call"] for item in items] + [m[g] for m in matches for g in ("g1", "g2")]
+    records, stats = label_calls(judge, calls, args.out, progress=log)
     rows = []
     for item in items:
         record = records.get(item["call"])
@@ -160,28 +182,38 @@ def build_graded(args, registry, judge) -> int:
     categories = grade_stats.category_table(frame, grader)
     versus = grade_stats.versus_table(frame, grader)
     warnings = grade_stats.warnings_for(frame, board, grader, info, args.fast)
+    pairwise, pair_failed = None, 0
+    if matches:
+        from board import grade_pairs
+        games = grade_pairs.games(matches, records)
+        pairwise = grade_pairs.pair_table(games, list(answers))
+        pair_failed = sum("error" in (g["g1_winner"], g["g2_winner"]) for g in games)
+        warnings += grade_pairs.warnings_for(pairwise)
     about = {"judge": judge.name, "judge_kind": judge.kind, "grader": grader, "set": (info or {}).get("name"),
              "questions": str(args.questions), "fast": bool(args.fast), "notes": (info or {}).get("notes") or [],
              "published": grade_views.published(info), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     out = Path(args.out)
     exported = grade_export.write_exports(grader, items, records, judge.name, out)
-    grade_views.write_all(board, categories, versus, frame, items, about, warnings, out)
+    if matches:
+        exported.append(grade_pairs.write(matches, games, pairwise, judge.name, out))
+    grade_views.write_all(board, categories, versus, frame, items, about, warnings, out, pairwise)
     write_json_atomic(out / "manifest.json", {
         "protocol": "grade", "grader": grader, "judge": {"name": judge.name, "kind": judge.kind,
                                                           "identity": judge.identity},
         "set": info, "models": list(answers), "calls": {"made": stats.made, "reused_from_cache": stats.reused,
                                                         "failed": stats.failed, "errors": stats.errors[:5]},
         "exports": [str(p) for p in exported], "warnings": warnings,
+        "pairwise": {"mode": "FastChat pairwise-all", "n_matches": len(matches), "n_failed": pair_failed} if matches else None,
         "seconds": round(time.monotonic() - started, 1), "created": about["created"]})
     board_path = out / "board.csv"
     grade_views.write_csv(board, categories, board_path)  # last: make's target
-    failed = int(board["n_failed"].sum())
+    failed = int(board["n_failed"].sum()) + pair_failed
     if failed:
         os.utime(board_path, (0, 0))  # out of date for make: the next make board retries the failed calls
     log(f"board: {len(board)} models graded -> {board_path} (+ board.md, board.png, board.html, manifest.json); "
         f"judge calls: {stats.made} made, {stats.reused} from cache, {stats.failed} failed")
     if failed:
-        log(f"WARNING: {failed} ratings failed; run make board again to retry them")
+        log(f"WARNING: {failed} ratings or pairwise games failed; run make board again to retry them")
     return 0
 
 

@@ -14,7 +14,7 @@ common.py at lm-sys/FastChat@0e6d3e4), as labelled calls (judges/labels.py).
   from `[[N]]` (FastChat's patterns, labels.fastchat_rating) or, for local judges, the logits.
 `pair_calls` builds the pairwise mode (pair-v2, pair-math-v1 and their multi-turn prompts) for
 two answers, in both orders: labels A, B and C (tie), combined as FastChat's `both orders,
-inconsistent = tie`. The prompts themselves are never shipped: they come from the fetched file.
+inconsistent = tie` (board/grade_pairs.py, `make board VERSUS=all`). The prompts themselves are never shipped: they come from the fetched file.
 Does not handle: a math/reasoning/coding question without a reference answer (FastChat stops;
 here it is graded with the general prompt and said in `notes`).
 """
@@ -108,7 +108,8 @@ def pair_label(text: str):
     return None
 
 
-def pair_calls(prompts: dict, question: dict, answers_a: list[str], answers_b: list[str], max_tokens: int):
+def pair_calls(prompts: dict, question: dict, answers_a: list[str], answers_b: list[str], max_tokens: int,
+               fast: bool = False):
     """(turn, prompt name, order, call) for the pairwise mode: both orders ("AB": model a shown
     as Assistant A, "BA": swapped), turn 1 and turn 2. FastChat's pair prompts fill answer_a/b."""
     turns = question.get("turns") or [question["instruction"]]
@@ -134,13 +135,7 @@ def pair_calls(prompts: dict, question: dict, answers_a: list[str], answers_b: l
             call = LabelledCall(system=record["system_prompt"], template=record["prompt_template"],
                                 fields=tuple(fields), options=("A", "B", "C"), protocol=f"mt_bench/{name}",
                                 cue='\n\nFinal verdict: [[', cut=tuple(k for k, _ in fields if k.startswith(("answer", "ref"))),
-                                max_tokens=max_tokens, parser=pair_label)
+                                max_tokens=max_tokens, fast=fast, parser=pair_label)
             out.append((2 if multi_turn else 1, name, order, call))
     return out
 
-
-def pair_winner(label_ab: str, label_ba: str) -> str:
-    """FastChat's two games combined: the same model both times wins, else a tie ('a', 'b', 'tie')."""
-    first = {"A": "a", "B": "b", "C": "tie"}[label_ab]
-    second = {"A": "b", "B": "a", "C": "tie"}[label_ba]
-    return first if first == second else "tie"
