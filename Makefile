@@ -144,7 +144,8 @@ data: | setup $(OUT)/.llmeval ## fetch a named set's files and write its questio
 # What a board of a named set costs (answers, judge calls, rough API tokens): make plan and make
 # board print it first.
 set-cost: $(QUESTIONS) | setup
-	@$(PY) tools/data.py --cost $(QUESTIONS) --models $(words $(MODELS_)) --judges $(words $(JUDGE_))
+	@$(PY) tools/data.py --cost $(QUESTIONS) --models $(words $(MODELS_)) --judges $(words $(JUDGE_)) \
+	  $(if $(VERSUS),--versus $(VERSUS))
 
 infer: need-models $(ANSWERS) ## answer QUESTIONS with each of MODELS -> OUT/NAME.json
 

@@ -244,6 +244,10 @@ def test_cost_lines(bench_set):
     assert "10 questions x 2 orders x 2 models = 40" in lines[0] and "120 for 3 judges" in lines[0]
     assert "LIMIT=10 of 805" in lines[2]
     assert "2 games" in data.cost_lines(bench_set("arena_hard", 6), 1)[0]
+    graded = data.cost_lines(bench_set("mt_bench"), 3, versus=True)[0]  # MT-Bench's pairwise mode beside the ratings
+    assert "480 gradings (one per answer); VERSUS=all: 160 turns x 3 model pairs x 2 games = 960 more" in graded
+    pairwise = data.cost_lines(bench_set("alpaca_eval", 10), 3, versus=True)[0]
+    assert "= 60; VERSUS=all: 10 questions x 3 model pairs x 2 games = 60 more" in pairwise
 
 
 def test_fastchat_file_and_multi_turn_keys():

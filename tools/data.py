@@ -192,8 +192,9 @@ def _tokens(n: float) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else f"{n:.0f}"
 
 
-def cost_lines(questions_path: Path, n_models: int, n_judges: int = 1) -> list[str]:
-    """What a board of these questions costs: answers, judge calls (per judge), rough API tokens."""
+def cost_lines(questions_path: Path, n_models: int, n_judges: int = 1, versus: bool = False) -> list[str]:
+    """What a board of these questions costs: answers, judge calls (per judge), rough API tokens;
+    versus: every two models also compared (VERSUS=all; graded: MT-Bench's pairwise mode)."""
     questions = load_questions(questions_path)
     info = set_info(questions_path) or {}
     protocol = info.get("protocol", "pairwise")
@@ -216,6 +217,12 @@ def cost_lines(questions_path: Path, n_models: int, n_judges: int = 1) -> list[s
         calls = n * 2 * n_models
         what = f"{n} questions x {games} x {n_models} models = {calls}"
         shown = 2 * per_answer + question_tokens
+    pairs = n_models * (n_models - 1) // 2 if versus else 0
+    if pairs:  # model against model: two games per pair (both orders), per question or, graded, per turn
+        extra = (turns if protocol == "grade" else n) * pairs * 2
+        what += (f"; VERSUS=all: {turns if protocol == 'grade' else n} {'turns' if protocol == 'grade' else 'questions'}"
+                 f" x {pairs} model pairs x 2 games = {extra} more")
+        calls += extra
     judges = f" per judge, {calls * n_judges} for {n_judges} judges" if n_judges > 1 else ""
     lines = [f"{name}: {n} questions ({turns} turns) x {n_models} models = {answers} answers to make; "
              f"judge calls: {what}{judges}",
@@ -243,11 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=int, default=0, help="how many models will answer (for the cost line)")
     parser.add_argument("--judges", type=int, default=1, help="how many judges (for the cost line)")
     parser.add_argument("--cost", type=Path, metavar="QUESTIONS", help="print what a board of QUESTIONS costs")
+    parser.add_argument("--versus", default="", help="all: the cost line counts model-against-model games too")
     parser.add_argument("--benchmarks", type=Path, default=BENCHMARKS_TOML, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         if args.cost:
-            lines = cost_lines(args.cost, max(args.models, 1), max(args.judges, 1))
+            lines = cost_lines(args.cost, max(args.models, 1), max(args.judges, 1), args.versus == "all")
         elif not args.name:
             raise InputError("name a set: tools/data.py NAME (make data QUESTIONS=NAME); sets: "
                              + ", ".join(load_sets(args.benchmarks)))
