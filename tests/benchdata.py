@@ -3,14 +3,18 @@
 /work/shared/benchmarks (../shared/benchmarks beside the clone in CI) keeps each set's files
 under its set folder at their repository path; `build_layout` links them into a folder laid out
 as raw.githubusercontent.com is (OWNER/REPO/COMMIT/PATH), from data/benchmarks.toml's pins, and
-`serve` serves a folder over HTTP on 127.0.0.1. Nothing here downloads anything.
+`serve` serves a folder over HTTP on 127.0.0.1; `mt_bench_data` is the MT-Bench files' folder and
+`fastchat_common` FastChat's own llm_judge/common.py (fschat), for the tests that check against it.
+Nothing here downloads anything.
 """
 from __future__ import annotations
 
 import functools
 import http.server
 import os
+import sys
 import threading
+import types
 from pathlib import Path
 
 from benchsets import load_sets
@@ -53,3 +57,18 @@ def serve(folder: Path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def mt_bench_data() -> Path:
+    """FastChat's llm_judge/data folder of the shared benchmarks (a path that does not exist without them)."""
+    return (shared_benchmarks() or Path("/nonexistent")) / "mt_bench" / "fastchat" / "llm_judge" / "data"
+
+
+def fastchat_common():
+    """fastchat.llm_judge.common as installed (fschat 0.2.36); it imports anthropic, which it never uses here."""
+    import pytest
+
+    pytest.importorskip("fastchat", reason="fschat is not installed (requirements-nodeps.txt pins it; make setup)")
+    sys.modules.setdefault("anthropic", types.ModuleType("anthropic"))
+    from fastchat.llm_judge import common
+    return common

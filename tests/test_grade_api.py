@@ -7,12 +7,11 @@ format a judge writes ([[8]], [[8.5]], [8], [[10]], none, ...), against ours.
 FastChat sends its requests with the pre-1.0 openai API: its one network function,
 chat_completion_openai, is replaced by one that sends FastChat's own messages to the server."""
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
 
+from benchdata import fastchat_common, mt_bench_data
 from judges import mt_bench, resolve_judge
 from judges.labels import fastchat_rating, label_calls
 from llama_server import judge_server
@@ -20,17 +19,11 @@ from registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-BENCH = Path("/work/shared/benchmarks/mt_bench/fastchat/llm_judge/data")
+BENCH = mt_bench_data()
 pytestmark = pytest.mark.skipif(not SMOLLM2.is_file() or not BENCH.is_dir(),
                                 reason="needs `make models` and the MT-Bench files (../shared/benchmarks)")
 FORMATS = ["Rating: [[8]]", "[[8.5]] overall", "It deserves [7].", "Rating: [[10]]", "[[3]] then [[9]]",
            "[9] but [[4]]", "Rating: 6/10", "[[rating]]", "[[ 5 ]]", "", "Score [[0.5]]", "[[7.]]", "[2.25]"]
-
-
-def fastchat_common():
-    sys.modules.setdefault("anthropic", types.ModuleType("anthropic"))  # imported, never used here
-    from fastchat.llm_judge import common
-    return common
 
 
 def fixture_questions():

@@ -15,9 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from benchdata import shared_benchmarks
+
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-SHARED = Path("/work/shared/benchmarks")
+SHARED = shared_benchmarks() or Path("/nonexistent")
 MT = SHARED / "mt_bench" / "fastchat" / "llm_judge" / "data"
 AB = SHARED / "alignbench"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

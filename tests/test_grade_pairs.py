@@ -12,27 +12,21 @@ The run with a real judge is in test_grade_board.py (the graded board's fixture 
 import json
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from benchdata import fastchat_common, mt_bench_data
 from board import grade_pairs
 from judges import mt_bench
 from judges.labels import LabelledCall
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = Path("/work/shared/benchmarks/mt_bench/fastchat/llm_judge/data")
+BENCH = mt_bench_data()
 pytestmark = pytest.mark.skipif(not BENCH.is_dir(), reason="needs the MT-Bench files (../shared/benchmarks)")
 REPLIES = ["Assistant A is better. [[A]]", "[[B]]", "A tie: [[C]]", "no verdict", "[[B]] or rather [[A]]",
            "[A]", "[[C]] then [[B]]"]
-
-
-def fastchat_common():
-    sys.modules.setdefault("anthropic", types.ModuleType("anthropic"))  # imported, never used here
-    from fastchat.llm_judge import common
-    return common
 
 
 def mt_questions():
@@ -42,7 +36,6 @@ def mt_questions():
 
 
 def test_prompts_and_labels_equal_fastchats():
-    pytest.importorskip("fastchat", reason="fschat is not installed (requirements-nodeps.txt pins it; make setup)")
     common = fastchat_common()
     prompts = mt_bench.load_judge_prompts(BENCH / "judge_prompts.jsonl")
     questions, refs = mt_questions()
@@ -107,7 +100,6 @@ def show_result(export: Path, *mode: str) -> pd.DataFrame:
 
 
 def test_fastchat_show_result_prints_our_pairwise_table(tmp_path):
-    pytest.importorskip("fastchat", reason="fschat is not installed (requirements-nodeps.txt pins it; make setup)")
     table, export = constructed(tmp_path)
     ours = table.set_index("model")
     assert ours.loc["x", ["win", "loss", "tie"]].tolist() == [1, 1, 2]
