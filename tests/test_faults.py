@@ -359,8 +359,10 @@ def test_a_real_ctrl_c_still_stops_a_custom_model(tmp_path):
     (test_bad_input), but a real Ctrl-C (SIGINT to the terminal's process group) stops the run."""
     drill_toml(tmp_path, 600)
     (tmp_path / "q.txt").write_text("plain\nHANG\n", encoding="utf-8")
+    # A terminal's Ctrl-C reaches processes that handle SIGINT; a test run started in the background
+    # by a shell without job control inherits it ignored, so the child gets the terminal's default.
     run = subprocess.Popen(make_cmd(tmp_path, "infer"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+                           start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lock = tmp_path / "out" / "cache" / "drill.lock"
     deadline = time.time() + 120
     while not (lock.is_file() and lock.read_text().strip()) and time.time() < deadline:
