@@ -6,6 +6,10 @@
   `score` is the board's rating (a local judge's expected rating); a failed call is -1, as
   FastChat writes it, so FastChat's show_result.py leaves it out exactly as our board does:
   `python -m fastchat.llm_judge.show_result --mode single --input-file ...` prints our scores.
+- MT-Bench's pairwise mode (VERSUS=all, board/grade_pairs.py): FastChat's pair-judgment JSONL,
+  OUT/fastchat/model_judgment/JUDGE_pair.jsonl, one line per match: {question_id, model_1,
+  model_2, g1_winner, g2_winner, judge, g1/g2_user_prompt, g1/g2_judgment, turn, tstamp}; a game
+  without a verdict is "error", which show_result.py --mode pairwise-all leaves out.
 - AlignBench: its judgment JSONL per model, OUT/alignbench/model_judgment/MODEL.jsonl, the
   answer doc plus dimensions, judge_prompt, judgment, rating (the per-dimension dict) and score.
   Failed calls are left out of this file: AlignBench's show_result.py would average their -1 in.
@@ -38,6 +42,22 @@ def fastchat_single(items: list[dict], records: dict, judge_name: str) -> list[d
                       "user_prompt": messages[-1]["content"], "judgment": (record or {}).get("judgment", ""),
                       "score": (record or {}).get("score", -1) if record else -1, "turn": item["turn"], "tstamp": now})
     return lines
+
+
+def fastchat_pair(items: list[dict], rows: list[dict], judge_name: str) -> list[dict]:
+    """FastChat's play_a_match_pair records, one per match (rows: grade_pairs.games)."""
+    now = time.time()
+    return [{"question_id": item["question_id"], "model_1": item["model_1"], "model_2": item["model_2"],
+             "g1_winner": row["g1_winner"], "g2_winner": row["g2_winner"], "judge": [judge_name, item["prompt"]],
+             "g1_user_prompt": item["g1"].messages()[-1]["content"], "g1_judgment": row["g1_judgment"],
+             "g2_user_prompt": item["g2"].messages()[-1]["content"], "g2_judgment": row["g2_judgment"],
+             "turn": item["turn"], "tstamp": now} for item, row in zip(items, rows)]
+
+
+def write_fastchat_pair(items: list[dict], rows: list[dict], judge_name: str, out: Path) -> Path:
+    path = Path(out) / "fastchat" / "model_judgment" / f"{safe_name(judge_name)}_pair.jsonl"
+    write_atomic(path, _jsonl(fastchat_pair(items, rows, judge_name)))
+    return path
 
 
 def alignbench_docs(items: list[dict], records: dict) -> dict[str, list[dict]]:

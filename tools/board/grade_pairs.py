@@ -21,13 +21,11 @@ in the fetched files); AlignBench and the own grader (no pairwise prompt).
 """
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import pandas as pd
 
-from records import write_atomic
+from records import write_atomic, write_json_atomic
 
 COLUMNS = ["model", "win_rate_adjusted", "win_rate", "loss_rate", "win", "loss", "tie", "n_matches", "n_failed"]
 
@@ -97,16 +95,6 @@ def pair_table(rows: list[dict], models: list[str]) -> pd.DataFrame:
     return frame.sort_values("win_rate_adjusted", ascending=False, na_position="last").reset_index(drop=True)
 
 
-def fastchat_lines(items: list[dict], rows: list[dict], judge_name: str) -> list[dict]:
-    """FastChat's play_a_match_pair records, one per match (a failed game written "error")."""
-    now = time.time()
-    return [{"question_id": item["question_id"], "model_1": item["model_1"], "model_2": item["model_2"],
-             "g1_winner": row["g1_winner"], "g2_winner": row["g2_winner"], "judge": [judge_name, item["prompt"]],
-             "g1_user_prompt": item["g1"].messages()[-1]["content"], "g1_judgment": row["g1_judgment"],
-             "g2_user_prompt": item["g2"].messages()[-1]["content"], "g2_judgment": row["g2_judgment"],
-             "turn": item["turn"], "tstamp": now} for item, row in zip(items, rows)]
-
-
 def display(table: pd.DataFrame) -> pd.DataFrame:
     pct = lambda v: "n/a" if pd.isna(v) else f"{100 * v:.1f}%"  # noqa: E731
     return pd.DataFrame([{"model": r.model, "win rate (tie = half)": pct(r.win_rate_adjusted), "win rate": pct(r.win_rate),
@@ -114,19 +102,21 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
                           "matches": r.n_matches, "failed": r.n_failed} for r in table.itertuples()])
 
 
+def failed_matches(table: pd.DataFrame) -> int:
+    return int(table["n_failed"].sum()) // 2  # each failed match is counted for both models
+
+
 def warnings_for(table: pd.DataFrame) -> list[str]:
-    failed = int(table["n_failed"].sum()) // 2  # each failed match is counted for both models
+    failed = failed_matches(table)
     return [f"pairwise: {failed} matches have a game without a verdict (FastChat's 'error'): left out of the "
             "pairwise table and counted; make board again asks them again"] if failed else []
 
 
 def write(items: list[dict], rows: list[dict], table: pd.DataFrame, judge_name: str, out: Path) -> Path:
-    from board.grade_export import safe_name
+    """The pairwise files under OUT; returns FastChat's export (board/grade_export.py writes it)."""
+    from board.grade_export import write_fastchat_pair
 
     out = Path(out)
-    write_atomic(out / "board_pairwise_games.json", json.dumps(rows, ensure_ascii=False, indent=1).encode("utf-8"))
+    write_json_atomic(out / "board_pairwise_games.json", rows)
     write_atomic(out / "board_pairwise.csv", table.to_csv(index=False, float_format="%.4f").encode("utf-8"))
-    path = out / "fastchat" / "model_judgment" / f"{safe_name(judge_name)}_pair.jsonl"
-    write_atomic(path, "".join(json.dumps(line, ensure_ascii=False) + "\n"
-                               for line in fastchat_lines(items, rows, judge_name)).encode("utf-8"))
-    return path
+    return write_fastchat_pair(items, rows, judge_name, out)

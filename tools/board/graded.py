@@ -187,7 +187,7 @@ def build_graded(args, registry, judge) -> int:
         from board import grade_pairs
         games = grade_pairs.games(matches, records)
         pairwise = grade_pairs.pair_table(games, list(answers))
-        pair_failed = sum("error" in (g["g1_winner"], g["g2_winner"]) for g in games)
+        pair_failed = grade_pairs.failed_matches(pairwise)
         warnings += grade_pairs.warnings_for(pairwise)
     about = {"judge": judge.name, "judge_kind": judge.kind, "grader": grader, "set": (info or {}).get("name"),
              "questions": str(args.questions), "fast": bool(args.fast), "notes": (info or {}).get("notes") or [],
