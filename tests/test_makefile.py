@@ -102,6 +102,8 @@ DOCUMENTED = {
     "make data": "make data QUESTIONS=mt_bench LIMIT=2",
     "make data QUESTIONS=NAME": "make data QUESTIONS=arena_hard LIMIT=2",
     "make data QUESTIONS=mt_bench": "make data QUESTIONS=mt_bench",
+    # Before the Arena-Hard lines (their board is checked last). One question: 2 turns x 3 models rated, and 3 model pairs x 2 turns x 2 games (16-token explanations).
+    "make board QUESTIONS=mt_bench VERSUS=all": "make board QUESTIONS=mt_bench LIMIT=1 VERSUS=all",
     "make plan QUESTIONS=arena_hard": "make plan QUESTIONS=arena_hard",
     "make board QUESTIONS=alpaca_eval LIMIT=20": "make board QUESTIONS=alpaca_eval LIMIT=2",  # no reference model
     "make board QUESTIONS=arena_hard FAST=1": "make board QUESTIONS=arena_hard LIMIT=2 FAST=1",
@@ -113,7 +115,6 @@ DOCUMENTED = {
     # with the embedded judge (explanations cut short: each rating writes one, minutes here).
     "make board QUESTIONS=mt_bench LIMIT=8": None,
     "make board QUESTIONS=mt_bench": None,
-    "make board QUESTIONS=mt_bench VERSUS=all": None,  # test_grade_board.py plays it; test_grade_pairs.py, its make line
     "make board QUESTIONS=alignbench LIMIT=16 FAST=1": None,
     "make board PROTOCOL=grade QUESTIONS=data/llm_benchmark_tiny.txt": None,
     "make judge-check PROTOCOL=grade": None,  # tests/test_grade_check.py
@@ -196,6 +197,8 @@ def test_every_documented_make_line_runs_for_real(tmp_path, bench_data_url):
     assert "500 questions (500 turns) x 3 models = 1500 answers" in results["make plan QUESTIONS=arena_hard"]
     assert "reference.py --set" in results["make board QUESTIONS=alpaca_eval LIMIT=20"]
     assert "int4" in results["make plan MODELS=chatglm_6b CARDS=8,12,16,24 QUANTS=fp16,int8,int4"]
+    assert "6 ratings to give (mt_bench" in results["make board QUESTIONS=mt_bench VERSUS=all"]
+    assert "and 6 pairwise matches, two games each" in results["make board QUESTIONS=mt_bench VERSUS=all"]
     for line in ("make board QUESTIONS=arena_hard FAST=1", "make board QUESTIONS=arena_hard PROTOCOL=pairwise"):
         assert "board: 3 models ->" in results[line], results[line]  # the three models against the set's baseline
     about = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["about"]  # the last board's
