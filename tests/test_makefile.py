@@ -102,7 +102,8 @@ DOCUMENTED = {
     "make data": "make data QUESTIONS=mt_bench LIMIT=2",
     "make data QUESTIONS=NAME": "make data QUESTIONS=arena_hard LIMIT=2",
     "make data QUESTIONS=mt_bench": "make data QUESTIONS=mt_bench",
-    # Before the Arena-Hard lines (their board is checked last). One question: 2 turns x 3 models rated, and 3 model pairs x 2 turns x 2 games (16-token explanations).
+    # Before the Arena-Hard lines (their board is checked last). One question: 2 turns x 3 models
+    # rated, and 3 model pairs x 2 turns x 2 games (16-token explanations).
     "make board QUESTIONS=mt_bench VERSUS=all": "make board QUESTIONS=mt_bench LIMIT=1 VERSUS=all",
     "make plan QUESTIONS=arena_hard": "make plan QUESTIONS=arena_hard",
     "make board QUESTIONS=alpaca_eval LIMIT=20": "make board QUESTIONS=alpaca_eval LIMIT=2",  # no reference model
