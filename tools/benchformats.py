@@ -122,6 +122,18 @@ def generation_for(table: dict, files: dict[str, Path]):
     return settings_of
 
 
+def _unique_ids(path: Path | None, questions: list[dict]) -> None:
+    """Refuse a set whose question ids repeat: answers, references and judgments are kept by id
+    (FastChat's model_answer and judgment files too), so a second question would overwrite the first."""
+    first: dict = {}
+    for number, q in enumerate(questions, 1):
+        qid, key = q["question_id"], repr(q["question_id"])  # repr: 1 and "1" are two ids
+        if key in first:
+            raise InputError(f"{path}: question_id {qid!r} is given to question {first[key]} and again to question "
+                             f"{number}; ids must be unique (answers and judgments are kept by id): renumber one")
+        first[key] = number
+
+
 def normalize(table: dict, files: dict[str, Path]):
     """(questions, reference or None) of one set, filtered by `select`, with generation settings."""
     try:
@@ -129,6 +141,7 @@ def normalize(table: dict, files: dict[str, Path]):
     except (KeyError, IndexError, TypeError, AttributeError) as err:
         raise InputError(f"a {table['format']} file lacks what its format has ({type(err).__name__}: {err}); "
                          f"check the files' roles and format in data/benchmarks.toml") from None
+    _unique_ids(files.get("questions") or files.get("outputs"), questions)
     select = table.get("select", {})
     if select:
         keep = [all(q["meta"].get(k, q.get(k)) == v for k, v in select.items()) for q in questions]

@@ -20,6 +20,8 @@ import tomllib
 from pathlib import Path
 
 from records import InputError
+from registry import MAX_NAME_LENGTH
+from registry import NAME_RE as MODEL_NAME_RE
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_TOML = ROOT / "data" / "benchmarks.toml"
@@ -33,6 +35,18 @@ SET_KEYS = {"title", "format", "protocol", "grader", "reference", "reference_nam
 FILE_KEYS = {"role", "repo", "commit", "path", "sha256", "url"}
 PUBLISHED_KEYS = {"path", "judge", "comparable_with"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")  # no "-": NAME-limitN must stay unambiguous
+# A file's repo and path become folders of the data cache: owner/name, and a path that stays inside.
+REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _path_refusal(path: str) -> str | None:
+    """Why a file's path in its repository is not one (it would leave the cache), or None."""
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith("/") or "\\" in path or (len(path) > 1 and path[1] == ":"):
+        return "is absolute (or has a backslash); give it relative to the repository's top"
+    if any(part in ("", ".", "..") for part in parts):
+        return "has an empty, '.' or '..' part; give the file's path inside the repository (a/b/c.json)"
+    return None
 
 
 def load_sets(path: str | Path = BENCHMARKS_TOML) -> dict[str, dict]:
@@ -83,6 +97,12 @@ def _check_set(path: Path, name: str, table: dict) -> None:
             raise InputError(f"{fwhere}: needs repo + commit + path, or url")
         if pinned and not re.fullmatch(r"[0-9a-f]{40}", entry["commit"]):
             raise InputError(f"{fwhere}: commit must be the full 40-hex-digit commit")
+        if pinned and (not REPO_RE.fullmatch(entry["repo"]) or ".." in entry["repo"]):
+            raise InputError(f"{fwhere}: repo = {entry['repo']!r} must be owner/name (letters, digits, "
+                             f"'_', '-', '.'; no '..'), as on GitHub")
+        why = pinned and _path_refusal(entry["path"])
+        if why:
+            raise InputError(f"{fwhere}: path = {entry['path']!r} {why}")
         roles.append(entry["role"])
     if len(set(roles)) < len(roles):
         raise InputError(f"{where}: two files share a role")
@@ -91,6 +111,12 @@ def _check_set(path: Path, name: str, table: dict) -> None:
         raise InputError(f"{where}: format {table['format']!r} needs a file with role = {needed!r}")
     if table.get("reference") is not None and (table["reference"] not in roles or not table.get("reference_name")):
         raise InputError(f"{where}: reference must name a file's role, with reference_name the model")
+    ref_name = table.get("reference_name")
+    if ref_name is not None and (not isinstance(ref_name, str) or not MODEL_NAME_RE.fullmatch(ref_name)
+                                 or ".." in ref_name or len(ref_name) > MAX_NAME_LENGTH):
+        # It names the reference's files under OUT, as a model's name does (registry.check_name).
+        raise InputError(f"{where}: reference_name = {ref_name!r} must be a plain identifier as a model name is "
+                         f"(letters, digits, '_', '-', '.'; no '/', spaces or '..'; at most {MAX_NAME_LENGTH})")
     published = table.get("published")
     if published is not None and (not isinstance(published, dict) or set(published) != PUBLISHED_KEYS):
         raise InputError(f"{where}: published = {{ path, judge, comparable_with }}")

@@ -98,6 +98,12 @@ def load_questions(path: str | Path) -> list[dict]:
     unique = list({question_key(q): q for q in questions}.values())
     if not unique:
         raise InputError(f"{path}: no questions found")
+    ids: dict = {}
+    for number, q in enumerate(unique, 1):  # FastChat's answers and judgments are kept by question_id
+        key = repr(q.get("question_id"))  # repr: 1 and "1" are two ids, a list one too
+        if "question_id" in q and ids.setdefault(key, number) != number:
+            raise InputError(f"{path}: question_id {q['question_id']!r} is given to two different questions "
+                             f"({ids[key]} and {number}); ids must be unique: renumber one")
     if len(unique) < len(questions):
         print(f"note: {path}: {len(questions) - len(unique)} duplicate question(s) skipped; "
               f"{len(unique)} asked once each", file=sys.stderr)
