@@ -27,6 +27,33 @@ BENCH_MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 BENCH_ARGS  ?=
 LIMIT       ?=
 
+# A value with a character the shell acts on would run as shell code in $(shell ...) below and in
+# the recipes: refused first, on the raw values ($(value): nothing in them is expanded to check).
+LPAREN := (
+RPAREN := )
+HASH := \#
+SHELL_CHARS := ' " ` $$ ; & | < > \ * ? [ ] { } ! $(HASH) $(LPAREN) $(RPAREN)
+CHECKED_VARS := OUT MODELS JUDGE REFERENCE QUESTIONS MODELS_TOML LIMIT VERSUS PROTOCOL FAST PAIRS PARALLEL \
+  CUDA VENV FREE CARDS QUANTS BENCH_MODEL
+shell_chars_in = $(strip $(foreach c,$(SHELL_CHARS),$(findstring $(c),$(value $(1)))))
+UNSAFE_VARS := $(strip $(foreach v,$(CHECKED_VARS),$(if $(call shell_chars_in,$(v)),$(v))))
+ifneq ($(UNSAFE_VARS),)
+$(error error: $(firstword $(UNSAFE_VARS)) holds $(firstword $(call shell_chars_in,$(firstword $(UNSAFE_VARS)))), a character the shell acts on ($(SHELL_CHARS) are refused in make's variables): rename it, or link a file or folder to a plain name (ln -s 'odd name' plain_name))
+endif
+# LIMIT is part of a file name (NAME-limitN.jsonl): a plain whole number, leading zeros dropped
+# (LIMIT=02 is 2), so make waits for the file tools/data.py writes.
+no_leading_zeros = $(if $(filter 0%,$(1)),$(call no_leading_zeros,$(patsubst 0%,%,$(1))),$(1))
+ifneq ($(strip $(LIMIT)),)
+not_digits = $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst 8,,$(subst 9,,$(1)))))))))))
+ifneq ($(words $(LIMIT))$(call not_digits,$(strip $(LIMIT))),1)
+$(error error: LIMIT=$(LIMIT): must be a whole number of questions, 1 or more (LIMIT=4))
+endif
+override LIMIT := $(call no_leading_zeros,$(strip $(LIMIT)))
+ifeq ($(LIMIT),)
+$(error error: LIMIT=0: must be a whole number of questions, 1 or more (LIMIT=4); leave it out for the whole set)
+endif
+endif
+
 # make splits words at spaces: a path with one would become two targets ("No rule to make target").
 # An empty one would make OUT/x into /x.
 EMPTY_PATHS := $(strip $(foreach v,QUESTIONS OUT MODELS_TOML,$(if $(strip $($(v))),,$(v))))

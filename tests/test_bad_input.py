@@ -77,6 +77,9 @@ CASES.update({
                                       "infer tiny --questions {d}/q.json", "'input' must be text"),
     "questions_jsonl_bad_line": ({"models.toml": GOOD_MODEL, "q.jsonl": '{"instruction": "a"}\n{oops\n'},
                                  "infer tiny --questions {d}/q.jsonl", "q.jsonl:2: not valid JSON"),
+    "questions_jsonl_duplicate_id": ({"models.toml": GOOD_MODEL, "q.jsonl": '{"question_id": 1, "category": "x", "turns": ["a"]}\n'
+                                     '{"question_id": 1, "category": "x", "turns": ["b"]}\n'},
+                                     "infer tiny --questions {d}/q.jsonl", "question_id 1 is given to two different questions"),
     "questions_json_nul": ({"models.toml": GOOD_MODEL, "q.json": '[{"instruction": "a\\u0000b"}]'},
                            "infer tiny --questions {d}/q.json", "contains a NUL"),
     "questions_json_lone_surrogate": ({"models.toml": GOOD_MODEL, "q.json": '[{"instruction": "a"}, {"instruction": "b\\ud800c"}]'},
