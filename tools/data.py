@@ -13,7 +13,14 @@ judges and the board read, benchsets.set_info) and .reference.json (alpaca_eval 
 for sets that bring their reference). Outputs are rewritten only when their content changes, so
 make does not re-answer anything after a `make data` that found nothing new.
 
-Offline (HF_HUB_OFFLINE=1) only file:// sources are read. Not handled: archives, Hub datasets.
+A user:password@ in the URL is sent as basic auth and shown as ***@ in every line. A file's fetch
+has a total deadline, LLMEVAL_DATA_DEADLINE seconds (default 600), and a size cap,
+LLMEVAL_DATA_MAX_MB (default 512); the .part file a killed fetch left is removed by the next fetch
+of that file once it is older than the deadline (a younger one may be a running fetch's). A
+destination outside the cache is refused (benchsets checks repo and path first).
+
+Offline (HF_HUB_OFFLINE=1) only file:// sources are read. Not handled: archives, Hub datasets; a
+server that drips its headers is bounded by the socket timeout per wait, not by the deadline.
 """
 from __future__ import annotations
 
@@ -169,6 +176,8 @@ def fetch(name: str, entry: dict) -> Path:
     by_hand = f"or put the file by hand at {dest} (from {shown_url})"
     deadline = _setting("LLMEVAL_DATA_DEADLINE", 600)
     cap = int(_setting("LLMEVAL_DATA_MAX_MB", 512) * 2**20)
+    if dest.parent.is_dir():
+        remove_stale_parts(dest, deadline)
     if dest.is_file():
         if sha256_file(dest) == want:
             return dest
@@ -183,7 +192,6 @@ def fetch(name: str, entry: dict) -> Path:
                          f"run `make data QUESTIONS={name}` online, {by_hand}")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_parts(dest, deadline)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     except OSError as err:  # a read-only or full disk, a file where a folder belongs
         raise InputError(f"{name}: cannot write the data cache at {err.filename or dest.parent} "
