@@ -68,8 +68,8 @@ def test_a_file_path_cannot_leave_the_cache(tmp_path, monkeypatch):
 
 
 class _Mirror(http.server.SimpleHTTPRequestHandler):
-    """The benchmark layout behind basic auth (user llmeval, password s3cretKEY); /drip: a byte
-    every 0.2 s; /endless: a 200 reply that never ends."""
+    """The benchmark layout behind basic auth (user llmeval, password s3cretKEY); /drip: a body
+    byte every 0.2 s; /slow-headers: the same in the headers; /endless: a 200 reply that never ends."""
     seen: list = []
 
     def log_message(self, *args):
@@ -81,6 +81,9 @@ class _Mirror(http.server.SimpleHTTPRequestHandler):
             self.send_header("Content-Length", "1000")
             self.end_headers()
             self._send(lambda: (time.sleep(0.2), b"x")[1])
+        elif self.path.startswith("/slow-headers"):  # a status line, then headers a byte at a time
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            self._send(lambda: (time.sleep(0.2), b"X")[1])
         elif self.path.startswith("/endless"):
             self.send_response(200)
             self.end_headers()
@@ -131,6 +134,7 @@ def test_a_dripping_or_endless_mirror_is_cut_off(mirror, tmp_path):
     cache = tmp_path / "cache"
     env = {"LLMEVAL_DATA_DIR": str(cache), "LLMEVAL_DATA_DEADLINE": "1", "LLMEVAL_DATA_MAX_MB": "2"}
     for where, said in (("drip", "took longer than 1 s (LLMEVAL_DATA_DEADLINE)"),
+                        ("slow-headers", "took longer than 1 s (LLMEVAL_DATA_DEADLINE)"),
                         ("endless", "is larger than 2 MiB (LLMEVAL_DATA_MAX_MB)")):
         toml = own_set(tmp_path, f'url = "http://127.0.0.1:{mirror}/{where}/q.jsonl"\nsha256 = "{"0" * 64}"\n')
         result = run_data("evil", "--out", str(tmp_path / "out"), "--benchmarks", str(toml), env=env)

@@ -14,18 +14,16 @@ for sets that bring their reference). Outputs are rewritten only when their cont
 make does not re-answer anything after a `make data` that found nothing new.
 
 A user:password@ in the URL is sent as basic auth and shown as ***@ in every line. A file's fetch
-has a total deadline, LLMEVAL_DATA_DEADLINE seconds (default 600), and a size cap,
-LLMEVAL_DATA_MAX_MB (default 512); the .part file a killed fetch left is removed by the next fetch
-of that file once it is older than the deadline (a younger one may be a running fetch's). A
-destination outside the cache is refused (benchsets checks repo and path first).
+(tools/http_fetch.py) has a total deadline, LLMEVAL_DATA_DEADLINE seconds (default 600), and a
+size cap, LLMEVAL_DATA_MAX_MB (default 512); the .part file a killed fetch left is removed by the
+next fetch of that file once it is older than the deadline (a younger one may be a running
+fetch's). A destination outside the cache is refused (benchsets checks repo and path first).
 
-Offline (HF_HUB_OFFLINE=1) only file:// sources are read. Not handled: archives, Hub datasets; a
-server that drips its headers is bounded by the socket timeout per wait, not by the deadline.
+Offline (HF_HUB_OFFLINE=1) only file:// sources are read. Not handled: archives, Hub datasets.
 """
 from __future__ import annotations
 
 import argparse
-import base64
 import glob
 import hashlib
 import http.client
@@ -34,12 +32,11 @@ import os
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import benchformats
+import http_fetch
 from benchsets import BENCHMARKS_TOML, SEED, load_sets, questions_name, set_info, stratified_sample
 from records import InputError, load_questions, write_atomic
 from registry import redact_url
@@ -110,21 +107,6 @@ def _progress(total: int | None, label: str):
     return tqdm(total=total, unit="B", unit_scale=True, desc=label, file=sys.stderr, leave=False)
 
 
-def request(url: str) -> urllib.request.Request:
-    """A Request for url; a user:password@ in it becomes a basic Authorization header (urllib
-    would take it for part of the host name), one that a redirect to elsewhere does not carry."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return urllib.request.Request(url)
-    host = parts.netloc.rpartition("@")[2]
-    req = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=host)))
-    user = urllib.parse.unquote(parts.username or "")
-    secret = urllib.parse.unquote(parts.password or "")
-    token = base64.b64encode(f"{user}:{secret}".encode("utf-8")).decode("ascii")
-    req.add_unredirected_header("Authorization", f"Basic {token}")
-    return req
-
-
 def remove_stale_parts(dest: Path, older_than: float) -> None:
     """Remove the .part files a killed fetch of dest left; a part younger than the deadline may
     be another fetch's, still running, and stays."""
@@ -135,37 +117,6 @@ def remove_stale_parts(dest: Path, older_than: float) -> None:
                 part.unlink()
         except OSError:  # gone already, or not ours to remove: the fetch goes on
             pass
-
-
-def _download(name: str, url: str, out, label: str, deadline: float, cap: int) -> str:
-    """Stream url into the open file out; its sha256. InputError past the deadline or the cap."""
-    started = time.monotonic()
-    digest, size = hashlib.sha256(), 0
-    shown = redact_url(url)
-    too_big = (f"{name}: {shown} is larger than {cap / 2**20:g} MiB (LLMEVAL_DATA_MAX_MB); not used. A wrong "
-               f"mirror? Raise LLMEVAL_DATA_MAX_MB if the file is really that large")
-    # The socket timeout bounds each wait; the deadline bounds the whole file (a mirror that drips).
-    with urllib.request.urlopen(request(url), timeout=min(60.0, deadline)) as response:
-        length = response.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > cap:
-            raise InputError(too_big)
-        bar = _progress(int(length) if length and length.isdigit() else None, label)
-        read = getattr(response, "read1", response.read)  # what has come, not a full block: the deadline is checked
-        for block in iter(lambda: read(1 << 16), b""):
-            size += len(block)
-            if size > cap:
-                raise InputError(too_big)
-            if time.monotonic() - started > deadline:
-                raise InputError(f"{name}: {shown} took longer than {deadline:g} s (LLMEVAL_DATA_DEADLINE), "
-                                 f"{size} bytes so far; not used. Try again, set LLMEVAL_DATA_URL to a faster "
-                                 f"mirror, or raise LLMEVAL_DATA_DEADLINE")
-            digest.update(block)
-            out.write(block)
-            if bar is not None:
-                bar.update(len(block))
-        if bar is not None:
-            bar.close()
-    return digest.hexdigest()
 
 
 def fetch(name: str, entry: dict) -> Path:
@@ -198,7 +149,8 @@ def fetch(name: str, entry: dict) -> Path:
                          f"({err.strerror}); set LLMEVAL_DATA_DIR to a writable folder") from None
     try:
         with os.fdopen(fd, "wb") as out:
-            got = _download(name, url, out, f"{name}: {Path(shown).name}", deadline, cap)
+            label = f"{name}: {Path(shown).name}"
+            got = http_fetch.download(url, out, deadline, cap, lambda total: _progress(total, label))
         if got != want:
             raise InputError(f"{name}: {shown_url} has sha256 {got[:16]}..., not the pinned {want[:16]}... "
                              f"(data/benchmarks.toml); not used. A mirror with another version? Fix "
@@ -207,7 +159,14 @@ def fetch(name: str, entry: dict) -> Path:
         os.replace(tmp, dest)
     except InputError:
         raise
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
+    except http_fetch.Deadline:
+        raise InputError(f"{name}: {shown_url} took longer than {deadline:g} s (LLMEVAL_DATA_DEADLINE); not "
+                         f"used. Try again, set LLMEVAL_DATA_URL to a faster mirror, or raise "
+                         f"LLMEVAL_DATA_DEADLINE") from None
+    except http_fetch.TooLarge:
+        raise InputError(f"{name}: {shown_url} is larger than {cap / 2**20:g} MiB (LLMEVAL_DATA_MAX_MB); not used. "
+                         f"A wrong mirror? Raise LLMEVAL_DATA_MAX_MB if the file is really that large") from None
+    except (OSError, ValueError, http.client.HTTPException) as err:  # URLError is an OSError
         reason = redact_url(str(getattr(err, "reason", None) or err))
         raise InputError(f"{name}: cannot fetch {shown_url} ({reason}); run `make data QUESTIONS={name}` when "
                          f"it can be reached, set LLMEVAL_DATA_URL to a mirror, {by_hand}") from None
