@@ -42,7 +42,7 @@ REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 def _path_refusal(path: str) -> str | None:
     """Why a file's path in its repository is not one (it would leave the cache), or None."""
     parts = path.replace("\\", "/").split("/")
-    if path.startswith("/") or "\\" in path or (len(path) > 1 and path[1] == ":"):
+    if path.startswith("/") or "\\" in path or re.match(r"[A-Za-z]:/", path):  # C:/... too
         return "is absolute (or has a backslash); give it relative to the repository's top"
     if any(part in ("", ".", "..") for part in parts):
         return "has an empty, '.' or '..' part; give the file's path inside the repository (a/b/c.json)"
