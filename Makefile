@@ -60,7 +60,7 @@ $(error error: LIMIT=$(LIMIT) samples a named set only (QUESTIONS=mt_bench, ... 
 endif
 
 PY := $(VENV)/bin/python
-TOOLS := $(wildcard tools/*.py tools/backends/*.py tools/judges/*.py tools/board/*.py)
+TOOLS := $(wildcard tools/*.py tools/backends/*.py tools/judges/*.py tools/board/*.py tools/board/*/*.py)
 # Defaults for MODELS / REFERENCE / JUDGE come from [defaults] in models.toml, read once with the
 # system python3 (3.11+ for tomllib; registry.py needs only the standard library, and .venv may not
 # exist yet): "M:a M:b R:ref J:judge", or "ERROR why" when models.toml is missing or broken. A

@@ -1,4 +1,4 @@
-"""Arena-Hard's labels (tools/judges/arena_hard.py): parsing constructed replies as its
+"""Arena-Hard's labels (tools/board/arena_hard/judge.py): parsing constructed replies as its
 gen_judgment.py does (every label; `[A>B]` with single brackets is none; several labels drop the
 game; none asks again), an API judge on a real local HTTP endpoint (127.0.0.1) that replies with
 scripted texts (the second attempt is asked with Arena-Hard's words and its conversation, each
@@ -13,7 +13,7 @@ import pytest
 
 from benchdata import shared_benchmarks
 from judges import Call
-from judges.arena_hard import CONTINUE, LABELS, arena_judge, ask, labelled_call, load_judge_config, parse_label
+from board.arena_hard.judge import CONTINUE, LABELS, arena_judge, ask, labelled_call, load_judge_config, parse_label
 from judges.labels import label_calls
 from registry import load_registry
 

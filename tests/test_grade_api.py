@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from benchdata import fastchat_common, mt_bench_data
-from judges import mt_bench, resolve_judge
+from board.graded import mt_bench
+from judges import resolve_judge
 from judges.labels import fastchat_rating, label_calls
 from llama_server import judge_server
 from registry import load_registry

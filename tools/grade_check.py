@@ -2,7 +2,7 @@
 `make judge-check` (PROTOCOL=grade, or a question set that grades).
 
 Each pair of the judge-check file ({"instruction", "right", "wrong"}) gives two answers, each
-rated alone with the project's own grading prompt (judges/own_grade.py), through the same
+rated alone with the project's own grading prompt (board/graded/own_grade.py), through the same
 labelled-call code and cache as the graded board (judges/labels.py). It reports:
 - accuracy: % of pairs whose right answer is rated above the wrong one (equal ratings count half);
 - mean gap: the mean of rating(right) - rating(wrong), on the 1-10 scale;
@@ -21,7 +21,7 @@ GOOD_ACCURACY, GOOD_GAP = 80.0, 2.0
 
 def run_grade_check(judge, items: list[dict], out_dir: Path, max_tokens: int, fast: bool = False) -> dict:
     from judges.labels import label_calls
-    from judges.own_grade import grade_calls
+    from board.graded.own_grade import grade_calls
 
     calls = []
     for item in items:

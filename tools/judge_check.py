@@ -96,7 +96,7 @@ def accuracy_interval(p_right: list[float]) -> tuple[float | None, float | None]
 
     import pandas as pd
 
-    from board.stats import bootstrap_ci
+    from board.pairwise.stats import bootstrap_ci
 
     scores = [1.0 if p > 0.5 + 1e-9 else 0.5 if abs(p - 0.5) <= 1e-9 else 0.0 for p in p_right]
     low, high = bootstrap_ci(pd.Series(scores) + 1)  # as preferences: 2 = right, 1 = wrong

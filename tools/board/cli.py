@@ -7,7 +7,7 @@
 
 For each model and question the judge sees the model's answer and the reference's twice, once
 in each order (tools/judges/: protocols, cache, resume); the numbers come from
-tools/board/stats.py and the views from tools/board/views.py. It writes, under OUT:
+tools/board/pairwise/stats.py and the views from tools/board/pairwise/views.py. It writes, under OUT:
 board.csv (last: it is make's target), board.md, board.png, board.html, board_pairs.json (every
 pair with both verdicts) and manifest.json (models and their file hashes, backends, versions,
 settings, judge, question-set hash, timings; never an API key).
@@ -15,10 +15,10 @@ settings, judge, question-set hash, timings; never an API key).
 When a judge call fails the board is still written, the pair is left out and counted in
 n_failed, and board.csv is dated 1970 so that the next `make board` runs again and retries only
 the failed calls. With several judges each judges every pair (its own cache entries) and the
-board uses their mean preference (tools/board/ensemble.py); with --versus all the models are also
+board uses their mean preference (tools/board/pairwise/ensemble.py); with --versus all the models are also
 judged against each other, both orders, for the Bradley-Terry fit. With --protocol arena_hard
 (the default of the Arena-Hard sets) the judge plays Arena-Hard-Auto's two games per prompt and
-the board gets its scores and files (board/arena_board.py); a set with a published leaderboard
+the board gets its scores and files (board/arena_hard/board.py); a set with a published leaderboard
 gets it beside ours (board/published.py). Not handled: several reference models.
 """
 from __future__ import annotations
@@ -124,12 +124,12 @@ def show(board_path: Path) -> int:
     """Print a board.csv as a table, with the judge, the reference and the warnings."""
     import pandas as pd
 
-    from board.views import table_text
+    from board.pairwise.views import table_text
 
     try:
         manifest = read_json(board_path.with_name("manifest.json"))
         if isinstance(manifest, dict) and manifest.get("protocol") == "grade":  # the graded board
-            from board.graded import show as show_graded
+            from board.graded.board import show as show_graded
             return show_graded(board_path)
         board = pd.read_csv(board_path, index_col="model")
         about, warnings = manifest["about"], manifest["warnings"]
@@ -143,7 +143,7 @@ def show(board_path: Path) -> int:
 
 def comparisons(results: list[dict], reference: str, battles: list[dict]) -> dict:
     """Model against model (paired bootstrap) and Bradley-Terry over every battle, for the views."""
-    from board.compare import bradley_terry, reference_battles, versus_table
+    from board.pairwise.compare import bradley_terry, reference_battles, versus_table
 
     models = [m for m in dict.fromkeys(r["model"] for r in results) if m != reference]
     return {"versus": versus_table(results, models),
@@ -151,7 +151,7 @@ def comparisons(results: list[dict], reference: str, battles: list[dict]) -> dic
 
 
 def judge_about(judge, results: list[dict], check) -> dict:
-    from board.stats import judge_consistency
+    from board.pairwise.stats import judge_consistency
 
     consistency, n_swapped = judge_consistency(results)
     return {"name": judge.name, "kind": judge.kind, "protocol": judge.protocol, "judge_id": judge.judge_id,
@@ -162,12 +162,12 @@ def judge_about(judge, results: list[dict], check) -> dict:
 def build_board(args, registry, judges: list) -> int:
     import pandas as pd
 
-    from board.ensemble import ensemble_summary, judge_everything, versus_pairs
-    from board.stats import board_table, by_dataset, judge_consistency, warnings_for, MIN_CONSISTENCY
-    from board.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
-    from board.compare import BT_RESAMPLES, CI_LABEL, RESAMPLES
-    from board.lc import LC_METHOD
-    from board.views import csv_bytes, view_files
+    from board.pairwise.ensemble import ensemble_summary, judge_everything, versus_pairs
+    from board.pairwise.stats import board_table, by_dataset, judge_consistency, warnings_for, MIN_CONSISTENCY
+    from board.pairwise.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+    from board.pairwise.compare import BT_RESAMPLES, CI_LABEL, RESAMPLES
+    from board.pairwise.lc import LC_METHOD
+    from board.pairwise.views import csv_bytes, view_files
     started = time.monotonic()
     outputs, reference = load_answers(args.outputs), load_answers(args.reference)
     if not outputs:
@@ -185,8 +185,8 @@ def build_board(args, registry, judges: list) -> int:
     info = set_info(args.questions) if args.questions else None
     protocol = args.protocol or (info or {}).get("protocol") or "pairwise"
     arena = None
-    if protocol == "arena_hard":  # Arena-Hard-Auto's two games and five labels (board/arena_board.py)
-        from board.arena_board import judge_arena
+    if protocol == "arena_hard":  # Arena-Hard-Auto's two games and five labels (board/arena_hard/board.py)
+        from board.arena_hard.board import judge_arena
         judged, arena = judge_arena(judges, pairs, reference, args.out, info, args.fast, log, args.questions)
     else:
         judged = judge_everything(judges, pairs, battles, args.out, progress=log)
@@ -217,7 +217,7 @@ def build_board(args, registry, judges: list) -> int:
              "versus": args.versus, "n_battles_between_models": len(judged.battles)}
     if info:
         about["set"] = {k: info.get(k) for k in ("name", "protocol", "reference_name", "published", "limit", "notes")}
-    from board.arena_board import extra_sections
+    from board.arena_hard.board import extra_sections
     compare["sections"] = extra_sections(info, board, judge_info["name"], arena and arena["table"],
                                          arena and arena["about"])
     if arena:
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check-judge", action="store_true", help="only check that the judge can run")
     parser.add_argument("--protocol", choices=["pairwise", "arena_hard", "grade", ""], default="",
                         help="how the judge compares (default: the question set's own, else pairwise); grade: rate "
-                             "each answer 1-10 (board/graded.py) instead of comparing with the reference")
+                             "each answer 1-10 (board/graded/board.py) instead of comparing with the reference")
     parser.add_argument("--answers", type=Path, nargs="+", help="grade: each model's answers (OUT/NAME.json)")
     parser.add_argument("--grader", choices=["mt_bench", "alignbench", "own"],
                         help="grade: the prompt (default: the question set's, else the project's own)")
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.check_judge:
             return 0
         if graded:
-            from board.graded import build_graded
+            from board.graded.board import build_graded
             return build_graded(args, registry, judges[0])
         return build_board(args, registry, judges)
 

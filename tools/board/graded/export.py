@@ -6,7 +6,7 @@
   `score` is the board's rating (a local judge's expected rating); a failed call is -1, as
   FastChat writes it, so FastChat's show_result.py leaves it out exactly as our board does:
   `python -m fastchat.llm_judge.show_result --mode single --input-file ...` prints our scores.
-- MT-Bench's pairwise mode (VERSUS=all, board/grade_pairs.py): FastChat's pair-judgment JSONL,
+- MT-Bench's pairwise mode (VERSUS=all, board/graded/pairs.py): FastChat's pair-judgment JSONL,
   OUT/fastchat/model_judgment/JUDGE_pair.jsonl, one line per match: {question_id, model_1,
   model_2, g1_winner, g2_winner, judge, g1/g2_user_prompt, g1/g2_judgment, turn, tstamp}; a game
   without a verdict is "error", which show_result.py --mode pairwise-all leaves out.
@@ -61,7 +61,7 @@ def write_fastchat_pair(items: list[dict], rows: list[dict], judge_name: str, ou
 
 
 def alignbench_docs(items: list[dict], records: dict) -> dict[str, list[dict]]:
-    from judges.alignbench import dimension_scores
+    from board.graded.alignbench import dimension_scores
 
     docs: dict[str, list[dict]] = {}
     for item in items:

@@ -2,12 +2,12 @@
 its files, and the published tables beside ours (for tools/board/__main__.py).
 
 - judge_games: for every (model, question) pair, game 1 (the reference/baseline as assistant A)
-  and game 2 (the model as A), labelled calls of judges/arena_hard.py (local judges: labels
+  and game 2 (the model as A), labelled calls of board/arena_hard/judge.py (local judges: labels
   from logits, never a dropped game; API judges: text, a second attempt, conflicting labels
   dropped and counted). Identical answers are a tie in both games, without a call. Each pair
   also gets the board's usual result (both orders combined: win rate, consistency, by dataset),
   each game's label as a preference (A>>B 1 ... B>>A 2; a dropped game a tie);
-- arena_section: the Arena-Hard score of each model (tools/board/arena.py: battles, Bradley-Terry,
+- arena_section: the Arena-Hard score of each model (tools/board/arena_hard/score.py: battles, Bradley-Terry,
   bootstrap) plain and style-controlled, the games dropped, the average answer tokens; also
   written to OUT/board_arena_hard.csv;
 - export: Arena-Hard's own files, OUT/arena_hard/question.jsonl, model_answer/NAME.jsonl
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from board.arena import STYLE, arena_scores, dropped_games, markdown_detail, style_of, to_battles, token_counter
+from board.arena_hard.score import STYLE, arena_scores, dropped_games, markdown_detail, style_of, to_battles, token_counter
 from records import InputError, write_atomic
 
 NOTE = ("Arena-Hard-Auto v0.1: two games per prompt (the baseline as assistant A, then as B), the judge's "
@@ -49,7 +49,7 @@ def _max_tokens(judge, config: dict, fast: bool) -> int:
 def judge_games(judges: list, pairs: list, out_dir: Path, info: dict, fast: bool, progress):
     """(board results like judges.judge_pairs', games for arena.py, call stats dict, the judge)."""
     from judges import Call
-    from judges.arena_hard import arena_judge, labelled_call, load_judge_config, preference
+    from board.arena_hard.judge import arena_judge, labelled_call, load_judge_config, preference
     from judges.labels import label_calls
     from judges.pairs import combine
 
@@ -128,7 +128,7 @@ def judge_arena(judges: list, pairs: list, reference: list[dict], out_dir: Path,
                 questions_path: Path | None = None):
     """(ensemble.Judged for the board's usual numbers, the Arena-Hard part: table, about, games,
     the judge's name and what it did)."""
-    from board.ensemble import Judged
+    from board.pairwise.ensemble import Judged
     from records import question_key
 
     results, games, stats, judge = judge_games(judges, pairs, out_dir, info, fast, progress)

@@ -13,7 +13,7 @@ with a dict of all scores, as AlignBench's does, then the overall score once mor
 where a local judge's reading of the logits happens (and where an API judge's reply is parsed
 first; AlignBench's own dict `'综合得分': N` is the fallback). Per-dimension scores are read
 from the reply's dict (`dimension_scores`), for display; only the overall score is graded.
-Aggregation (board/grade_stats.py): mean per category; Reasoning = mean(数学计算, 逻辑推理);
+Aggregation (board/graded/stats.py): mean per category; Reasoning = mean(数学计算, 逻辑推理);
 Language = mean of the other six; Overall = (Reasoning + Language) / 2; failures left out.
 Does not handle: questions without a reference answer (AlignBench has none such).
 """

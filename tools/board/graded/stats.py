@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from judges.alignbench import REASONING, aggregate
+from board.graded.alignbench import REASONING, aggregate
 
 N_RESAMPLES = 2000
 SEED = 0

@@ -7,7 +7,7 @@
 - board_ratings.json   every rating: model, question, turn, prompt, score, label, source,
                        probabilities and the judge's explanation;
 - board.md             the table, the warnings, the published scores in their own section (and
-                       with VERSUS=all, MT-Bench's pairwise table: board/grade_pairs.py);
+                       with VERSUS=all, MT-Bench's pairwise table: board/graded/pairs.py);
 - board.png            the category radar chart (one polygon per model, 0-10);
 - board.html           one static page (no script, no network): warnings, tables, the chart, the
                        published table, and per question each model's answer per turn with the
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from board.grade_pairs import display as pairwise_display
+from board.graded.pairs import display as pairwise_display
 from records import write_atomic, write_json_atomic
 
 COLUMNS = ["model", "score", "score_ci_low", "score_ci_high", "turn1", "turn2", "score_most_likely", "n_questions",

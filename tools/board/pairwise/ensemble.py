@@ -48,7 +48,7 @@ def versus_pairs(outputs: list[dict], question_ids: dict, models: list[str]):
 
 def judge_everything(judges: list, pairs: list, battles: list, out_dir, progress) -> Judged:
     """Judge the board's pairs and the battles (list of (Pair, opponent)) with every judge."""
-    from board.compare import combine_judges
+    from board.pairwise.compare import combine_judges
     from judges import judge_pairs
 
     by_judge, stats = {}, {"made": 0, "reused_from_cache": 0, "failed": 0, "errors": [], "seconds": 0.0}
@@ -80,8 +80,8 @@ def ensemble_summary(judged: Judged, judges: list, checks: dict) -> tuple[pd.Dat
                                                                          list[str]]:
     """(each judge's win rate and LC win rate per model, agreement between judges, warnings);
     None, None, [] with one judge. checks: judge name -> its current judge-check (or None)."""
-    from board.compare import disagreeing_judges, judge_agreement
-    from board.stats import board_table
+    from board.pairwise.compare import disagreeing_judges, judge_agreement
+    from board.pairwise.stats import board_table
 
     if len(judges) < 2:
         return None, None, []

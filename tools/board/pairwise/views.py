@@ -7,7 +7,7 @@
               per question every model's answer beside the reference's with both verdicts.
               All model text is HTML-escaped.
 
-With `compare` (tools/board/compare.py) board.md and board.html also show the model-vs-model
+With `compare` (tools/board/pairwise/compare.py) board.md and board.html also show the model-vs-model
 matrix (difference of win rates, its 95% interval, % of resamples where the row model is ahead),
 the Bradley-Terry strengths and, with several judges, their agreement; board_versus.csv and
 board_bradley_terry.csv hold the same numbers.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from board.stats import BOARD_COLUMNS
+from board.pairwise.stats import BOARD_COLUMNS
 from records import write_atomic, write_together
 
 
@@ -155,7 +155,7 @@ def compare_sections(compare: dict | None) -> list[tuple[str, pd.DataFrame, str]
         found.append(("Agreement between judges", agreement,
                       "Same side: % of pairs both judges gave the same side (model, tie, reference); "
                       "Cohen's kappa: that agreement beyond chance (1 = always, 0 = as by chance)."))
-    # Sections of a protocol or a set (board/arena_board.py: Arena-Hard's score, the published table).
+    # Sections of a protocol or a set (board/arena_hard/board.py: Arena-Hard's score, the published table).
     found += [(title, table, note) for title, table, note, _ in compare.get("sections") or []]
     return found
 

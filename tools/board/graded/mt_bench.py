@@ -14,7 +14,7 @@ common.py at lm-sys/FastChat@0e6d3e4), as labelled calls (judges/labels.py).
   from `[[N]]` (FastChat's patterns, labels.fastchat_rating) or, for local judges, the logits.
 `pair_calls` builds the pairwise mode (pair-v2, pair-math-v1 and their multi-turn prompts) for
 two answers, in both orders: labels A, B and C (tie), combined as FastChat's `both orders,
-inconsistent = tie` (board/grade_pairs.py, `make board VERSUS=all`). The prompts themselves are
+inconsistent = tie` (board/graded/pairs.py, `make board VERSUS=all`). The prompts themselves are
 never shipped: they come from the fetched file.
 Does not handle: a math/reasoning/coding question without a reference answer (FastChat stops;
 here it is graded with the general prompt and said in `notes`).

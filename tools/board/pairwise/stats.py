@@ -10,14 +10,14 @@ tie, anything in between for a soft verdict. Per model:
   questions (scipy.stats.bootstrap, fixed seed);
 - lc_win_rate, lc_standard_error: AlpacaEval 2's length-controlled win rate, fit jointly over
   every model on the board (one length slope for the judge, a difficulty per question):
-  tools/board/lc.py says how and what it does not handle;
+  tools/board/pairwise/lc.py says how and what it does not handle;
 - position_consistency: the share (%) of judged pairs whose two verdicts (model shown first,
   then second) pick the same side; identical answers are not judged and do not count;
 - n_judge_calls, n_failed: calls this model's pairs need, and pairs left without a verdict.
 
 Pairs without a verdict (a call failed) are left out of every figure but n_failed.
 Each model's win-rate interval is resampled on its own: how sure "A beats B" is comes from the
-paired bootstrap in tools/board/compare.py, not from two intervals that overlap.
+paired bootstrap in tools/board/pairwise/compare.py, not from two intervals that overlap.
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def bootstrap_ci(preferences: pd.Series) -> tuple[float, float]:
 def length_controlled_win_rate(preferences: pd.Series, len_model: pd.Series, len_reference: pd.Series) -> float:
     """One model's LC win rate (in %) on its own (no question difficulty: nothing to learn it
     from). board_table fits every model together instead."""
-    from board.lc import length_controlled
+    from board.pairwise.lc import length_controlled
 
     frame = pd.DataFrame({"model": "m", "question_id": range(len(preferences)),
                           "preference": preferences.to_numpy(dtype=float),
@@ -101,7 +101,7 @@ def model_row(pairs: pd.DataFrame) -> dict:
 
 def board_table(results: list[dict]) -> pd.DataFrame:
     """The board: one row per model, best win rate first."""
-    from board.lc import length_controlled
+    from board.pairwise.lc import length_controlled
 
     frame = pd.DataFrame(results)
     rows = {model: model_row(group) for model, group in frame.groupby("model", sort=False)}

@@ -1,7 +1,7 @@
 """Replay AlpacaEval 2's published verdicts through the board, and print ours beside the official
 figures (LC win rate and win rate):
 
-    python tools/board/replay.py [../shared/data/alpaca_eval2_replay]
+    python tools/board/pairwise/replay.py [../shared/data/alpaca_eval2_replay]
 
 Kept apart from lc.py so that the statistics (stats.py) import the LC fit, never the reverse.
 """
@@ -13,12 +13,12 @@ from pathlib import Path
 import pandas as pd
 
 if __name__ == "__main__":  # run as a script: tools/ on the path, as for every stage
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
 
 def replay_results(folder) -> tuple[list[dict], pd.DataFrame]:
     """AlpacaEval 2's published verdicts (shared/data/alpaca_eval2_replay, see its README) as
-    board.stats.board_table's input, and the official leaderboard rows to compare with. Answers
+    board.pairwise.stats.board_table's input, and the official leaderboard rows to compare with. Answers
     are stand-in strings of the published lengths: the board only measures their length."""
     import json
     from pathlib import Path
@@ -42,7 +42,7 @@ def main() -> None:
 
     from scipy.stats import spearmanr
 
-    from board.stats import board_table
+    from board.pairwise.stats import board_table
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("folder", nargs="?", default="../shared/data/alpaca_eval2_replay")

@@ -4,9 +4,9 @@
         --judge smollm2_135m --out out [--grader mt_bench|alignbench|own] [--fast]
 
 The grader comes from the question set's sidecar (benchsets.set_info: "grader"), else --grader,
-else the project's own prompt (judges/own_grade.py) for a plain question file. Prompts:
-judges/mt_bench.py (FastChat's, from the fetched judge_prompts.jsonl), judges/alignbench.py,
-judges/own_grade.py; the calls go through judges/labels.py (cache, concurrency, local logits).
+else the project's own prompt (board/graded/own_grade.py) for a plain question file. Prompts:
+board/graded/mt_bench.py (FastChat's, from the fetched judge_prompts.jsonl), board/graded/alignbench.py,
+board/graded/own_grade.py; the calls go through judges/labels.py (cache, concurrency, local logits).
 Writes under OUT: board.csv (last: make's target; dated 1970 when a rating failed, so the next
 make board retries it), board_categories.csv, board_versus.csv, board_ratings.json (every
 rating with its explanation), board.md, board.png (radar), board.html, manifest.json, and the
@@ -14,7 +14,7 @@ exports fastchat/model_judgment/JUDGE_single.jsonl (MT-Bench) or alignbench/mode
 MODEL.jsonl (AlignBench); with --versus all also board_pairwise.csv, board_pairwise_games.json and
 fastchat/model_judgment/JUDGE_pair.jsonl.
 With --versus all (make board VERSUS=all) and MT-Bench, the judge also plays FastChat's pairwise
-mode between every two models (board/grade_pairs.py), in the same run of calls.
+mode between every two models (board/graded/pairs.py), in the same run of calls.
 Does not handle: several judges at once (grade with each, one OUT each).
 """
 from __future__ import annotations
@@ -82,7 +82,7 @@ def judge_max_tokens(judge) -> int:
         raise JudgeError(f"judge '{judge.name}' cannot grade (an alpaca_eval annotator compares two answers): "
                          "use a models.toml judge (llama.cpp, transformers or openai)")
     if judge.kind == "openai":
-        from judges.mt_bench import API_MAX_TOKENS
+        from board.graded.mt_bench import API_MAX_TOKENS
         return API_MAX_TOKENS
     return min(LOCAL_MAX_TOKENS, judge.spec.max_tokens or LOCAL_MAX_TOKENS)
 
@@ -90,7 +90,7 @@ def judge_max_tokens(judge) -> int:
 def build_items(grader: str, questions: list[dict], answers: dict[str, list[dict]], info: dict | None,
                 max_tokens: int, fast: bool):
     """(items, n_missing): one item per graded (model, question, turn) with its call."""
-    from judges import alignbench, mt_bench, own_grade
+    from board.graded import alignbench, mt_bench, own_grade
 
     files = (info or {}).get("files") or {}
     if grader == "mt_bench":
@@ -130,9 +130,9 @@ def build_items(grader: str, questions: list[dict], answers: dict[str, list[dict
 
 
 def pair_items(args, grader: str, items: list[dict], questions: list[dict], info: dict | None, judge) -> list[dict]:
-    """FastChat's pairwise-all matches over the answers being graded (board/grade_pairs.py)."""
-    from board.grade_pairs import match_items
-    from judges.mt_bench import load_judge_prompts
+    """FastChat's pairwise-all matches over the answers being graded (board/graded/pairs.py)."""
+    from board.graded.pairs import match_items
+    from board.graded.mt_bench import load_judge_prompts
 
     if grader != "mt_bench":
         raise InputError(f"VERSUS=all with a graded board needs MT-Bench's pairwise prompts; the {grader} grader "
@@ -147,7 +147,7 @@ def pair_items(args, grader: str, items: list[dict], questions: list[dict], info
 
 
 def build_graded(args, registry, judge) -> int:
-    from board import grade_export, grade_stats, grade_views
+    from board.graded import export as grade_export, stats as grade_stats, views as grade_views
     from judges.labels import label_calls
 
     started = time.monotonic()
@@ -184,7 +184,7 @@ def build_graded(args, registry, judge) -> int:
     warnings = grade_stats.warnings_for(frame, board, grader, info, args.fast)
     pairwise, pair_failed = None, 0
     if matches:
-        from board import grade_pairs
+        from board.graded import pairs as grade_pairs
         games = grade_pairs.games(matches, records)
         pairwise = grade_pairs.pair_table(games, list(answers))
         pair_failed = grade_pairs.failed_matches(pairwise)

@@ -8,7 +8,7 @@ The judge config is Arena-Hard's own file at its pinned commit (lmarena/arena-ha
 fetched by `make data` with the set; never shipped here): the system prompt, the one-turn user
 template ({question_1}, {answer_1}, {answer_2}), the label regex `\\[\\[([AB<>=]+)\\]\\]`, two
 attempts, temperature 0 and 4,096 tokens. A game is a Call: `first` is assistant A, `second`
-assistant B; game 1 shows the baseline as A, game 2 as B (tools/board/arena.py scores them).
+assistant B; game 1 shows the baseline as A, game 2 as B (tools/board/arena_hard/score.py scores them).
 
 API judges (ArenaApiJudge) read a reply as gen_judgment.py does: every match of the regex,
 empty ones dropped; none -> no label, and the judge is asked once more ("continue your judgment

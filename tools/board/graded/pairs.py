@@ -33,7 +33,7 @@ COLUMNS = ["model", "win_rate_adjusted", "win_rate", "loss_rate", "win", "loss",
 def match_items(prompts: dict, questions: list[dict], outputs: dict[str, dict], max_tokens: int, fast: bool):
     """One item per (model_1, model_2, question, turn) with its two calls.
     outputs: model -> {question_id: [answer per turn]} (the graded board's turn outputs)."""
-    from judges.mt_bench import pair_calls
+    from board.graded.mt_bench import pair_calls
 
     models, items = list(outputs), []
     for index, q in enumerate(questions):
@@ -113,8 +113,8 @@ def warnings_for(table: pd.DataFrame) -> list[str]:
 
 
 def write(items: list[dict], rows: list[dict], table: pd.DataFrame, judge_name: str, out: Path) -> Path:
-    """The pairwise files under OUT; returns FastChat's export (board/grade_export.py writes it)."""
-    from board.grade_export import write_fastchat_pair
+    """The pairwise files under OUT; returns FastChat's export (board/graded/export.py writes it)."""
+    from board.graded.export import write_fastchat_pair
 
     out = Path(out)
     write_json_atomic(out / "board_pairwise_games.json", rows)
