@@ -175,8 +175,8 @@ judge-check: check-judge | models judge-weights $(OUT)/.llmeval ## judge pairs w
 	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT) $(if $(PAIRS),--pairs $(PAIRS)) \
 	  $(if $(filter grade,$(PROTOCOL_)),--protocol grade)
 
-# The protocol: PROTOCOL=grade|pairwise, else what the question set's sidecar declares, else pairwise.
-PROTOCOL_ := $(shell python3 tools/board/protocol.py '$(QUESTIONS)' '$(PROTOCOL)' '$(SET)' 2>&1 || echo pairwise)
+# The protocol: PROTOCOL=, else what the question set declares, else pairwise (the table: tools/board/protocols.py).
+PROTOCOL_ := $(shell python3 tools/board/protocols.py '$(QUESTIONS)' '$(PROTOCOL)' '$(SET)' 2>&1 || echo pairwise)
 ifneq ($(filter ERROR,$(firstword $(PROTOCOL_))),)
 $(error $(wordlist 2,999,$(PROTOCOL_)))
 endif

@@ -19,6 +19,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+from board.protocols import GRADERS, NAMES
 from records import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,8 +27,7 @@ BENCHMARKS_TOML = ROOT / "data" / "benchmarks.toml"
 SEED = 0  # the LIMIT sample's seed: the same questions for every model and every run
 
 FORMATS = ("fastchat", "alpaca_eval", "arena_hard", "alignbench")
-PROTOCOLS = ("grade", "pairwise", "arena_hard")
-GRADERS = ("mt_bench", "alignbench")
+PROTOCOLS, GRADERS = NAMES, GRADERS  # what a set may declare: the protocols' table (board/protocols.py)
 SET_KEYS = {"title", "format", "protocol", "grader", "reference", "reference_name", "dataset_field",
             "select", "notes", "published", "generation", "files"}
 FILE_KEYS = {"role", "repo", "commit", "path", "sha256", "url"}

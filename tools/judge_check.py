@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import arguments
+from board.protocols import CHECKED, DEFAULT
 from records import InputError, jsonl_items, read_text, write_json_atomic
 from registry import load_registry
 
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", default=DEFAULT_PAIRS, type=Path,
                         help="JSONL of labelled pairs {instruction, right, wrong} (default: the 12 built-in)")
     parser.add_argument("--limit", type=int, help="only the first N pairs")
-    parser.add_argument("--protocol", choices=["pairwise", "grade"], default="pairwise",
+    parser.add_argument("--protocol", choices=CHECKED, default=DEFAULT,
                         help="grade: rate each answer alone 1-10 (tools/grade_check.py)")
     args = parser.parse_args(argv)
     # matplotlib (the chart; alpaca_eval imports it too) would create ~/.config/matplotlib: its

@@ -1,5 +1,5 @@
 """The board with PROTOCOL=arena_hard: Arena-Hard-Auto v0.1's two games per prompt, its scores,
-its files, and the published tables beside ours (for tools/board/__main__.py).
+its files, and the published tables beside ours (for tools/board/cli.py, through protocols.py).
 
 - judge_games: for every (model, question) pair, game 1 (the reference/baseline as assistant A)
   and game 2 (the model as A), labelled calls of board/arena_hard/judge.py (local judges: labels
@@ -14,7 +14,9 @@ its files, and the published tables beside ours (for tools/board/__main__.py).
   (choices/turns with token_len, conv_metadata for style control) and
   model_judgment/JUDGE/NAME.jsonl (games with user_prompt, judgment, score), in the layout of its
   show_result.py at 0489bf3, so its own scripts can read our boards;
-- extra_sections: that section and the published leaderboard's (tools/board/published.py).
+- extra_sections: that section and the published leaderboard's (tools/board/published.py);
+- build_arena: the builder (tools/board/protocols.py): load the answers, play the games, then write
+  the pairwise board's files (board/pairwise/board.py write_board) with that section.
 Not handled: several judges under arena_hard (one judge plays the games), model-vs-model games.
 """
 from __future__ import annotations
@@ -229,21 +231,32 @@ def export(out_dir: Path, questions: dict[int, dict], results: list[dict], games
 def extra_sections(info: dict | None, board: pd.DataFrame, judge_name: str, arena: pd.DataFrame | None,
                    arena_about: dict | None) -> list[tuple[str, pd.DataFrame, str, str]]:
     """(title, table, note, html id) for the views: Arena-Hard's scores, then the published table."""
-    from board.published import published_section
+    from board.published import published_sections
 
     found = []
     if arena is not None and len(arena):
         note = NOTE + (f" Style coefficients: {arena_about.get('style_coefficients')}; tokens counted with "
                        f"{arena_about.get('tokenizer')}." if arena_about else "")
         found.append(("Arena-Hard-Auto v0.1 score", display(arena), note, "arena-hard"))
-    try:
-        ours = None if arena is None else arena.drop(index=[m for m in arena.index if m not in board.index])
-        section = published_section((info or {}).get("published"), board, judge_name, ours)
-    except InputError as err:
-        section = ("Published leaderboard", pd.DataFrame(), f"not shown: {err}")
-    if section is not None:
-        found.append((*section, "published"))
-    return found
+    ours = None if arena is None else arena.drop(index=[m for m in arena.index if m not in board.index])
+    return found + published_sections(info, board, judge_name, ours)
 
 
-__all__ = ["judge_games", "arena_table", "export", "extra_sections", "STYLE"]
+def build_arena(args, registry, judges: list) -> int:
+    """The builder of PROTOCOL=arena_hard (tools/board/protocols.py): the games, then the pairwise
+    board's files (board/pairwise/board.py write_board) with Arena-Hard's section and manifest entry."""
+    from board.pairwise.board import load, log, write_board
+
+    started = time.monotonic()
+    answers = load(args)
+    judged, arena = judge_arena(judges, answers.pairs, answers.reference, args.out, answers.info, args.fast, log,
+                                args.questions)
+    labels = f"Arena-Hard-Auto v0.1, labels read from {arena['about']['labels_from']}" + \
+        (", fast: no explanation" if args.fast else "")
+    return write_board(args, registry, judges, answers, judged, "arena_hard", started, judge_protocol=labels,
+                       about_extra={"arena_hard": dict(arena["about"])},
+                       sections=lambda board, name: extra_sections(answers.info, board, name, arena["table"],
+                                                                   arena["about"]))
+
+
+__all__ = ["judge_games", "arena_table", "export", "extra_sections", "build_arena", "STYLE"]

@@ -28,9 +28,10 @@ from pathlib import Path
 import pandas as pd
 
 from benchsets import set_info
+from board.protocols import OWN_GRADER, PROTOCOLS
 from records import InputError, load_questions, question_key, read_json, write_json_atomic
 
-GRADERS = ("mt_bench", "alignbench", "own")
+GRADERS = (*PROTOCOLS["grade"].graders, OWN_GRADER)
 LOCAL_MAX_TOKENS = 512  # a local judge's explanation, at most (its models.toml max_tokens when lower)
 
 
@@ -146,14 +147,16 @@ def pair_items(args, grader: str, items: list[dict], questions: list[dict], info
     return match_items(prompts, questions, outputs, judge_max_tokens(judge), args.fast)
 
 
-def build_graded(args, registry, judge) -> int:
+def build_graded(args, registry, judges: list) -> int:
+    """The builder of PROTOCOL=grade (tools/board/protocols.py); one judge grades (the first named)."""
     from board.graded import export as grade_export, stats as grade_stats, views as grade_views
     from judges.labels import label_calls
 
+    judge = judges[0]
     started = time.monotonic()
     questions = load_graded_questions(args.questions)
     info = set_info(Path(args.questions))  # the set's sidecar (benchsets), None for a plain file
-    grader = args.grader or (info or {}).get("grader") or "own"
+    grader = args.grader or (info or {}).get("grader") or OWN_GRADER
     if grader not in GRADERS:
         raise InputError(f"grader '{grader}' is not one of {', '.join(GRADERS)}")
     answers = load_answers(args.answers)
