@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import native  # noqa: E402
-from backends import chat_messages  # noqa: E402
+from backends.messages import chat_messages  # noqa: E402
 from bench_questions import bench_questions  # noqa: E402
 from registry import load_registry  # noqa: E402
 

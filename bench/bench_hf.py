@@ -68,7 +68,7 @@ def guide_loop(local, questions) -> list[str]:
     """(a): one generate per question, as the guide does, on our loaded model and tokenizer."""
     import torch
 
-    from backends import chat_messages
+    from backends.messages import chat_messages
     tok, model, spec = local.tokenizer, local.model, local.spec
     outputs = []
     for question in questions:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchdata import shared_benchmarks
-from judges import Call
+from judges.cache import Call
 from board.arena_hard.judge import CONTINUE, LABELS, arena_judge, ask, labelled_call, load_judge_config, parse_label
 from judges.labels import label_calls
 from registry import load_registry
@@ -108,7 +108,7 @@ def test_api_judge_reads_labels_as_arena_hard(config, tmp_path):
     try:
         (tmp_path / "models.toml").write_text(f'[models.api]\nbackend = "openai"\nbase_url = "{endpoint.base_url}"\n'
                                               f'api_model = "gpt-4-1106-preview"\nconcurrency = 4\n', encoding="utf-8")
-        from judges import resolve_judge
+        from judges.resolve import resolve_judge
 
         judge = arena_judge(resolve_judge("api", load_registry(tmp_path / "models.toml"), tmp_path / "out"), config)
         calls = {q: labelled_call(config, Call(q, "answer a", "answer b"), False, 4096)
@@ -130,7 +130,7 @@ def test_api_judge_reads_labels_as_arena_hard(config, tmp_path):
 def test_local_five_label_read_never_fails(config, tmp_path):
     """An explanation then the label from logits, and `fast` (no explanation), in one batch; an
     answer that writes a label and chat markup of its own changes nothing."""
-    from judges import resolve_judge
+    from judges.resolve import resolve_judge
 
     (tmp_path / "models.toml").write_text(f'[models.local]\npath = "{SMOLLM2}"\nn_ctx = 2048\nmax_tokens = 16\n',
                                           encoding="utf-8")

@@ -13,7 +13,7 @@ import pytest
 
 from benchdata import fastchat_common, mt_bench_data
 from board.graded import mt_bench
-from judges import resolve_judge
+from judges.resolve import resolve_judge
 from judges.labels import fastchat_rating, label_calls
 from llama_server import judge_server
 from registry import load_registry

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backends import load_backend
+from backends.load import load_backend
 from registry import load_registry
 
 QUESTIONS = [{"instruction": "What is the capital of France?"}, {"instruction": "Say hello.", "input": "to Bob"}]

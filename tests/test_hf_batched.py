@@ -13,7 +13,8 @@ import pytest
 
 import infer
 import twins
-from backends import chat_messages, load_backend
+from backends.load import load_backend
+from backends.messages import chat_messages
 from registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent

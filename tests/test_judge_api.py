@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from judge_api_server import judge_api_server
-from judges import Call, judge_calls, resolve_judge
+from judges.cache import Call, judge_calls
+from judges.resolve import resolve_judge
 from judges.prompt import make_messages, preference_from_logits, prompt_template
 from registry import load_registry
 

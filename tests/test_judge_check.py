@@ -32,7 +32,7 @@ def test_bad_pairs_file_is_one_clear_error(tmp_path):
 @pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
 def test_check_reports_accuracy_and_consistency_and_the_board_quotes_it(tmp_path, capsys):
     from board.pairwise.board import last_check
-    from judges import resolve_judge
+    from judges.resolve import resolve_judge
     from registry import load_registry
 
     (tmp_path / "models.toml").write_text(f'[models.tiny]\npath = "{SMOLLM2}"\nn_ctx = 2048\n', encoding="utf-8")

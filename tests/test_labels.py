@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from judges import resolve_judge
+from judges.resolve import resolve_judge
 from judges.labels import (RATINGS, LabelledCall, chain_probs, fastchat_rating, label_calls, label_position,
                            option_paths, path_nodes)
 from registry import load_registry

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from backends import load_backend
+from backends.load import load_backend
 from backends.openai_backend import FatalAPIError, OpenAIBackend
 from conftest import ROOT
 from registry import RegistryError, load_registry

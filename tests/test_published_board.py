@@ -15,7 +15,7 @@ from board.arena_hard.board import arena_table, extra_sections
 from board.published import load_published, published_section
 from board.pairwise.stats import board_table, judge_consistency, warnings_for
 from board.pairwise.views import write_all
-from judges import combine
+from judges.pairs import combine
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SETS = load_sets()

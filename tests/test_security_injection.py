@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from judge_api_server import judge_api_server
-from judges import judge_calls, resolve_judge
+from judges.cache import judge_calls
+from judges.resolve import resolve_judge
 from judges.cache import Call
 from judges.prompt import make_messages, prompt_template
 from registry import load_registry

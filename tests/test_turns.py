@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import infer
-from backends import chat_messages
+from backends.messages import chat_messages
 from backends.custom_backend import register_llm_infer
 from records import AnswerCache, InputError, load_questions
 from registry import load_registry

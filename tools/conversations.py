@@ -24,7 +24,7 @@ import json
 import time
 from pathlib import Path
 
-from backends import GENERATION_KEYS, user_message
+from backends.messages import GENERATION_KEYS, user_message
 from records import answer_record, write_atomic
 
 

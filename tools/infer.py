@@ -103,7 +103,7 @@ def _answer(spec, conversations, cache, quiet, save) -> None:
     answer is cached the moment it is made. A failed turn ends its conversation for this run."""
     from tqdm import tqdm
 
-    from backends import load_backend
+    from backends.load import load_backend
 
     backend = load_backend(spec)
     todo = sum(c.n_turns - len(c.answers) for c in conversations if c.waiting)

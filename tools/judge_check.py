@@ -56,7 +56,7 @@ def load_check_pairs(path: Path) -> list[dict]:
 
 def run_check(judge, items: list[dict], out_dir: Path) -> dict:
     """Judge each item both orders; the right answer plays the 'model', the wrong one the reference."""
-    from judges import Pair, judge_pairs
+    from judges.pairs import Pair, judge_pairs
 
     pairs = [Pair("right", item["instruction"], item["right"], item["wrong"], i) for i, item in enumerate(items)]
     results, stats = judge_pairs(judge, pairs, out_dir, progress=lambda m: print(m, file=sys.stderr, flush=True))
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     # matplotlib (the chart; alpaca_eval imports it too) would create ~/.config/matplotlib: its
     # config and font cache go under OUT instead, unless the user chose a folder.
     os.environ.setdefault("MPLCONFIGDIR", str(Path(args.out).resolve() / "judge" / "matplotlib"))
-    from judges import resolve_judge, run_reporting_errors
+    from judges.resolve import resolve_judge, run_reporting_errors
 
     def work() -> int:
         registry, items = load_registry(args.models_toml), load_check_pairs(args.pairs)[:args.limit]

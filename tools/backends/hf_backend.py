@@ -44,7 +44,8 @@ from types import SimpleNamespace
 if __package__ in (None, ""):  # started as a worker script: make `backends` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends import GENERATION_KEYS, chat_messages, generation, hf_batch, hf_fit, hf_quant  # noqa: E402
+from backends.messages import GENERATION_KEYS, chat_messages, generation  # noqa: E402
+from backends import hf_batch, hf_fit, hf_quant  # noqa: E402
 
 DEFAULT_PARALLEL = 8  # automatic N without a config.json to size from (a GGUF file)
 # What the worker needs of a ModelSpec (paths as strings on the wire).

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backends import GENERATION_KEYS, chat_messages, generation
+from backends.messages import GENERATION_KEYS, chat_messages, generation
 
 CTX_ROUND = 256  # llama.cpp pads a sequence's context to this many tokens anyway
 

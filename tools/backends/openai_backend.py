@@ -29,7 +29,7 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from backends import chat_messages, generation
+from backends.messages import chat_messages, generation
 from backends.openai_client import ChatClient, ReplyError
 from registry import redact_url
 

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.judge or not args.check_judge and not all(getattr(args, name) for name in PROTOCOLS[protocol].inputs):
         parser.error("--outputs, --reference and --judge are required (--protocol grade: --answers, --questions "
                      "and --judge), or --show BOARD_CSV")
-    from judges import resolve_judge, run_reporting_errors
+    from judges.resolve import resolve_judge, run_reporting_errors
 
     def work() -> int:
         registry = load_registry(args.models_toml)

@@ -23,7 +23,7 @@ from settings_log import recorded_settings
 def safe_settings(raw: dict) -> dict:
     """A models.toml entry without anything that could be a secret (API keys live in the
     environment; URLs lose any user:password part)."""
-    from judges import scrub
+    from judges.identity import scrub
 
     return scrub(raw)
 

@@ -21,7 +21,8 @@ import os
 import time
 from pathlib import Path
 
-from judges import Judge, JudgeError
+from judges.base import Judge
+from judges.cache import JudgeError
 from judges.identity import mask, public_url, scrub, sha256_text
 from judges.pairs import as_pref
 from judges.cache import valid_preference

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 
-from judges import LocalJudge
+from judges.base import LocalJudge
 from judges.prompt import fit, make_messages, prompt_template, verdict_from_logits
 from records import InputError
 

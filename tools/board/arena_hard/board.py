@@ -50,7 +50,7 @@ def _max_tokens(judge, config: dict, fast: bool) -> int:
 
 def judge_games(judges: list, pairs: list, out_dir: Path, info: dict, fast: bool, progress):
     """(board results like judges.judge_pairs', games for arena.py, call stats dict, the judge)."""
-    from judges import Call
+    from judges.cache import Call
     from board.arena_hard.judge import arena_judge, labelled_call, load_judge_config, preference
     from judges.labels import label_calls
     from judges.pairs import combine

@@ -53,7 +53,7 @@ def load_answers(path: Path) -> list[dict]:
 
 def make_pairs(outputs: list[dict], reference: list[dict]):
     """Pair every model answer with the reference's answer to the same question."""
-    from judges import Pair
+    from judges.pairs import Pair
 
     ref_by_question = {question_key(r): r for r in reference}
     question_ids = {key: i for i, key in enumerate(ref_by_question)}

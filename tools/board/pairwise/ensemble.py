@@ -33,7 +33,7 @@ class Judged:
 
 def versus_pairs(outputs: list[dict], question_ids: dict, models: list[str]):
     """One pair per question and every two models that both answered it (in `models` order)."""
-    from judges import Pair
+    from judges.pairs import Pair
 
     answers = {(r["generator"], question_key(r)): r for r in outputs}
     pairs = []
@@ -49,7 +49,7 @@ def versus_pairs(outputs: list[dict], question_ids: dict, models: list[str]):
 def judge_everything(judges: list, pairs: list, battles: list, out_dir, progress) -> Judged:
     """Judge the board's pairs and the battles (list of (Pair, opponent)) with every judge."""
     from board.pairwise.compare import combine_judges
-    from judges import judge_pairs
+    from judges.pairs import judge_pairs
 
     by_judge, stats = {}, {"made": 0, "reused_from_cache": 0, "failed": 0, "errors": [], "seconds": 0.0}
     all_pairs = list(pairs) + [p for p, _ in battles]
