@@ -4,7 +4,7 @@
     weights_sha256(path, cache_path)   # a GGUF file, or a Hugging Face folder's weight and config files
 
 What identifies a model's weights for its answers (registry.ModelSpec.weights_id) and for a
-judge's verdicts (judges/__init__.py): new weights of the same size are new weights. The cache
+judge's verdicts (judges/resolve.py): new weights of the same size are new weights. The cache
 is a JSON file (OUT/judge/file_hashes.json); None hashes with only this process's memory. A
 cache that cannot be read or written is only a cache: the hash is computed anyway.
 Does not handle: a file rewritten within the same mtime tick at the same size (mtime_ns makes it

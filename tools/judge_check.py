@@ -22,23 +22,19 @@ Not handled: judging style or length; this only shows whether a judge can tell r
 from __future__ import annotations
 
 import os
-import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import arguments
 from board.protocols import CHECKED, DEFAULT
+from judges.identity import check_path  # noqa: F401  (also judge_check's API: tests, the board's reader)
 from records import InputError, jsonl_items, read_text, write_json_atomic
 from registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PAIRS = ROOT / "data" / "judge_check.jsonl"
 GOOD_ACCURACY, GOOD_CONSISTENCY = 80.0, 60.0
-
-
-def check_path(out_dir: Path, judge_name: str) -> Path:
-    return Path(out_dir) / "judge" / "checks" / (re.sub(r"[^\w.-]", "_", judge_name) + ".json")
 
 
 def load_check_pairs(path: Path) -> list[dict]:

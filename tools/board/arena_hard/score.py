@@ -51,7 +51,7 @@ _WINNER = {1: {"A>>B": ("model_a", WEIGHT), "A>B": ("model_a", 1), "A=B": ("tie"
 
 def to_battles(games: list[dict], baseline: str) -> pd.DataFrame:
     """One row per battle (question_id, model_a = baseline, model_b = the model, winner), in
-    Arena-Hard's order: models by name (its judgment files, as arena_board.export writes them),
+    Arena-Hard's order: models by name (its judgment files, as arena_hard/board.py export writes them),
     each model's questions as given, game 1 first."""
     rows = []
     order = {m: i for i, m in enumerate(sorted({g["model"] for g in games}))}

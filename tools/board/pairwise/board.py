@@ -71,7 +71,7 @@ def make_pairs(outputs: list[dict], reference: list[dict]):
 
 def last_check(out_dir: Path, judge) -> dict | None:
     """The last `make judge-check` of this judge (by name), marked current if its identity matches."""
-    from judge_check import check_path
+    from judges.identity import check_path
 
     path = check_path(out_dir, judge.name)
     try:
