@@ -1,0 +1,1 @@
+"""Modules the stages share (never run as scripts themselves): stages.py, the per-model loop."""
