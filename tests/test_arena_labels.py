@@ -15,7 +15,7 @@ from benchdata import shared_benchmarks
 from judges.cache import Call
 from board.arena_hard.judge import CONTINUE, LABELS, arena_judge, ask, labelled_call, load_judge_config, parse_label
 from judges.labels import label_calls
-from registry import load_registry
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"

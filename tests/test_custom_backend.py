@@ -5,7 +5,7 @@ import pytest
 from backends.load import load_backend
 from backends.custom_backend import CHUNK, register_llm_infer
 from conftest import ROOT
-from registry import load_registry
+from lib.registry import load_registry
 
 QUESTIONS = [{"instruction": "What is 2+2?"}, {"instruction": "Translate", "input": "bonjour"},
              {"instruction": "BAD question"}]

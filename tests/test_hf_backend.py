@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backends.load import load_backend
-from registry import load_registry
+from lib.registry import load_registry
 
 QUESTIONS = [{"instruction": "What is the capital of France?"}, {"instruction": "Say hello.", "input": "to Bob"}]
 

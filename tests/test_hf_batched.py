@@ -14,8 +14,8 @@ import pytest
 import infer
 import twins
 from backends.load import load_backend
-from backends.messages import chat_messages
-from registry import load_registry
+from lib.messages import chat_messages
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [{"instruction": "What is the capital of France?"}, {"instruction": "Hi"},

@@ -6,8 +6,8 @@ import pytest
 
 import backends.load
 import infer
-from records import AnswerCache
-from registry import load_registry
+from lib.records import AnswerCache
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"

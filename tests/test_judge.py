@@ -18,7 +18,7 @@ from judges.identity import file_sha256
 from judges.pairs import Pair, judge_pairs
 from judges.resolve import resolve_judge
 from llama_server import judge_server
-from registry import load_registry
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"

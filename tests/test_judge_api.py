@@ -16,7 +16,7 @@ from judge_api_server import judge_api_server
 from judges.cache import Call, judge_calls
 from judges.resolve import resolve_judge
 from judges.prompt import make_messages, preference_from_logits, prompt_template
-from registry import load_registry
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -9,7 +9,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from benchsets import load_sets
+from lib.benchsets import load_sets
 from board.arena_hard.score import LABELS
 from board.arena_hard.board import arena_table, extra_sections
 from board.published import load_published, published_section

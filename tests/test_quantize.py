@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from registry import load_registry
+from lib.registry import load_registry
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,7 @@ def test_ctrl_c_is_one_line_and_130(capsys):
 
 
 def test_a_broken_setup_is_exit_2_before_any_model():
-    from registry import RegistryError
+    from lib.registry import RegistryError
 
     def prepare():
         raise RegistryError("models.toml: broken")

@@ -27,9 +27,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from records import sha256_of
+from lib.records import sha256_of
 from lib.stages import run_models
-from registry import ModelSpec, hub_cache_dir, load_registry
+from lib.registry import ModelSpec, hub_cache_dir, load_registry
 
 # Top-level files a model folder needs besides its weights (config, tokenizer, remote code).
 FOLDER_FILES = re.compile(r"[^/]+\.(json|py|model|tiktoken|txt)|tokenizer[^/]*")

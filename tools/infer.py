@@ -29,13 +29,13 @@ import sys
 import time
 from pathlib import Path
 
-import arguments
-from conversations import start_conversation, write_fastchat
-from hashes import hash_cache
-from records import AnswerCache, clean_result, exclusive_lock, load_questions, write_atomic
+from lib import arguments
+from lib.conversations import start_conversation, write_fastchat
+from lib.hashes import hash_cache
+from lib.records import AnswerCache, clean_result, exclusive_lock, load_questions, write_atomic
 from lib.stages import run_models
-from registry import ModelSpec, RegistryError, load_registry
-from settings_log import record_settings
+from lib.registry import ModelSpec, RegistryError, load_registry
+from lib.settings_log import record_settings
 
 
 def model_lock(out_dir: Path, name: str):

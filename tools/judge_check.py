@@ -26,11 +26,11 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import arguments
+from lib import arguments
 from board.protocols import CHECKED, DEFAULT
 from judges.identity import check_path  # noqa: F401  (also judge_check's API: tests, the board's reader)
-from records import InputError, jsonl_items, read_text, write_json_atomic
-from registry import load_registry
+from lib.records import InputError, jsonl_items, read_text, write_json_atomic
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PAIRS = ROOT / "data" / "judge_check.jsonl"
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSONL of labelled pairs {instruction, right, wrong} (default: the 12 built-in)")
     parser.add_argument("--limit", type=int, help="only the first N pairs")
     parser.add_argument("--protocol", choices=CHECKED, default=DEFAULT,
-                        help="grade: rate each answer alone 1-10 (tools/grade_check.py)")
+                        help="grade: rate each answer alone 1-10 (tools/board/graded/check.py)")
     args = parser.parse_args(argv)
     # matplotlib (the chart; alpaca_eval imports it too) would create ~/.config/matplotlib: its
     # config and font cache go under OUT instead, unless the user chose a folder.
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in dict.fromkeys(args.judge):
             judge = resolve_judge(name, registry, args.out)
             if args.protocol == "grade":
-                from grade_check import grade_report, run_grade_check
+                from board.graded.check import grade_report, run_grade_check
                 check = {**run_grade_check(judge, items, args.out, min(512, judge.spec.max_tokens or 512)
                                            if hasattr(judge, "spec") and judge.kind != "openai" else 2048),
                          "pairs_file": str(args.pairs)}

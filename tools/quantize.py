@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 from lib.stages import run_models
-from registry import ModelSpec, load_registry
+from lib.registry import ModelSpec, load_registry
 
 # The parts of the sdist the converter needs: the script, its model classes and its gguf library.
 CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "LICENSE")

@@ -3,10 +3,10 @@
 Every backend takes a ModelSpec and answers a list of questions with `answer(questions)`, an
 iterator of (question index, result) in the order answers finish; a result is
 {"output", "tokens", "seconds"} or {"error"}. A failure in one question never stops the others.
-`close()` frees what the backend holds. Modules:
+`close()` frees what the backend holds. What every backend makes of a question (the user turn, the
+chat messages with the earlier turns, per-question generation settings) is tools/lib/messages.py.
+Modules:
 - load.py: load_backend(spec), the one place a backend is chosen;
-- messages.py: what every backend shares about a question (user turn, chat messages with the
-  earlier turns, per-question generation settings);
 - llama_backend.py (GGUF, llama.cpp in-process), with llama_engine.py (batched decoding),
   llama_score.py (a prompt's next-token logits, for judges) and gpu_fit.py (layers on the GPU);
 - hf_backend.py (transformers folders, optionally in the model's own virtual environment), with

@@ -19,11 +19,11 @@ import os
 import sys
 from pathlib import Path
 
-import arguments
-from benchsets import set_info
+from lib import arguments
+from lib.benchsets import set_info
 from board.protocols import GRADERS, NAMES, OWN_GRADER, PROTOCOLS, choose, function
-from records import InputError, read_json
-from registry import load_registry
+from lib.records import InputError, read_json
+from lib.registry import load_registry
 
 
 def show(board_path: Path) -> int:

@@ -3,7 +3,7 @@
     python3 tools/board/protocols.py QUESTIONS [PROTOCOL [SET]]   # for make: prints "grade", "pairwise", ...
 
 Every choice of a protocol reads this table: the Makefile (through this script), tools/board/cli.py
-(the flag, else the set's sidecar), the set declarations (tools/benchsets.py: which `protocol =`
+(the flag, else the set's sidecar), the set declarations (tools/lib/benchsets.py: which `protocol =`
 and `grader =` a set may declare) and `make judge-check` (which protocols have a check). Adding
 a protocol means adding its folder under tools/board/ and one row here.
 
@@ -67,7 +67,7 @@ def function(name: str, role: str = "build"):
 def declared_by(questions: str, set_name: str = "") -> str | None:
     """What a question set declares: the named set's `protocol` in data/benchmarks.toml (before
     make data wrote its files), else the sidecar beside a normalized questions file
-    (NAME.jsonl -> NAME.set.json, tools/benchsets.py), else None. Unreadable means None: make's
+    (NAME.jsonl -> NAME.set.json, tools/lib/benchsets.py), else None. Unreadable means None: make's
     set check and the board stage say what is wrong."""
     try:
         if set_name:

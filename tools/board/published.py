@@ -3,7 +3,7 @@
     section = published_section(set_info["published"], board_rows, judge_name)   # or None
     sections = published_sections(set_info, board_rows, judge_name)   # for the views: [] or [section]
 
-A set's sidecar (tools/benchsets.py) names its published table: {"path": "alpaca_eval:<csv
+A set's sidecar (tools/lib/benchsets.py) names its published table: {"path": "alpaca_eval:<csv
 inside the installed alpaca_eval package>" or "data/published/<file>.csv", "judge": "...",
 "comparable_with": "<JUDGE value>"}. The section shows the well-known rows of that table and
 the rows nearest to each of our models (by LC win rate where the table has it, else its score),
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from records import InputError
+from lib.records import InputError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 NEAREST = 2  # published rows shown above and below each of our models

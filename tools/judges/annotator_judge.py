@@ -27,7 +27,7 @@ from judges.identity import mask, public_url, scrub, sha256_text
 from judges.pairs import as_pref
 from judges.cache import valid_preference
 from judges.prompt import PLACEHOLDER, alpaca_eval_configs_dir, neutralise
-from records import InputError
+from lib.records import InputError
 
 CHUNKS_PER_PROC = 2  # calls handed to alpaca_eval at once, per request it keeps in flight
 DEFAULT_PROCS = 5  # alpaca_eval's constants.OPENAI_MAX_CONCURRENCY

@@ -16,7 +16,7 @@ import re
 import urllib.parse
 from pathlib import Path
 
-from hashes import file_sha256  # noqa: F401  (judges' API: weights hashed once per path, size, mtime)
+from lib.hashes import file_sha256  # noqa: F401  (judges' API: weights hashed once per path, size, mtime)
 
 # Settings named like a credential (api_key, openai_api_keys, hf_token, ...; not max_tokens).
 SECRET_NAME = re.compile(r"(?i)(^|_)(keys?|token|secrets?|password|auth)$")

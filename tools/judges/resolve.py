@@ -18,7 +18,7 @@ from judges.base import LOCAL_PROTOCOL, Judge
 from judges.cache import JudgeError
 from judges.identity import mask, sha256_text
 from judges.prompt import prompt_template
-from records import InputError
+from lib.records import InputError
 
 
 def resolve_judge(name: str, registry, out_dir: Path, check_only: bool = False) -> Judge:
@@ -54,7 +54,7 @@ def resolve_judge(name: str, registry, out_dir: Path, check_only: bool = False) 
 
 
 def _weights_id(spec, out_dir: Path) -> str:
-    from hashes import weights_sha256
+    from lib.hashes import weights_sha256
 
     path = Path(spec.path) if spec.path is not None else None
     if path is None or not path.exists():
@@ -66,7 +66,7 @@ def run_reporting_errors(doing: str, work: Callable[[], int]) -> int:
     """Run a judging tool's work; any error is one line on stderr, never a traceback
     (LLMEVAL_DEBUG=1 shows it), with any key masked. Verdicts are cached as they come, so
     none is lost either way."""
-    from registry import RegistryError
+    from lib.registry import RegistryError
 
     try:
         return work()

@@ -31,8 +31,8 @@ def run_models(stage: str, prepare: Callable[[], Iterable | int], each: Callable
                after_failure: Callable[[object], None] | None = None) -> int:
     """0 when every model is done, 1 when one failed (the others still ran), 2 when nothing could
     start, 130 on Ctrl-C."""
-    from records import InputError
-    from registry import RegistryError
+    from lib.records import InputError
+    from lib.registry import RegistryError
 
     try:
         specs = prepare()

@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from board.arena_hard.score import STYLE, arena_scores, dropped_games, markdown_detail, style_of, to_battles, token_counter
-from records import InputError, write_atomic
+from lib.records import InputError, write_atomic
 
 NOTE = ("Arena-Hard-Auto v0.1: two games per prompt (the baseline as assistant A, then as B), the judge's "
         "label out of [[A>>B]] [[A>B]] [[A=B]] [[B>A]] [[B>>A]]; a >> label counts as 3 battles. Score: the win "
@@ -113,7 +113,7 @@ def judge_games(judges: list, pairs: list, out_dir: Path, info: dict, fast: bool
 
 def set_ids(questions_path: Path | None) -> dict:
     """question_key -> the set's own question id (Arena-Hard's uid), from the normalized questions."""
-    from records import question_key
+    from lib.records import question_key
 
     found = {}
     if questions_path is not None and Path(questions_path).suffix == ".jsonl":
@@ -131,7 +131,7 @@ def judge_arena(judges: list, pairs: list, reference: list[dict], out_dir: Path,
     """(ensemble.Judged for the board's usual numbers, the Arena-Hard part: table, about, games,
     the judge's name and what it did)."""
     from board.pairwise.ensemble import Judged
-    from records import question_key
+    from lib.records import question_key
 
     results, games, stats, judge = judge_games(judges, pairs, out_dir, info, fast, progress)
     baseline = reference[0]["generator"]

@@ -30,7 +30,7 @@ import re
 from pathlib import Path
 
 from judges.api_judge import ApiJudge
-from records import InputError
+from lib.records import InputError
 
 LABELS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
 PREFERENCE = dict(zip(LABELS, (1.0, 1.25, 1.5, 1.75, 2.0)))

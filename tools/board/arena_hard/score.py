@@ -205,7 +205,7 @@ def token_counter(cache_dir: Path):
         if not cached.is_file():
             from importlib.util import find_spec
 
-            from records import write_atomic
+            from lib.records import write_atomic
 
             package = find_spec("bpe_openai")  # its data file only: importing it loads a 74 MB library
             shipped = Path(package.submodule_search_locations[0]) / "data" / "cl100k_base.tiktoken.gz"

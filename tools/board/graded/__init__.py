@@ -5,6 +5,7 @@
 - stats.py: scores with bootstrap intervals, categories, model against model, warnings;
 - pairs.py: MT-Bench's pairwise mode (FastChat's pairwise-all) beside the graded board;
 - views.py: board.csv/md/png/html;
-- export.py: the graded board's exports in FastChat's and AlignBench's own formats.
+- export.py: the graded board's exports in FastChat's and AlignBench's own formats;
+- check.py: `make judge-check PROTOCOL=grade`, a grader on pairs with a known winner.
 Imports go one way: board -> stats, views, export, pairs -> the graders' prompts.
 """

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 from judges.labels import ONE_SCORE, RATINGS, LabelledCall
-from records import InputError
+from lib.records import InputError
 
 REASONING = ("数学计算", "逻辑推理")
 OVERALL_KEY = "综合得分"

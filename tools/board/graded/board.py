@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchsets import set_info
+from lib.benchsets import set_info
 from board.protocols import OWN_GRADER, PROTOCOLS
-from records import InputError, load_questions, question_key, read_json, write_json_atomic
+from lib.records import InputError, load_questions, question_key, read_json, write_json_atomic
 
 GRADERS = (*PROTOCOLS["grade"].graders, OWN_GRADER)
 LOCAL_MAX_TOKENS = 512  # a local judge's explanation, at most (its models.toml max_tokens when lower)
@@ -42,7 +42,7 @@ def log(message: str) -> None:
 def load_graded_questions(path: Path) -> list[dict]:
     """records.load_questions, with each JSONL record's own fields kept (turns, reference,
     question_id, category, meta: interface 2's normalized record)."""
-    from records import jsonl_items, read_text
+    from lib.records import jsonl_items, read_text
 
     questions = load_questions(path)
     if Path(path).suffix.lower() != ".jsonl":

@@ -21,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-from records import write_atomic
+from lib.records import write_atomic
 
 
 def _jsonl(lines: list[dict]) -> bytes:

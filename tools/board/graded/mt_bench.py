@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 from judges.labels import RATINGS, LabelledCall, fastchat_rating
-from records import InputError
+from lib.records import InputError
 
 NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")  # FastChat's common.py
 SINGLE = {(False, False): "single-v1", (True, False): "single-math-v1",

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from records import write_atomic, write_json_atomic
+from lib.records import write_atomic, write_json_atomic
 
 COLUMNS = ["model", "win_rate_adjusted", "win_rate", "loss_rate", "win", "loss", "tie", "n_matches", "n_failed"]
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from board.graded.pairs import display as pairwise_display
-from records import write_atomic, write_json_atomic
+from lib.records import write_atomic, write_json_atomic
 
 COLUMNS = ["model", "score", "score_ci_low", "score_ci_high", "turn1", "turn2", "score_most_likely", "n_questions",
            "n_ratings", "n_failed", "n_missing", "share_cued"]
@@ -39,7 +39,7 @@ def _n(value, digits: int = 2) -> str:
 
 def published(info: dict | None) -> dict | None:
     """The set's published table (benchsets.published_path) with the judge that made it."""
-    from benchsets import published_path
+    from lib.benchsets import published_path
 
     spec = (info or {}).get("published")
     if not spec or not spec.get("path"):

@@ -30,9 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from benchsets import set_info
+from lib.benchsets import set_info
 from board.provenance import provenance
-from records import InputError, json_bytes, question_key, read_json, write_together
+from lib.records import InputError, json_bytes, question_key, read_json, write_together
 
 ROOT = Path(__file__).resolve().parents[3]
 

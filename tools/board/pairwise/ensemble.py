@@ -18,7 +18,7 @@ from itertools import combinations
 
 import pandas as pd
 
-from records import question_key
+from lib.records import question_key
 
 
 @dataclass

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from board.pairwise.stats import BOARD_COLUMNS
-from records import write_atomic, write_together
+from lib.records import write_atomic, write_together
 
 
 def _num(value, digits: int = 1) -> str:

@@ -1,7 +1,7 @@
 """Named benchmark sets: reading data/benchmarks.toml, the sidecar beside a set's questions, LIMIT.
 
-    python3 tools/benchsets.py names                      # the declared set names
-    python3 tools/benchsets.py make-info QUESTIONS        # for the Makefile: "SET:name REF:model"
+    python3 tools/lib/benchsets.py names                      # the declared set names
+    python3 tools/lib/benchsets.py make-info QUESTIONS        # for the Makefile: "SET:name REF:model"
 
 `load_sets()` validates data/benchmarks.toml (its header comment documents the format; unknown
 keys are errors naming the set and the key). `set_info(questions_path)` reads the sidecar
@@ -19,10 +19,13 @@ import sys
 import tomllib
 from pathlib import Path
 
-from board.protocols import GRADERS, NAMES
-from records import InputError
+if __name__ == "__main__":  # make runs it as `python3 tools/lib/benchsets.py`: import the project from tools/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-ROOT = Path(__file__).resolve().parent.parent
+from board.protocols import GRADERS, NAMES
+from lib.records import InputError
+
+ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS_TOML = ROOT / "data" / "benchmarks.toml"
 SEED = 0  # the LIMIT sample's seed: the same questions for every model and every run
 

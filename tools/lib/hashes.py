@@ -16,7 +16,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from records import InputError, read_json, sha256_of, write_json_atomic
+from lib.records import InputError, read_json, sha256_of, write_json_atomic
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".py")  # the judge's identity has always used these
 _memory: dict[str, str] = {}

@@ -16,9 +16,13 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+if __name__ == "__main__":  # make runs it as `python3 tools/lib/registry.py`: import the project from tools/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 BACKENDS = ("llama.cpp", "transformers", "openai", "custom")
 # What llama.cpp can quantize to (llama_cpp.LLAMA_FTYPE_MOSTLY_*).
@@ -167,14 +171,14 @@ class ModelSpec:
         if self.hf_repo:
             return f"{self.hf_repo}@{self.revision}"
         if self.backend == "custom":  # the custom functions' code is what answers
-            files = sorted((Path(__file__).parent / "custom").glob("*.py"))
+            files = sorted((Path(__file__).resolve().parent.parent / "custom").glob("*.py"))
             return "custom:" + hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
         if self.path is None:
             return self.backend
         source = self.hf_dir or self.path
         if not source.exists():  # not there yet (make quantize makes it): the name stands in
             return source.name
-        from hashes import weights_sha256
+        from lib.hashes import weights_sha256
 
         return f"{source.name}:sha256:{weights_sha256(source, hash_cache)}"
 
@@ -362,7 +366,7 @@ def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
 
 
 def load_registry(path: str | Path) -> Registry:
-    from records import InputError, read_text
+    from lib.records import InputError, read_text
 
     source = Path(path)
     try:  # read_text: a BOM is fine, invalid UTF-8 is reported with its line

@@ -24,8 +24,8 @@ import json
 import time
 from pathlib import Path
 
-from backends.messages import GENERATION_KEYS, user_message
-from records import answer_record, write_atomic
+from lib.messages import GENERATION_KEYS, user_message
+from lib.records import answer_record, write_atomic
 
 
 @dataclasses.dataclass

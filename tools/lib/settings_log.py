@@ -13,8 +13,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from records import InputError, read_json, write_json_atomic
-from registry import redact_url
+from lib.records import InputError, read_json, write_json_atomic
+from lib.registry import redact_url
 
 
 def settings_path(out_dir: Path, name: str) -> Path:

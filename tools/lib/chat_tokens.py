@@ -1,6 +1,6 @@
 """Chat messages -> token ids, where only the chat template's own markup can be control tokens.
 
-    from chat_tokens import for_hf, for_llama
+    from lib.chat_tokens import for_hf, for_llama
     chat = for_llama(backend.model, backend.formatter)   # a LlamaBackend's model and formatter
     chat = for_hf(tokenizer)                              # or a transformers tokenizer
     ids = chat.ids([{"role": "system", "content": instructions},

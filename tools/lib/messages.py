@@ -7,7 +7,8 @@ A question dict may carry, besides `instruction` and `input`:
 - "generation": {"temperature", "max_tokens", "top_p"}, per-question settings (a set's per-category
   ones). infer.py passes only the keys the model's models.toml entry does not set, so a backend
   applies what it gets over the model's settings (`generation`).
-Not handled: chat templates (each backend applies its model's own).
+Used by every backend (tools/backends/) and by conversations.py. Not handled: chat templates
+(each backend applies its model's own).
 """
 from __future__ import annotations
 

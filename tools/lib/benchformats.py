@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from records import InputError, jsonl_items, read_text
+from lib.records import InputError, jsonl_items, read_text
 
 
 def _jsonl(path: Path) -> list[dict]:

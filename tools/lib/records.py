@@ -104,7 +104,7 @@ def load_questions(path: str | Path) -> list[dict]:
     return unique
 
 
-# Fields of a benchmark set's question (tools/benchformats.py) kept as they are.
+# Fields of a benchmark set's question (tools/lib/benchformats.py) kept as they are.
 SET_FIELDS = ("question_id", "category", "reference", "generation", "meta")
 
 
