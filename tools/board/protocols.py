@@ -1,6 +1,7 @@
 """The board's protocols: one row per way of judging, naming the module that builds its board.
 
     python3 tools/board/protocols.py QUESTIONS [PROTOCOL [SET]]   # for make: prints "grade", "pairwise", ...
+    python3 tools/board/protocols.py --names                      # for make help: "pairwise|arena_hard|grade"
 
 Every choice of a protocol reads this table: the Makefile (through this script), tools/board/cli.py
 (the flag, else the set's sidecar), the set declarations (tools/lib/benchsets.py: which `protocol =`
@@ -80,6 +81,9 @@ def declared_by(questions: str, set_name: str = "") -> str | None:
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["--names"]:  # for make help
+        print("|".join(NAMES))
+        return 0
     questions, given, set_name = (argv + ["", "", ""])[:3]
     if given and given not in PROTOCOLS:
         print(f"ERROR PROTOCOL={given}: use one of {', '.join(NAMES)}")

@@ -22,7 +22,7 @@ from pathlib import Path
 if __name__ == "__main__":  # make runs it as `python3 tools/lib/benchsets.py`: import the project from tools/
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from board.protocols import GRADERS, NAMES
+from board.protocols import GRADERS, NAMES, PROTOCOLS as TABLE
 from lib.records import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,8 +67,9 @@ def _check_set(path: Path, name: str, table: dict) -> None:
     for key, allowed in (("format", FORMATS), ("protocol", PROTOCOLS)):
         if table.get(key) not in allowed:
             raise InputError(f"{where}: {key} must be one of {', '.join(allowed)}")
-    if table["protocol"] == "grade" and table.get("grader") not in GRADERS:
-        raise InputError(f"{where}: protocol = \"grade\" needs grader = one of {', '.join(GRADERS)}")
+    graders = TABLE[table["protocol"]].graders  # the prompts that protocol has (board/protocols.py)
+    if graders and table.get("grader") not in graders:
+        raise InputError(f"{where}: protocol = \"{table['protocol']}\" needs grader = one of {', '.join(graders)}")
     files = table.get("files")
     if not isinstance(files, list) or not files:
         raise InputError(f"{where}: needs [[sets.{name}.files]] entries")

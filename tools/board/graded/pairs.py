@@ -6,7 +6,7 @@
 Every two models (in the order given, as FastChat's make_match_all_pairs), every question both
 answered, turn 1 with `pair-v2` (`pair-math-v1` with the GPT-4 reference for math, reasoning and
 coding) and turn 2 with the multi-turn prompts; two games each, the first model shown as
-Assistant A and then as B (judges/mt_bench.pair_calls). A local judge's label is the most likely
+Assistant A and then as B (board/graded/mt_bench.py pair_calls). A local judge's label is the most likely
 of A, B, C at the label position (never fails); an API judge's is parsed as FastChat parses it.
 Aggregation is FastChat's show_result.py: a game pair whose verdicts differ, or a tie, is a tie for
 both models; win_rate = win / (win + loss + tie), win_rate_adjusted counts a tie as half a win.
