@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-import benchsets
+from lib import benchsets
 import data
-from records import InputError, load_questions
+from lib.records import InputError, load_questions
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,7 +14,7 @@ for sets that bring their reference). Outputs are rewritten only when their cont
 make does not re-answer anything after a `make data` that found nothing new.
 
 A user:password@ in the URL is sent as basic auth and shown as ***@ in every line. A file's fetch
-(tools/http_fetch.py) has a total deadline, LLMEVAL_DATA_DEADLINE seconds (default 600), and a
+(tools/lib/http_fetch.py) has a total deadline, LLMEVAL_DATA_DEADLINE seconds (default 600), and a
 size cap, LLMEVAL_DATA_MAX_MB (default 512); the .part file a killed fetch left is removed by the
 next fetch of that file once it is older than the deadline (a younger one may be a running
 fetch's). A destination outside the cache is refused (benchsets checks repo and path first).
@@ -35,11 +35,10 @@ import time
 import urllib.parse
 from pathlib import Path
 
-import benchformats
-import http_fetch
-from benchsets import BENCHMARKS_TOML, SEED, load_sets, questions_name, set_info, stratified_sample
-from records import InputError, load_questions, write_atomic
-from registry import redact_url
+from lib import benchformats, http_fetch
+from lib.benchsets import BENCHMARKS_TOML, SEED, load_sets, questions_name, set_info, stratified_sample
+from lib.records import InputError, load_questions, write_atomic
+from lib.registry import redact_url
 
 DEFAULT_BASE = "https://raw.githubusercontent.com"
 
