@@ -68,6 +68,8 @@ MODEL_KEYS: dict[str, tuple[tuple[type, ...], object, str]] = {
     "parallel": ((int,), 0, "an integer >= 0 (sequences decoded together; 0 = automatic)"),
     "chat_template": ((str,), None, "a Jinja2 chat template overriding the model's own"),
     "system_prompt": ((str,), None, "a system message put before each question"),
+    "judge_format": ((str,), None, "the prompt format the model was trained to judge in: skywork, selene or "
+                     "prometheus (tools/judges/formats/); as a judge it is asked in that format"),
 }
 DEFAULTS_KEYS = {"models": list, "reference": str, "judge": str}
 
@@ -149,6 +151,7 @@ class ModelSpec:
     min_p: float | None = None
     hf_dir: Path | None = None  # a Hugging Face folder to convert (llama.cpp) or load (transformers)
     venv: Path | None = None  # the model's own virtual environment (models/NAME/.venv), with `requirements`
+    judge_format: str | None = None  # as a judge: asked in this format (judges/formats/)
     raw: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -358,7 +361,14 @@ def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
     if values["min_p"] is not None:
         values["min_p"] = float(values["min_p"])
     values["stop"] = list(values["stop"])
-    return ModelSpec(name=name, path=path, raw=dict(table), **values)
+    spec = ModelSpec(name=name, path=path, raw=dict(table), **values)
+    if spec.judge_format is not None:
+        from judges.formats import check_format  # formats know which backends can run them
+        try:
+            check_format(spec)
+        except ValueError as err:
+            raise RegistryError(f"{where}: {err}") from None
+    return spec
 
 
 def load_registry(path: str | Path) -> Registry:
