@@ -52,6 +52,7 @@ class FormatJudge:
 
     def __init__(self, inner, format_name: str):
         self.inner, self.format = inner, format_module(format_name)
+        inner.verdict_words = False  # its labels are the format's, not the board's m / M
         self.name, self.kind, self.concurrency = inner.name, inner.kind, inner.concurrency
         self.identity = {**inner.identity, "protocol": f"format:{format_name}-{self.format.VERSION}",
                          "prompt_sha256": sha256_text(self.format.PROMPT)}
