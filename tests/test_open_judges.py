@@ -11,6 +11,7 @@ What this cannot show: the real judges' agreement with people (docs/notes/openju
 import math
 import re
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from registry import RegistryError, load_registry
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION, GOOD, BAD = "What is the capital of France?", "Paris.", "Berlin is the capital of France."
 ENTRIES = {"skywork_critic_8b": "llama31", "selene_mini_8b": "llama31", "prometheus_7b": "mistral"}
+SHORT = 24  # tokens of explanation in these tests (the formats allow 512): the label is read after them
 LOCATION = re.compile(r"^(gguf_repo|gguf_file|revision|sha256|hf_repo|quant) = .*$", re.M)
 
 
@@ -160,6 +162,14 @@ def test_skywork_prompt_and_label(judges, direct):
     assert verdict["probs"] == pytest.approx(want, abs=2e-3)
 
 
+def short_verdict(judge, call):
+    """FormatJudge.judge's verdict for `call` with a short explanation (the judge-check test runs judge())."""
+    from judges.formats import verdict_from_label
+
+    [(_, record)] = list(judge.inner.label([replace(call, max_tokens=SHORT)]))
+    return verdict_from_label(record)
+
+
 def check_written_label(judge, llm, call, verdict, marker: str, ids: list[int]):
     """The verdict's probabilities were read after `marker` in the judge's own reply."""
     assert verdict["label"] in ("A", "B") and math.isclose(sum(verdict["probs"].values()), 1.0, abs_tol=1e-5)
@@ -189,7 +199,7 @@ def test_selene_prompt_and_label(judges, direct):
     judge = judges["selene_mini_8b"]
     ids = judge.inner.tokens(call.messages())
     assert detok(judge, ids) == LLAMA31_HEAD + message["content"] + LLAMA31_TAIL
-    [(_, verdict)] = list(judge.judge([Call(QUESTION, GOOD, BAD)]))
+    verdict = short_verdict(judge, call)
     assert verdict["source"] in ("logits", "logits-cued") and verdict["judgment"]
     check_written_label(judge, direct["llama31"], call, verdict, "**Result:** ", ids)
 
@@ -218,8 +228,7 @@ def test_prometheus_relative_prompt_and_label(judges, direct):
     # token for token what vLLM feeds the model for that prompt string (BOS added, SentencePiece's space prefix)
     model = judge.inner._load().model
     assert ids == model.tokenize(conv.get_prompt().encode("utf-8"), add_bos=True, special=False)
-    [(_, verdict)] = list(judge.judge([Call(QUESTION, GOOD, BAD)]))
-    check_written_label(judge, direct["mistral"], call, verdict, "[RESULT] ", ids)
+    check_written_label(judge, direct["mistral"], call, short_verdict(judge, call), "[RESULT] ", ids)
 
 
 def test_prometheus_absolute_grading(judges):
@@ -228,7 +237,7 @@ def test_prometheus_absolute_grading(judges):
     call = prometheus.absolute_call(QUESTION, GOOD)
     assert "###Response to evaluate:\nParis.\n\n###Score Rubrics:\n[Does the model provide relevant" in \
         call.messages()[1]["content"]
-    [(_, record)] = list(judges["prometheus_7b"].label([call]))
+    [(_, record)] = list(judges["prometheus_7b"].label([replace(call, max_tokens=SHORT)]))
     assert record["label"] in prometheus.SCORES and 1 <= record["score"] <= 5
     assert math.isclose(sum(record["probs"].values()), 1.0, abs_tol=1e-5)
     assert label_position(call, record["judgment"])[0].endswith("[RESULT] ")
