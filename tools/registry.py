@@ -72,6 +72,9 @@ MODEL_KEYS: dict[str, tuple[tuple[type, ...], object, str]] = {
                      "prometheus (tools/judges/formats/); as a judge it is asked in that format"),
 }
 DEFAULTS_KEYS = {"models": list, "reference": str, "judge": str}
+# The judge formats of tools/judges/formats/ (one module each), and the backends that give the logits they read.
+JUDGE_FORMATS = ("skywork", "selene", "prometheus")
+JUDGE_FORMAT_BACKENDS = ("llama.cpp", "transformers")
 
 # The keys that change an answer: a cached answer is reused only when all of them match.
 ANSWER_KEYS = ("backend", "max_tokens", "temperature", "top_p", "seed", "stop", "n_ctx",
@@ -361,14 +364,13 @@ def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
     if values["min_p"] is not None:
         values["min_p"] = float(values["min_p"])
     values["stop"] = list(values["stop"])
-    spec = ModelSpec(name=name, path=path, raw=dict(table), **values)
-    if spec.judge_format is not None:
-        from judges.formats import check_format  # formats know which backends can run them
-        try:
-            check_format(spec)
-        except ValueError as err:
-            raise RegistryError(f"{where}: {err}") from None
-    return spec
+    fmt = values["judge_format"]
+    if fmt is not None and fmt not in JUDGE_FORMATS:
+        raise RegistryError(f"{where}: judge_format '{fmt}' is unknown; use one of: {', '.join(JUDGE_FORMATS)}")
+    if fmt is not None and backend not in JUDGE_FORMAT_BACKENDS:
+        raise RegistryError(f"{where}: judge_format '{fmt}' reads the verdict from the logits, which a {backend} "
+                            "judge does not give; remove judge_format or use a llama.cpp or transformers judge")
+    return ModelSpec(name=name, path=path, raw=dict(table), **values)
 
 
 def load_registry(path: str | Path) -> Registry:

@@ -26,25 +26,14 @@ import importlib
 import json
 
 from judges.identity import sha256_text
-
-FORMATS = ("skywork", "selene", "prometheus")
-KINDS = ("llama.cpp", "transformers")  # the label is read from the logits in this process
+from registry import JUDGE_FORMATS as FORMATS  # the registry checks judge_format against these
 
 
 def format_module(name: str):
-    """The module of format `name`; ValueError (one line, what to do) when there is none."""
+    """The module of format `name` (models.toml's judge_format, checked by the registry)."""
     if name not in FORMATS:
         raise ValueError(f"judge_format '{name}' is unknown; use one of: {', '.join(FORMATS)}")
     return importlib.import_module(f"judges.formats.{name}")
-
-
-def check_format(spec) -> None:
-    """ValueError when `spec`'s judge_format is unknown or its backend cannot run it."""
-    format_module(spec.judge_format)
-    if spec.backend not in KINDS:
-        raise ValueError(f"judge '{spec.name}': judge_format '{spec.judge_format}' reads the verdict from the "
-                         f"logits, which a {spec.backend} judge does not give; remove judge_format or use a "
-                         "llama.cpp or transformers judge")
 
 
 class FormatJudge:
