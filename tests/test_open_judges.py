@@ -19,7 +19,7 @@ import pytest
 import judge_twins
 from judges.cache import Call
 from judges.labels import label_position, option_paths
-from registry import RegistryError, load_registry
+from lib.registry import RegistryError, load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION, GOOD, BAD = "What is the capital of France?", "Paris.", "Berlin is the capital of France."
@@ -52,7 +52,7 @@ def twin_registry(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def judges(twin_registry):
-    from judges import resolve_judge
+    from judges.resolve import resolve_judge
 
     registry, _, out = twin_registry
     made = {name: resolve_judge(name, registry, out) for name in [*ENTRIES, "qwen25_twin"]}
@@ -261,10 +261,11 @@ def test_judge_check_asks_in_the_format(twin_registry, judges):
     import json
 
     import judge_check
+    from judges.identity import check_path
 
     registry, _, out = twin_registry
     code = judge_check.main(["--judge", "skywork_critic_8b", "--models-toml", str(registry.source),
                              "--out", str(out), "--limit", "2"])
     assert code == 0
-    check = json.loads(judge_check.check_path(out, "skywork_critic_8b").read_text(encoding="utf-8"))
+    check = json.loads(check_path(out, "skywork_critic_8b").read_text(encoding="utf-8"))
     assert check["protocol"] == "format:skywork-v1" and check["identity"]["prompt_sha256"]

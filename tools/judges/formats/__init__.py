@@ -26,7 +26,7 @@ import importlib
 import json
 
 from judges.identity import sha256_text
-from registry import JUDGE_FORMATS as FORMATS  # the registry checks judge_format against these
+from lib.registry import JUDGE_FORMATS as FORMATS  # the registry checks judge_format against these
 
 
 def format_module(name: str):
