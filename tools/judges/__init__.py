@@ -14,7 +14,9 @@ answered by the same backends that answer questions (tools/backends/), one file 
 - api_judge.py: `backend = "openai"`: the openai package, `concurrency` calls in flight, retries
   with backoff; the top-20 logprobs of the one answer token (protocol logprob-v1);
 - annotator_judge.py: alpaca_eval's annotators (chatgpt_fn, weighted_alpaca_eval_gpt4_turbo,
-  claude, ...) or a configs.yaml, with alpaca_eval's own concurrency.
+  claude, ...) or a configs.yaml, with alpaca_eval's own concurrency;
+- formats/: a local judge with `judge_format` in models.toml (Skywork-Critic, Selene, Prometheus)
+  asked in the prompt format it was trained on, its label read from the logits (FormatJudge).
 Labelled calls (a reply ending in `[[label]]` out of a fixed set: 1-10 ratings, Arena-Hard's
 verdicts) are labels.py's: `label_calls(judge, calls, out_dir)`, answered by `judge.label(calls)`
 (local judges read the label from the logits, local_labels.py). The pairwise prompt and its

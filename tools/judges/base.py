@@ -48,6 +48,7 @@ class Judge:
 class LocalJudge(Judge):
     """A judge whose model runs in this process (llama_judge.py, hf_judge.py): loaded on first use,
     with the token ids of the two verdict words; any failure to load is one JudgeError."""
+    verdict_words = True  # False: asked in a judge format (judges/formats/), `m`/`M` never read
 
     def __init__(self, spec, identity: dict):
         super().__init__(spec.name, identity)
@@ -64,7 +65,8 @@ class LocalJudge(Judge):
             model = None
             try:
                 model, encode = self._open()
-                self.token_ids = verdict_token_ids(encode)
+                # m and M: the board's pairwise prompt; a judge asked in its own format reads other labels
+                self.token_ids = verdict_token_ids(encode) if self.verdict_words else []
             except (FileNotFoundError, ValueError, RuntimeError) as err:
                 if model is not None:
                     model.close()

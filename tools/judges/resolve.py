@@ -42,9 +42,14 @@ def resolve_judge(name: str, registry, out_dir: Path, check_only: bool = False) 
             identity["weights_sha256"] = _weights_id(spec, Path(out_dir))
         if spec.backend == "llama.cpp":
             from judges.llama_judge import LlamaJudge
-            return LlamaJudge(spec, identity)
-        from judges.hf_judge import HFJudge
-        return HFJudge(spec, identity)
+            judge = LlamaJudge(spec, identity)
+        else:
+            from judges.hf_judge import HFJudge
+            judge = HFJudge(spec, identity)
+        if spec.judge_format:  # asked in the format it was trained on (judges/formats/)
+            from judges.formats import FormatJudge
+            return FormatJudge(judge, spec.judge_format)
+        return judge
     from judges.annotator_judge import resolve_annotator
     judge = resolve_annotator(name, registry.source, check_only)
     if judge is None:

@@ -72,8 +72,13 @@ MODEL_KEYS: dict[str, tuple[tuple[type, ...], object, str]] = {
     "parallel": ((int,), 0, "an integer >= 0 (sequences decoded together; 0 = automatic)"),
     "chat_template": ((str,), None, "a Jinja2 chat template overriding the model's own"),
     "system_prompt": ((str,), None, "a system message put before each question"),
+    "judge_format": ((str,), None, "the prompt format the model was trained to judge in: skywork, selene or "
+                     "prometheus (tools/judges/formats/); as a judge it is asked in that format"),
 }
 DEFAULTS_KEYS = {"models": list, "reference": str, "judge": str}
+# The judge formats of tools/judges/formats/ (one module each), and the backends that give the logits they read.
+JUDGE_FORMATS = ("skywork", "selene", "prometheus")
+JUDGE_FORMAT_BACKENDS = ("llama.cpp", "transformers")
 
 # The keys that change an answer: a cached answer is reused only when all of them match.
 ANSWER_KEYS = ("backend", "max_tokens", "temperature", "top_p", "seed", "stop", "n_ctx",
@@ -153,6 +158,7 @@ class ModelSpec:
     min_p: float | None = None
     hf_dir: Path | None = None  # a Hugging Face folder to convert (llama.cpp) or load (transformers)
     venv: Path | None = None  # the model's own virtual environment (models/NAME/.venv), with `requirements`
+    judge_format: str | None = None  # as a judge: asked in this format (judges/formats/)
     raw: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -362,6 +368,12 @@ def _model_spec(source: Path, name: str, table: object) -> ModelSpec:
     if values["min_p"] is not None:
         values["min_p"] = float(values["min_p"])
     values["stop"] = list(values["stop"])
+    fmt = values["judge_format"]
+    if fmt is not None and fmt not in JUDGE_FORMATS:
+        raise RegistryError(f"{where}: judge_format '{fmt}' is unknown; use one of: {', '.join(JUDGE_FORMATS)}")
+    if fmt is not None and backend not in JUDGE_FORMAT_BACKENDS:
+        raise RegistryError(f"{where}: judge_format '{fmt}' reads the verdict from the logits, which a {backend} "
+                            "judge does not give; remove judge_format or use a llama.cpp or transformers judge")
     return ModelSpec(name=name, path=path, raw=dict(table), **values)
 
 
