@@ -107,7 +107,7 @@ def labelled_call(config: dict, call, fast: bool, max_tokens: int):
 
     return LabelledCall(system=config["system_prompt"], template=config["prompt_template"][0],
                         fields=(("question_1", call.instruction), ("answer_1", call.first), ("answer_2", call.second)),
-                        options=LABELS, protocol=PROTOCOL, cue=CUE, cut=("answer_1", "answer_2"),
+                        options=LABELS, protocol=PROTOCOL, cue=CUE, cut=("answer_1", "answer_2"), data=("answer_1", "answer_2"),
                         max_tokens=max_tokens, fast=fast, parser=lambda text: parse_label(text, config)[0])
 
 

@@ -94,6 +94,7 @@ class CallStats:
     reused: int = 0
     failed: int = 0
     unparsed: int = 0  # of `failed`: the judge replied, but gave no verdict that parses
+    out_of_scale: int = 0  # of `unparsed`: the reply's label was outside the call's scale ([[0]], [[11]])
     errors: list[str] = field(default_factory=list)  # distinct error messages, keys masked
     seconds: float = 0.0
 
@@ -157,6 +158,7 @@ def _judge_calls(judge, calls: list[Call], out_dir: Path, progress, quiet, cache
             if "error" in result:
                 stats.failed += 1
                 stats.unparsed += bool(result.get("unparsed"))
+                stats.out_of_scale += bool(result.get("out_of_scale"))
                 consecutive += not result.get("unparsed")  # it answered: not down
                 error = mask(str(result["error"]), judge.secrets())
                 if error not in stats.errors:
