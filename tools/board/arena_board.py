@@ -6,7 +6,8 @@ its files, and the published tables beside ours (for tools/board/__main__.py).
   from logits, never a dropped game; API judges: text, a second attempt, conflicting labels
   dropped and counted). Identical answers are a tie in both games, without a call. Each pair
   also gets the board's usual result (both orders combined: win rate, consistency, by dataset),
-  each game's label as a preference (A>>B 1 ... B>>A 2; a dropped game a tie);
+  each game's label as a preference (A>>B 1 ... B>>A 2); a dropped game is no verdict there either:
+  its pair is failed (n_failed, n_dropped) in every view, as Arena-Hard's score leaves it out;
 - arena_section: the Arena-Hard score of each model (tools/board/arena.py: battles, Bradley-Terry,
   bootstrap) plain and style-controlled, the games dropped, the average answer tokens; also
   written to OUT/board_arena_hard.csv;
@@ -85,12 +86,16 @@ def judge_games(judges: list, pairs: list, out_dir: Path, info: dict, fast: bool
                                                                                 "identical": True}}
         else:
             got = {n: records.get(game(pair, n)) for n in (1, 2)}
-            result["n_calls"], result["n_failed"] = 2, sum(v is None for v in got.values())
-            if got[2]:
-                result["pref_model_first"] = preference(got[2])
-            if got[1]:
-                result["pref_reference_first"] = preference(got[1])
-            if all(got.values()):
+            # a dropped game (conflicting labels, none after both attempts) is no verdict in any view,
+            # as it is none in Arena-Hard's score: never a tie (an answer quoting [[B>>A]] made one)
+            kept = {n: v if v and not v.get("dropped") else None for n, v in got.items()}
+            result["n_calls"], result["n_failed"] = 2, sum(v is None for v in kept.values())
+            result["n_dropped"] = sum(bool(v and v.get("dropped")) for v in got.values())
+            if kept[2]:
+                result["pref_model_first"] = preference(kept[2])
+            if kept[1]:
+                result["pref_reference_first"] = preference(kept[1])
+            if all(kept.values()):
                 result["preference"], result["consistent"] = combine(result["pref_model_first"],
                                                                      result["pref_reference_first"])
         for n, record in got.items():
@@ -105,7 +110,9 @@ def judge_games(judges: list, pairs: list, out_dir: Path, info: dict, fast: bool
     summary = {"made": stats.made, "reused_from_cache": stats.reused, "failed": stats.failed,
                "errors": [f"{judge.name}: {e}" for e in stats.errors], "seconds": stats.seconds or
                time.monotonic() - started, "max_tokens": max_tokens, "fast": fast,
-               "dropped": sum(bool(g.get("dropped")) for g in games)}
+               "dropped": sum(bool(g.get("dropped")) for g in games),
+               "markup": sum(c.carries_markup() for c in calls),
+               "several_labels": sum(bool((records.get(c) or {}).get("several_labels")) for c in dict.fromkeys(calls))}
     return results, games, summary, judge
 
 

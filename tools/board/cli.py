@@ -235,6 +235,7 @@ def build_board(args, registry, judges: list) -> int:
     if stats["failed"] and stats["errors"]:  # why those pairs have none (a weak judge's replies, a server)
         warnings.append(f"{stats['failed']} judge calls gave no verdict ({stats['errors'][0]}); "
                         "make board asks them again")
+    warnings += verdict_warnings(pairs, stats, arena)
 
     out = args.out
     manifest = {
@@ -266,6 +267,9 @@ def build_board(args, registry, judges: list) -> int:
     for path in stale:
         path.unlink(missing_ok=True)
     failed = int(board["n_failed"].sum())
+    # pairs failed only by dropped Arena-Hard games are not retried: the games are cached, as Arena-Hard keeps them
+    failed -= sum(1 for r in results if r["preference"] is None and r.get("n_dropped") and
+                  r["n_failed"] <= r["n_dropped"])
     if failed:
         os.utime(board_path, (0, 0))  # out of date for make: the next make board retries the failed calls
     log(f"board: {len(board)} models -> {board_path} (+ board.md, board.png, board.html, manifest.json); "
@@ -273,6 +277,23 @@ def build_board(args, registry, judges: list) -> int:
     if failed:
         log(f"WARNING: {failed} pairs have no verdict; run make board again to retry them")
     return 0
+
+
+def verdict_warnings(pairs: list, stats: dict, arena: dict | None) -> list[str]:
+    """Lines for answers that held the prompt's markers, replies with several labels, and the
+    Arena-Hard games dropped (judges/verdict_text.py, board/arena_board.py)."""
+    from judges.verdict_text import board_warnings, break_pairwise
+
+    if arena:
+        lines = board_warnings(stats.get("markup", 0), stats.get("several_labels", 0))
+        if stats.get("dropped"):
+            lines.append(f"{stats['dropped']} Arena-Hard games were dropped (several different labels, or none after "
+                         "both attempts), as Arena-Hard drops them: their pairs count as failed in every view "
+                         "(win rate, consistency, W/D/L, by dataset, Bradley-Terry), never as ties")
+        return lines
+    marked = sum(1 for p in pairs if not p.identical and
+                 any(break_pairwise(t) != t for t in (p.model_output, p.reference_output)))
+    return board_warnings(marked, 0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,8 @@ why (`dropped`): it is cached like any other, and counted. Local judges write th
 (up to `max_tokens`), then the label is read from the logits of the five labels at the label
 position (judges/local_labels.py): they never drop a game; `fast` reads it with no explanation.
 `preference(record)` is alpaca_eval's scale for the board's pairwise columns (1 = A better):
-A>>B 1, A>B 1.25, A=B 1.5, B>A 1.75, B>>A 2, a dropped game 1.5.
+A>>B 1, A>B 1.25, A=B 1.5, B>A 1.75, B>>A 2; a dropped game has none (the board counts its pair
+as failed, never as a tie).
 Does not handle: multi-turn templates (v0.1 has one turn), reference answers, alpaca_eval's
 annotators as Arena-Hard judges.
 """

@@ -51,6 +51,9 @@ class Call:
             # Judged before the data was kept out of the markup, such a call's verdict may have
             # been steered by its own texts: a key of its own, never the old one.
             parts.append("data-as-text")
+        from judges.verdict_text import break_pairwise
+        if any(break_pairwise(text) != text for text in parts[2:]):
+            parts.append("markers-broken")  # judged before its section markers were broken: keyed apart
         return sha256_text(json.dumps(parts, ensure_ascii=False))[:32]
 
 

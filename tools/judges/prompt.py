@@ -45,11 +45,16 @@ def make_messages(call, template: str) -> list[dict]:
     prompt_to_chatml), then each message's placeholders are filled, the first occurrence of each
     in the template as alpaca_eval's make_prompts does, in one pass: so a `<|im_end|>` or an
     `{output_2}` in a question or an answer stays text in its message and can neither end a
-    message, start one, nor be filled. For data without those strings the messages are exactly
-    alpaca_eval's (fill, then split)."""
+    message, start one, nor be filled; an output's triple quotes or `## Task` are broken by a zero-width
+    space (verdict_text.break_pairwise), so it cannot close its quotes or open a section. For data
+    without those strings the messages are exactly alpaca_eval's (fill, then split)."""
     from alpaca_eval.utils import prompt_to_chatml
 
-    values = {"instruction": call.instruction, "output_1": call.first, "output_2": call.second}
+    from judges.verdict_text import break_pairwise
+
+    # the outputs with the template's section markers broken (verdict_text.py): none can close its quotes
+    values = {"instruction": call.instruction, "output_1": break_pairwise(call.first),
+              "output_2": break_pairwise(call.second)}
     unfilled = dict(values)
 
     def fill(match: re.Match) -> str:

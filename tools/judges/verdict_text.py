@@ -28,7 +28,11 @@ BRACKETS = re.compile(r"\[\[|\]\]")  # every double bracket: no `[[label]]` surv
 SINGLE_NUMBER = re.compile(r"\[(?=\d+\.?\d*\])")  # FastChat's backup rating `[8]`, for numeric labels
 MARKER = re.compile(r"\[[^\[\]{}\n]{2,80}\]|<\|[^|{}\n]{2,80}\|>")
 HEADING = re.compile(r"^#{1,6} [^{}\n]{1,60}$", re.M)
-PAIR_DELIMITER = ('"""',)  # alpaca_eval's pairwise template quotes each output in triple quotes
+# alpaca_eval's pairwise template (weighted_alpaca_eval_gpt4_turbo): each output is quoted in triple
+# quotes inside a JSON-like block with its identifier, under `##` headings; the verdict is one
+# token, `m` or `M`, which no text can be kept from writing (and need not be: it is no syntax).
+PAIRWISE_MARKERS = ('"""', '"model_identifier"', "## Instruction", "## Model Outputs", "## Task",
+                    "## Best Model Identifier")
 
 
 def template_markers(template: str, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -39,18 +43,24 @@ def template_markers(template: str, extra: tuple[str, ...] = ()) -> tuple[str, .
     return tuple(dict.fromkeys(m for m in [*found, *extra] if len(m) > 2))
 
 
-def break_markup(text: str, markers: tuple[str, ...] = (), numeric: bool = False) -> str:
-    """`text` with every marker and every `[[` / `]]` broken by a zero-width space after its
-    first character; with `numeric`, FastChat's backup rating `[N]` too."""
+def break_markup(text: str, markers: tuple[str, ...] = (), numeric: bool = False, brackets: bool = True) -> str:
+    """`text` with every marker and (`brackets`) every `[[` / `]]` broken by a zero-width space
+    after its first character; with `numeric`, FastChat's backup rating `[N]` too."""
     if not text:
         return text
     for marker in sorted(markers, key=len, reverse=True):  # the longest first: one marker inside another
         if marker.lower() in text.lower():
             text = re.sub(re.escape(marker), lambda m: m.group(0)[0] + ZWSP + m.group(0)[1:], text, flags=re.I)
-    text = BRACKETS.sub(lambda m: m.group(0)[0] + ZWSP + m.group(0)[1], text)
+    if brackets:
+        text = BRACKETS.sub(lambda m: m.group(0)[0] + ZWSP + m.group(0)[1], text)
     if numeric:
         text = SINGLE_NUMBER.sub("[" + ZWSP, text)
     return text
+
+
+def break_pairwise(text: str) -> str:
+    """An output as alpaca_eval's pairwise prompt shows it: its section markers broken."""
+    return break_markup(text, PAIRWISE_MARKERS, brackets=False)
 
 
 def board_warnings(n_marked: int, n_several: int, n_out_of_scale: int = 0) -> list[str]:
