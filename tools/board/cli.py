@@ -236,6 +236,12 @@ def build_board(args, registry, judges: list) -> int:
         warnings.append(f"{stats['failed']} judge calls gave no verdict ({stats['errors'][0]}); "
                         "make board asks them again")
     warnings += verdict_warnings(pairs, stats, arena)
+    for name, own in ({} if arena else judged.by_judge).items():
+        n_text = sum(r.get("n_text", 0) for r in own)
+        if n_text:  # an endpoint without logprobs: hard verdicts, not alpaca_eval's weighted ones
+            warnings.append(f"judge '{name}': {n_text} of its verdicts were read from the label its reply wrote "
+                            "(m or M, source: text): its endpoint gave no logprobs, so those are hard 1 or 2 "
+                            "preferences, not the probability-weighted ones of weighted_alpaca_eval_gpt4_turbo")
 
     out = args.out
     manifest = {
