@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from board.arena import STYLE, arena_scores, dropped_games, markdown_detail, style_of, to_battles, token_counter
+from board.arena import (STYLE, arena_scores, dropped_games, judgment_order, markdown_detail, style_of, to_battles,
+                         token_counter)
 from records import InputError, write_atomic
 
 NOTE = ("Arena-Hard-Auto v0.1: two games per prompt (the baseline as assistant A, then as B), the judge's "
@@ -140,11 +141,13 @@ def judge_arena(judges: list, pairs: list, reference: list[dict], out_dir: Path,
 
     results, games, stats, judge = judge_games(judges, pairs, out_dir, info, fast, progress)
     baseline = reference[0]["generator"]
-    table, about = arena_table(games, results, baseline, out_dir)
     questions = {i: r for i, r in enumerate({question_key(r): r for r in reference}.values())}
     known = set_ids(questions_path)
     ids = {i: known.get(question_key(r)) or r.get("question_id") or i for i, r in questions.items()}
     folder = export(out_dir, questions, results, games, baseline, judge.name, ids)
+    # battles in the order show_result.py would read these files here: its bootstrap's draws
+    order = judgment_order(Path(folder) / "model_judgment" / judge.name)
+    table, about = arena_table(games, results, baseline, out_dir, order)
     about.update(folder=str(folder), dropped=stats["dropped"], max_tokens=stats["max_tokens"], fast=fast,
                  labels_from="the label's logits" if hasattr(judge, "spec") and judge.kind != "openai" else "the text")
     write_atomic(Path(out_dir) / "board_arena_hard.csv", table.to_csv().encode("utf-8"))
@@ -152,15 +155,17 @@ def judge_arena(judges: list, pairs: list, reference: list[dict], out_dir: Path,
     return judged, {"table": table, "about": about, "judge": judge}
 
 
-def arena_table(games: list[dict], results: list[dict], baseline: str, out_dir: Path) -> tuple[pd.DataFrame, dict]:
+def arena_table(games: list[dict], results: list[dict], baseline: str, out_dir: Path,
+                model_order: list[str] | None = None) -> tuple[pd.DataFrame, dict]:
     """Per model: score [low, high], style-controlled score [low, high], battles, games,
-    games dropped, average answer tokens; and what the fits used."""
+    games dropped, average answer tokens (truncated to an integer, as show_result.py's int()
+    does); and what the fits used. model_order: the battles' order (arena.to_battles)."""
     count, tokenizer = token_counter(Path(out_dir) / "judge" / "tiktoken")
     style = {}
     for r in results:
         style[(r["model"], r["question_id"])] = style_of(r["model_output"], count)
         style[(baseline, r["question_id"])] = style_of(r["reference_output"], count)
-    battles = to_battles(games, baseline)
+    battles = to_battles(games, baseline, model_order)
     plain, _ = arena_scores(battles, baseline)
     styled, about = arena_scores(battles, baseline, style=style) if len(battles) else (plain.iloc[0:0], {})
     dropped = dropped_games(games)
@@ -173,9 +178,14 @@ def arena_table(games: list[dict], results: list[dict], baseline: str, out_dir: 
         table[f"sc_{column}"] = styled[column] if len(styled) else float("nan")
     table["n_games"] = [sum(1 for g in games if g["model"] == m or m == baseline) for m in table.index]
     table["n_dropped"] = [sum(dropped.values()) if m == baseline else dropped.get(m, 0) for m in table.index]
-    table["avg_tokens"] = [round(float(tokens.get(m, float("nan"))), 1) for m in table.index]
+    table["avg_tokens"] = [_truncated(tokens.get(m, float("nan"))) for m in table.index]
     return table.sort_values("score", ascending=False), {**about, "tokenizer": tokenizer,
                                                         "n_battles": int(len(battles))}
+
+
+def _truncated(mean: float) -> float:
+    """show_result.py's `int(length)`: the mean token count with its fraction dropped (109.7 -> 109)."""
+    return float("nan") if pd.isna(mean) else float(int(mean))
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:
