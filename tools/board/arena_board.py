@@ -33,7 +33,9 @@ from records import InputError, write_atomic
 NOTE = ("Arena-Hard-Auto v0.1: two games per prompt (the baseline as assistant A, then as B), the judge's "
         "label out of [[A>>B]] [[A>B]] [[A=B]] [[B>A]] [[B>>A]]; a >> label counts as 3 battles. Score: the win "
         "rate against the baseline implied by a Bradley-Terry fit over the battles, with the 2.5-97.5 percentiles "
-        "of 100 bootstrap rounds (battles resampled, seed 42, as its show_result.py does); style-controlled: the "
+        "of 100 bootstrap rounds (battles resampled, seed 42, in the order its show_result.py reads the exported "
+        "judgment files here, bounds rounded to 0.01 as it rounds them); average tokens truncated as it does. "
+        "A dropped game counts for nothing here and as a failed pair in the board's other views. Style-controlled: the "
         "same fit with its length and markdown features (headers, lists, bold).")
 
 
