@@ -19,9 +19,12 @@ Single-answer grading (MT-Bench's `[[8]]`, AlignBench's overall score) and Arena
                         #   no "[[", so `cue` was appended; "fast": no explanation, read right
                         #   after `cue`; "logprobs"/"text": an API judge
     record["mass"]      # local judges: the probability the judge gave the options at all
+    record["several_labels"]  # only when the reply wrote different in-scale `[[label]]`s: all of
+                        #   them in order (it is still read its protocol's way: FastChat's first)
 
 `call.messages()` is the prompt as [{role, content}] (content = the template with its fields
-filled by str.format, as FastChat and Arena-Hard fill theirs); judges render the roles
+filled by str.format, as FastChat and Arena-Hard fill theirs, the `data` fields (answers) with
+the prompt's verdict syntax and section markers broken: judges/verdict_text.py); judges render the roles
 themselves (interface 4): nothing here builds chat markup. `cut` names the fields a local judge may
 shorten to fit its context (answers, never the instructions), marking the record `truncated`.
 
@@ -33,7 +36,9 @@ How a judge answers (`judge.label(calls)`, a generator of (call, result) like `j
   tokens of options that are several tokens ("10" after "1"), normalized over the options.
   They never fail to give a label. `fast=True` skips the explanation: the label right after `cue`.
 - API judges (api_judge.py) parse the text with `parser` (FastChat's `[[N]]` then `[N]` by
-  default); no label = the call failed (`{"error", "unparsed": True}`): counted, not cached,
+  default, read as a number: `[[07]]` is 7, where FastChat's ast.literal_eval raises); no label,
+  a label outside the call's scale (`[[0]]`, `[[11]]`: `out_of_scale`) or a parser that cannot
+  read the reply = the call failed (`{"error", "unparsed": True}`): counted, not cached,
   retried by the next run, never averaged in. With logprobs, the options' probabilities at the
   label position are used as above (single-token options, plus the chain the reply wrote).
 Results are cached in OUT/judge/labels.jsonl keyed by the judge's weights/API identity, the
