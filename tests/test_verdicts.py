@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from judges import alignbench, own_grade
+from board.graded import alignbench, own_grade
 from judges.labels import LabelledCall, fastchat_rating, result_from_probs, result_from_text
 from scripted_api_server import ScriptedEndpoint
 
@@ -210,7 +210,7 @@ def test_api_pairwise_judge_without_logprobs_reads_the_written_label(tmp_path, r
 def test_pairwise_outputs_cannot_close_their_quotes_or_open_a_section():
     """alpaca_eval's pairwise prompt: an output holding `\"\"\"`, `"model_identifier"` or `## Task`
     is shown with them broken (one more zero-width space each); plain outputs are exactly its own."""
-    from judges import Call
+    from judges.cache import Call
     from judges.prompt import make_messages, prompt_template
 
     template = prompt_template()
