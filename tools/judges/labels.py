@@ -113,7 +113,8 @@ class LabelledCall:
     def shown_fields(self) -> dict[str, str]:
         """The fields as the judge sees them: the `data` ones without the prompt's verdict
         syntax or section markers (judges/verdict_text.py), the others as given."""
-        markers = template_markers(self.template, self.markers)
+        own = (self.open.strip(),) if self.open != OPEN and len(self.open.strip()) > 2 else ()  # "[RESULT]"
+        markers = template_markers(self.template, self.markers + own)
         numeric = self.values() is not None
         return {k: break_markup(v, markers, numeric) if k in self.data else v for k, v in self.fields}
 

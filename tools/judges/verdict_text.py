@@ -27,7 +27,7 @@ ZWSP = "\u200b"
 BRACKETS = re.compile(r"\[\[|\]\]")  # every double bracket: no `[[label]]` survives in an answer
 SINGLE_NUMBER = re.compile(r"\[(?=\d+\.?\d*\])")  # FastChat's backup rating `[8]`, for numeric labels
 MARKER = re.compile(r"\[[^\[\]{}\n]{2,80}\]|<\|[^|{}\n]{2,80}\|>")
-HEADING = re.compile(r"^#{1,6} [^{}\n]{1,60}$", re.M)
+HEADING = re.compile(r"^#{1,6} ?[^\s#{}][^{}\n]{0,59}$", re.M)  # "### User:", Prometheus' "###Response A:"
 # alpaca_eval's pairwise template (weighted_alpaca_eval_gpt4_turbo): each output is quoted in triple
 # quotes inside a JSON-like block with its identifier, under `##` headings; the verdict is one
 # token, `m` or `M`, which no text can be kept from writing (and need not be: it is no syntax).
