@@ -14,6 +14,11 @@ suffix=""
 cmake_args=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TOOLS=ON
             -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF)
 if [ "$CUDA" = 1 ]; then suffix="-cuda"; cmake_args+=(-DGGML_CUDA=on); fi
+# Without llama.cpp's AMX kernels, as the wheel is built (tools/setup_env.sh says why).
+if [ "$(uname -m)" = x86_64 ]; then
+  noamx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  cmake_args+=("-DCMAKE_C_FLAGS=$noamx" "-DCMAKE_CXX_FLAGS=$noamx"); suffix="$suffix-noamx"
+fi
 root="${LLMEVAL_WHEELS:-$HOME/.cache/llmeval-wheels}/native-$VERSION$suffix"
 bin="$root/bin"
 if [ -x "$bin/llama-bench" ] && [ -x "$bin/llama-batched-bench" ]; then echo "$bin"; exit 0; fi

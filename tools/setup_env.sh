@@ -13,6 +13,15 @@ if [ "$CUDA" = 1 ]; then
   variant=cuda
   cmake_args="$cmake_args -DGGML_CUDA=on"
 fi
+# llama.cpp 0.3.36's AMX kernels (picked by -march=native on Sapphire Rapids and later) crash the
+# process (SIGSEGV in ggml_backend_amx_mul_mat) on batched decodes: built without them on x86-64,
+# where explicit -mno-* flags win over -march=native. The wheel folder says so, so an older wheel
+# built with AMX is not reused.
+if [ "$(uname -m)" = x86_64 ]; then
+  export CFLAGS="${CFLAGS:-} -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"  # CMake's initial C/C++ flags
+  export CXXFLAGS="${CXXFLAGS:-} -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  variant="$variant-noamx"
+fi
 wheels="${LLMEVAL_WHEELS:-$HOME/.cache/llmeval-wheels}/$variant"
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
