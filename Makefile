@@ -105,7 +105,7 @@ ANSWERS := $(patsubst %,$(OUT)/%.json,$(MODELS_))
 
 help: ## list targets and variables
 	@echo "Targets:"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 	@echo "Variables (now):"
 	@echo "  MODELS=\"$(MODELS_)\"  QUESTIONS=$(QUESTIONS)  REFERENCE=$(or $(REFERENCE_),$(REFERENCE_SET) (the set's))  JUDGE=$(JUDGE_)"
 	@echo "  QUESTIONS=name: a set of data/benchmarks.toml ($$(python3 tools/lib/benchsets.py names 2>/dev/null)); LIMIT=$(LIMIT) (N: a stratified fixed-seed sample of N questions)"
@@ -146,7 +146,7 @@ download-%: | setup
 quantize-%: download-%
 	@$(PY) tools/quantize.py $* --models-toml $(MODELS_TOML)
 
-judge-weights: need-judge | setup
+judge-weights: need-judge | setup ## download and quantize JUDGE's weights from the Hub (board and judge-check run it first)
 	@$(PY) tools/download.py --optional $(JUDGE_) --models-toml $(MODELS_TOML)
 	@$(PY) tools/quantize.py --optional $(JUDGE_) --models-toml $(MODELS_TOML)
 

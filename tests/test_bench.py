@@ -1,5 +1,5 @@
 """bench/bench.py (make bench) end to end on the embedded model, small: it runs, compares the same
-questions across engines, and writes bench.json with the figures the README quotes. No speed is
+questions across engines, and writes bench.json with the figures docs/speed.md quotes. No speed is
 asserted (benchmarks print figures; tests check they are made). The native llama.cpp tools are
 not built here (make test never builds them), so --native-bin is left out."""
 import json

@@ -68,7 +68,7 @@ def test_broken_or_missing_registry_fails_with_one_line(tmp_path, content, wante
     assert "Nothing to be done" not in result.stdout + result.stderr
 
 
-# --- Every `make` line the README and `make help` document, run for real once (issue 16, item 3):
+# --- Every `make` line the README, docs/*.md and `make help` document, run for real once (issue 16, item 3):
 # the project's models.toml with its embedded models (answers cut to 16 tokens), two questions,
 # two labelled pairs, one OUT reused from line to line, and `make clean` last.
 EMBEDDED = ("smollm2_135m", "gemma3_270m")
@@ -81,6 +81,7 @@ DOCUMENTED = {
     "make models": "make models",
     "make download": "make download",
     "make quantize": "make quantize",
+    "make judge-weights": "make judge-weights",  # the embedded judge: on disk already, nothing to do
     "make plan": "make plan",
     'make plan MODELS="..."': f'make plan MODELS="{" ".join(EMBEDDED)}" {TWO_JUDGES} FREE=12GiB',
     PLAN_CARDS: PLAN_CARDS,  # the published shapes: nothing downloaded
@@ -125,6 +126,7 @@ DOCUMENTED = {
     "make board QUESTIONS=alpaca_eval JUDGE=weighted_alpaca_eval_gpt4_turbo": None,  # test_alpaca_eval_official.py
     "make board QUESTIONS=alpaca_eval_1 JUDGE=chatgpt_fn": None,  # an API key; tests/test_data.py fetches the set
     "make test": None,  # this suite
+    "make test-fast": None,  # the suite's unit tests: a lane of this suite
     "make setup CUDA=1": None,  # needs the CUDA toolkit
     "make native-bench": None,  # builds llama.cpp's native tools, about 25 minutes
     "make bench": None,  # needs make native-bench; tests/test_bench.py runs bench/bench.py
@@ -141,10 +143,11 @@ DOCUMENTED = {
 
 
 def documented_lines() -> set[str]:
-    """`make ...` in the README's bash blocks and backquotes, and each target `make help` lists."""
+    """`make ...` in the bash blocks and backquotes of README.md and docs/*.md, and each target `make help` lists."""
     import re
 
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    text = "\n".join(page.read_text(encoding="utf-8") for page in pages)
     lines = {" ".join(line.split("#")[0].split()) for block in re.findall(r"```bash\n(.*?)```", text, re.S)
              for line in block.replace("\\\n", " ").splitlines() if line.strip().startswith("make ")}
     lines |= {" ".join(m.split()) for m in re.findall(r"`(make [^`]*)`", text)}

@@ -74,7 +74,7 @@ def test_plan_with_a_given_free_memory_says_what_does_not_fit(capsys):
 
 
 def test_chatglm_card_rows_by_quant(capsys):
-    """The README's card table: fp16, int8 and int4 rows, N from the same sizing function."""
+    """docs/gpu.md's card table: fp16, int8 and int4 rows, N from the same sizing function."""
     assert plan.main(["chatglm_6b", "--cards", "8,12,16,24", "--quant", "fp16,int8,int4",
                       "--models-toml", str(ROOT / "models.toml")]) == 0
     table = rows(capsys.readouterr().out)

@@ -209,7 +209,7 @@ def _cards(text: str) -> list[tuple[int, int]]:
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
-    """A Markdown table (pasted into the README as it is)."""
+    """A Markdown table (pasted into docs/gpu.md as it is)."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, ["-" * w for w in widths], *rows]:
         print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")

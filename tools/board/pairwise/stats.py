@@ -39,7 +39,7 @@ BOARD_COLUMNS = ALPACA_COLUMNS + EXTRA_COLUMNS
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 
-# Below these the board warns (see README, "Reading the board").
+# Below these the board warns (see docs/board.md, "Warnings come first").
 MIN_CONSISTENCY = 60.0  # a coin-flip judge agrees with itself on about 50% of swapped pairs
 FEW_QUESTIONS = 30
 # Points between the win rate and the LC win rate that say the judge's verdicts follow length
