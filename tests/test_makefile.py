@@ -125,6 +125,7 @@ DOCUMENTED = {
     "make board QUESTIONS=alpaca_eval JUDGE=weighted_alpaca_eval_gpt4_turbo": None,  # test_alpaca_eval_official.py
     "make board QUESTIONS=alpaca_eval_1 JUDGE=chatgpt_fn": None,  # an API key; tests/test_data.py fetches the set
     "make test": None,  # this suite
+    "make test-fast": None,  # this suite without its slow tests
     "make setup CUDA=1": None,  # needs the CUDA toolkit
     "make native-bench": None,  # builds llama.cpp's native tools, about 25 minutes
     "make bench": None,  # needs make native-bench; tests/test_bench.py runs bench/bench.py
