@@ -10,14 +10,12 @@ import csv
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+from conftest import ROOT, SMOLLM2, needs_smollm2
 KEY = "sk-dummy-official-annotator-key"
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+pytestmark = needs_smollm2
 
 
 @pytest.fixture(scope="module")

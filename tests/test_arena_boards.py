@@ -14,10 +14,9 @@ import pytest
 
 from board.arena import LABELS
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT, needs_smollm2
 MODELS = "smollm2_135m gemma3_270m"
-pytestmark = pytest.mark.skipif(not (ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf").is_file(),
-                                reason="run `make models` first")
+pytestmark = needs_smollm2
 
 
 def make_board(out: Path, *args: str) -> subprocess.CompletedProcess:

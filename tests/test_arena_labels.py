@@ -7,7 +7,6 @@ with and without `fast`. The judge config is Arena-Hard's own file from ../share
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,7 @@ from judges.arena_hard import CONTINUE, LABELS, arena_judge, ask, labelled_call,
 from judges.labels import label_calls
 from registry import load_registry
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+from conftest import SMOLLM2, needs_smollm2
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +124,7 @@ def test_api_judge_reads_labels_as_arena_hard(config, tmp_path):
         endpoint.server.shutdown()
 
 
-@pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+@needs_smollm2
 def test_local_five_label_read_never_fails(config, tmp_path):
     """An explanation then the label from logits, and `fast` (no explanation), in one batch; an
     answer that writes a label and chat markup of its own changes nothing."""

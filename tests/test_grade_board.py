@@ -17,8 +17,7 @@ import pytest
 
 from benchdata import shared_benchmarks
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+from conftest import ROOT, SMOLLM2
 SHARED = shared_benchmarks() or Path("/nonexistent")
 MT = SHARED / "mt_bench" / "fastchat" / "llm_judge" / "data"
 AB = SHARED / "alignbench"

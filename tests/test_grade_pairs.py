@@ -22,7 +22,7 @@ from board import grade_pairs
 from judges import mt_bench
 from judges.labels import LabelledCall
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
 BENCH = mt_bench_data()
 pytestmark = pytest.mark.skipif(not BENCH.is_dir(), reason="needs the MT-Bench files (../shared/benchmarks)")
 REPLIES = ["Assistant A is better. [[A]]", "[[B]]", "A tie: [[C]]", "no verdict", "[[B]] or rather [[A]]",

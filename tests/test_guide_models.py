@@ -16,16 +16,14 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 import twins
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+from conftest import ROOT, SMOLLM2, needs_smollm2
 pytestmark = [
-    pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first"),
+    needs_smollm2,
     pytest.mark.skipif(not twins.twin_available(), reason="../shared/twins/chatglm-6b is not beside the clone"),
 ]
 QUESTIONS = ["What is the capital of France?", "为什么天空是蓝色的？"]

@@ -7,7 +7,6 @@ LLMEVAL_KV_BUDGET, as for the llama.cpp engine). Quantized weights asked for on 
 environment that cannot make them, are one line."""
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +15,7 @@ import twins
 from backends import chat_messages, load_backend
 from registry import load_registry
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
 QUESTIONS = [{"instruction": "What is the capital of France?"}, {"instruction": "Hi"},
              {"instruction": "Hello, how are you today? Machine learning models answer questions."},
              {"instruction": "你好，世界。"}, {"instruction": "Say hello.", "input": "to Bob"},

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,9 +16,8 @@ from judges import Call, JudgeError, Pair, file_sha256, judge_calls, judge_pairs
 from llama_server import judge_server
 from registry import load_registry
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+from conftest import ROOT, SMOLLM2, needs_smollm2
+pytestmark = needs_smollm2
 
 PAIRS = [
     Pair("m", "What is the capital of France?", "Paris.", "Berlin.", 0),

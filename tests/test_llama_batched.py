@@ -18,15 +18,13 @@ covers that path too, and the shared system prompt (decoded once, copied) as wel
 No speed is asserted here: `make bench` measures it.
 """
 import dataclasses
-from pathlib import Path
 
 import pytest
 
 from registry import load_registry
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+from conftest import SMOLLM2, needs_smollm2
+pytestmark = needs_smollm2
 
 QUESTIONS = [{"instruction": q} for q in [
     "What is the capital of France?", "为什么天空是蓝色的？", "Write a haiku about the sea.",

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+from conftest import ROOT, SMOLLM2, needs_models, needs_smollm2
 
 NO_DEFAULTS = f"""
 [models.tiny]
@@ -30,7 +29,7 @@ def errors(result):
     return [line for line in result.stderr.splitlines() if not line.startswith("make: ***")]
 
 
-@pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+@needs_smollm2
 def test_registry_without_defaults_runs_what_needs_no_judge(tmp_path):
     (tmp_path / "models.toml").write_text(NO_DEFAULTS, encoding="utf-8")
     (tmp_path / "q.txt").write_text("What is 2 + 2?\n", encoding="utf-8")
@@ -164,9 +163,7 @@ def project_registry(tmp_path: Path) -> Path:
     return tmp_path / "models.toml"
 
 
-@pytest.mark.skipif(not all((ROOT / "models" / f).is_file() for f in
-                            ("SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf")),
-                    reason="run `make models` first")
+@needs_models
 def test_every_documented_make_line_runs_for_real(tmp_path, bench_data_url):
     import shlex
 
