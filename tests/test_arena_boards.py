@@ -22,7 +22,7 @@ pytestmark = needs_smollm2
 def make_board(out: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     return subprocess.run(["make", "--no-print-directory", "board", f"OUT={out}", f"MODELS={MODELS}", *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
 def rows(path: Path) -> dict[str, dict]:

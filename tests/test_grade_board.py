@@ -63,7 +63,7 @@ def run_board(out: Path, questions: Path, answers: list[str], *extra):
     return subprocess.run([sys.executable, str(ROOT / "tools" / "board"), "--protocol", "grade", "--answers",
                            *[str(out / a) for a in answers], "--questions", str(questions), "--judge", "judge",
                            "--models-toml", str(out / "models.toml"), "--out", str(out), *extra],
-                          capture_output=True, text=True, timeout=1500)
+                          capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture(scope="module")

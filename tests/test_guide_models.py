@@ -29,7 +29,7 @@ pytestmark = [
 QUESTIONS = ["What is the capital of France?", "为什么天空是蓝色的？"]
 
 
-def make(guide, *args, env_extra=None, timeout=1800, no_network=False):
+def make(guide, *args, env_extra=None, timeout=900, no_network=False):
     env = {**os.environ, "HF_HUB_CACHE": str(guide["cache"]), "HF_HOME": str(guide["tmp"] / "hf-home"),
            "HF_HUB_OFFLINE": "1", **(env_extra or {})}
     env = {k: v for k, v in env.items() if v is not None}  # None: unset

@@ -31,7 +31,7 @@ def run_infer(folder: Path, n: int) -> tuple[int, list[dict]]:
                                   encoding="utf-8")
     cmd = ["make", "--no-print-directory", "-C", str(ROOT), "infer", "MODELS=tiny", f"OUT={folder / 'out'}",
            f"MODELS_TOML={folder / 'models.toml'}", f"QUESTIONS={folder / 'q.txt'}"]
-    result = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, timeout=1800)
+    result = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, timeout=900)
     rc, rss_kib = map(int, result.stdout.split())
     assert rc == 0, result.stderr
     return rss_kib, json.loads((folder / "out" / "tiny.json").read_text(encoding="utf-8"))
