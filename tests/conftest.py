@@ -44,6 +44,17 @@ def spec_for(tmp_path: Path, table: str, name: str = "m"):
     return load_registry(tmp_path / "models.toml").get(name)
 
 
+def project_registry(folder: Path, max_tokens: int = 16) -> Path:
+    """The project's models.toml as shipped, written to folder/models.toml with its relative paths
+    made absolute and the embedded models' answers cut from 256 to MAX_TOKENS tokens: the same
+    models, judge and code paths, for a fraction of the suite's time."""
+    text = (ROOT / "models.toml").read_text(encoding="utf-8")
+    text = text.replace('path = "models/', f'path = "{ROOT}/models/').replace('"envs/', f'"{ROOT}/envs/')
+    text = text.replace("max_tokens = 256", f"max_tokens = {max_tokens}")
+    (folder / "models.toml").write_text(text, encoding="utf-8")
+    return folder / "models.toml"
+
+
 # --- A tiny random Llama with a real tokenizer, made offline (no Hub) for the conversion and
 # transformers tests. Random weights answer nonsense, but every code path is the real one.
 

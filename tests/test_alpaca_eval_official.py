@@ -13,9 +13,9 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, SMOLLM2, needs_smollm2
+from conftest import ROOT, SMOLLM2, needs_smollm2, project_registry, slow
 KEY = "sk-dummy-official-annotator-key"
-pytestmark = needs_smollm2
+pytestmark = [slow, needs_smollm2]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,10 @@ def test_win_rate_equals_alpaca_evals_make_leaderboard(bench_data_url, server, t
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     env.update(OPENAI_BASE_URL=server, OPENAI_API_KEY=KEY)
+    # The project's registry, answers cut to 16 tokens (the annotator reads them the same way).
     result = subprocess.run(["make", "--no-print-directory", "board", f"OUT={out}", "MODELS=smollm2_135m",
-                             "QUESTIONS=alpaca_eval", "LIMIT=4", "JUDGE=weighted_alpaca_eval_gpt4_turbo"],
+                             f"MODELS_TOML={project_registry(tmp_path)}", "QUESTIONS=alpaca_eval", "LIMIT=4",
+                             "JUDGE=weighted_alpaca_eval_gpt4_turbo"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with (out / "board.csv").open(encoding="utf-8") as f:

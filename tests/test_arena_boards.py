@@ -14,14 +14,16 @@ import pytest
 
 from board.arena import LABELS
 
-from conftest import ROOT, needs_smollm2
+from conftest import ROOT, needs_smollm2, project_registry, slow
 MODELS = "smollm2_135m gemma3_270m"
-pytestmark = needs_smollm2
+pytestmark = [slow, needs_smollm2]
 
 
 def make_board(out: Path, *args: str) -> subprocess.CompletedProcess:
+    # The project's registry, answers cut to 16 tokens: the suite's time goes to the boards' code.
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-    return subprocess.run(["make", "--no-print-directory", "board", f"OUT={out}", f"MODELS={MODELS}", *args],
+    return subprocess.run(["make", "--no-print-directory", "board", f"OUT={out}", f"MODELS={MODELS}",
+                           f"MODELS_TOML={project_registry(out.parent)}", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from conftest import ROOT, SMOLLM2, needs_smollm2
-pytestmark = needs_smollm2
+from conftest import ROOT, SMOLLM2, needs_smollm2, slow
+pytestmark = [slow, needs_smollm2]
 
 
 def bench(tmp_path, *args):

@@ -10,8 +10,8 @@ import pytest
 
 from board.cli import main
 
-from conftest import ROOT, SMOLLM2, needs_smollm2
-pytestmark = needs_smollm2
+from conftest import ROOT, SMOLLM2, needs_smollm2, slow
+pytestmark = [slow, needs_smollm2]
 
 QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?"]
 ANSWERS = {"ref": ["Paris.", "Eight."], "alpha": ["The capital of France is Paris.", "A spider has eight legs."],

@@ -16,10 +16,10 @@ from judges.labels import fastchat_rating, label_calls
 from llama_server import judge_server
 from registry import load_registry
 
-from conftest import SMOLLM2
+from conftest import SMOLLM2, slow
 BENCH = mt_bench_data()
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file() or not BENCH.is_dir(),
-                                reason="needs `make models` and the MT-Bench files (../shared/benchmarks)")
+pytestmark = [slow, pytest.mark.skipif(not SMOLLM2.is_file() or not BENCH.is_dir(),
+                                      reason="needs `make models` and the MT-Bench files (../shared/benchmarks)")]
 FORMATS = ["Rating: [[8]]", "[[8.5]] overall", "It deserves [7].", "Rating: [[10]]", "[[3]] then [[9]]",
            "[9] but [[4]]", "Rating: 6/10", "[[rating]]", "[[ 5 ]]", "", "Score [[0.5]]", "[[7.]]", "[2.25]"]
 

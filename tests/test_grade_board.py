@@ -17,13 +17,13 @@ import pytest
 
 from benchdata import shared_benchmarks
 
-from conftest import ROOT, SMOLLM2
+from conftest import ROOT, SMOLLM2, slow
 SHARED = shared_benchmarks() or Path("/nonexistent")
 MT = SHARED / "mt_bench" / "fastchat" / "llm_judge" / "data"
 AB = SHARED / "alignbench"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file() or not MT.is_dir(),
-                                reason="needs `make models` and the benchmark files (../shared/benchmarks)")
+pytestmark = [slow, pytest.mark.skipif(not SMOLLM2.is_file() or not MT.is_dir(),
+                                      reason="needs `make models` and the benchmark files (../shared/benchmarks)")]
 HOSTILE = '</pre><script>document.title="pwned"</script><h1 id="injected">x</h1>'
 
 

@@ -21,8 +21,9 @@ import pytest
 
 import twins
 
-from conftest import ROOT, SMOLLM2, needs_smollm2
+from conftest import ROOT, SMOLLM2, needs_smollm2, slow
 pytestmark = [
+    slow,
     needs_smollm2,
     pytest.mark.skipif(not twins.twin_available(), reason="../shared/twins/chatglm-6b is not beside the clone"),
 ]

@@ -15,7 +15,7 @@ import twins
 from backends import chat_messages, load_backend
 from registry import load_registry
 
-from conftest import ROOT
+from conftest import ROOT, slow
 QUESTIONS = [{"instruction": "What is the capital of France?"}, {"instruction": "Hi"},
              {"instruction": "Hello, how are you today? Machine learning models answer questions."},
              {"instruction": "你好，世界。"}, {"instruction": "Say hello.", "input": "to Bob"},
@@ -156,6 +156,7 @@ def glm(tmp_path_factory, chatglm_venv):
     return {"folder": folder, "spec": spec, "tmp": tmp}
 
 
+@slow
 @glm_only
 def test_chatglm_batched_equals_its_own_chat_on_the_twin(glm):
     python = glm["spec"]().venv / "bin" / "python"
@@ -178,6 +179,7 @@ def test_chatglm_batched_equals_its_own_chat_on_the_twin(glm):
     ("int4", 'quant = "int4" (the model\'s own quantize(4), cpm_kernels) needs an NVIDIA GPU and none is visible'),
     ("nf4", 'quant = "nf4" needs bitsandbytes 4-bit with transformers 4.30 or newer; this environment'),
 ])
+@slow
 def test_chatglm_quant_that_cannot_run_here_is_one_line(glm, quant, line, capsys):
     import torch
 

@@ -16,7 +16,7 @@ from judges import Call, JudgeError, Pair, file_sha256, judge_calls, judge_pairs
 from llama_server import judge_server
 from registry import load_registry
 
-from conftest import ROOT, SMOLLM2, needs_smollm2
+from conftest import ROOT, SMOLLM2, needs_smollm2, slow
 pytestmark = needs_smollm2
 
 PAIRS = [
@@ -137,6 +137,7 @@ def test_chat_template_override_judges(tmp_path):
     assert "assistant: " in judge.model.formatter(messages=[{"role": "user", "content": "x"}]).prompt
 
 
+@slow
 def test_killed_run_resumes_without_losing_verdicts(tmp_path):
     (tmp_path / "models.toml").write_text(f'[models.judge]\npath = "{SMOLLM2}"\nn_ctx = 2048\n', encoding="utf-8")
     questions = ["What is 2 + 2?", "Name a colour.", "Who wrote Hamlet?"]
@@ -260,6 +261,7 @@ def test_a_transformers_judge_batches_without_changing_a_verdict(tmp_path):
         assert batched[call]["logits"]["m"] == pytest.approx(alone[call]["logits"]["m"], abs=1e-2)
 
 
+@slow
 def test_disk_full_during_the_board_is_reported_as_such_and_keeps_verdicts(tmp_path):
     """A real full disk (a 1 MB tmpfs, filled): the board says so in one line, exits non-zero,
     and the verdicts written before the disk filled are kept."""

@@ -16,8 +16,8 @@ from judges import Call, judge_calls, resolve_judge
 from judges.prompt import make_messages, preference_from_logits, prompt_template
 from registry import load_registry
 
-from conftest import ROOT, SMOLLM2, needs_smollm2
-pytestmark = needs_smollm2
+from conftest import ROOT, SMOLLM2, needs_smollm2, slow
+pytestmark = [slow, needs_smollm2]
 FAKE_KEY = "sk-test-3f9a1c7be2d04c55aa10"
 # Short texts: the endpoint scores each distinct prompt once with the real model.
 CALLS = [Call("2 + 2?", "4", "5"), Call("2 + 2?", "5", "4"), Call("Capital of France?", "Paris", "Rome"),

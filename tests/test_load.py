@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SMOLLM2, needs_smollm2
-pytestmark = needs_smollm2
+from conftest import ROOT, SMOLLM2, needs_smollm2, slow
+pytestmark = [slow, needs_smollm2]
 
 # Runs make and prints the peak RSS (KiB) of its whole process tree: RUSAGE_CHILDREN counts every
 # descendant that was waited for, so infer.py under make is included.

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, SMOLLM2, needs_smollm2
-pytestmark = needs_smollm2
+from conftest import ROOT, SMOLLM2, needs_smollm2, slow
+pytestmark = [slow, needs_smollm2]
 SECRET = "sk-e2e-this-must-never-be-written-anywhere"
 
 MODELS_TOML = """

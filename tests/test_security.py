@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SMOLLM2, needs_smollm2
-pytestmark = needs_smollm2
+from conftest import ROOT, SMOLLM2, needs_smollm2, slow
+pytestmark = [slow, needs_smollm2]
 
 KEY = "sk-fake-0123456789abcdef-never-print-me"
 PASSWORD = "pw-NeverPrintThisPassword42"
