@@ -21,7 +21,7 @@ QUESTIONS = "What is 2+2?\nName a colour.\n"
 
 # id -> (files written into the test folder, the command, what the one line must say).
 # {d} in a command or a file is the test folder. Commands: "infer ..." and "registry ..." run
-# tools/infer.py / tools/registry.py; "make ..." runs make with OUT={d}/out and the files below;
+# tools/infer.py / tools/lib/registry.py; "make ..." runs make with OUT={d}/out and the files below;
 # "board ..." and "judge-check ..." run those tools.
 TOML_CASES = {
     "name_escapes_out": ('[models."../../escape"]\npath = "x.gguf"\n', "must be a plain identifier"),
@@ -76,6 +76,9 @@ CASES.update({
                                       "infer tiny --questions {d}/q.json", "'input' must be text"),
     "questions_jsonl_bad_line": ({"models.toml": GOOD_MODEL, "q.jsonl": '{"instruction": "a"}\n{oops\n'},
                                  "infer tiny --questions {d}/q.jsonl", "q.jsonl:2: not valid JSON"),
+    "questions_jsonl_duplicate_id": ({"models.toml": GOOD_MODEL, "q.jsonl": '{"question_id": 1, "category": "x", "turns": ["a"]}\n'
+                                     '{"question_id": 1, "category": "x", "turns": ["b"]}\n'},
+                                     "infer tiny --questions {d}/q.jsonl", "question_id 1 is given to two different questions"),
     "questions_json_nul": ({"models.toml": GOOD_MODEL, "q.json": '[{"instruction": "a\\u0000b"}]'},
                            "infer tiny --questions {d}/q.json", "contains a NUL"),
     "questions_json_lone_surrogate": ({"models.toml": GOOD_MODEL, "q.json": '[{"instruction": "a"}, {"instruction": "b\\ud800c"}]'},
@@ -168,7 +171,7 @@ def command(d: Path, line: str) -> list[str]:
         if not any(w.startswith("OUT=") for w in given):
             extra.append(f"OUT={d}/out")
         return ["make", "--no-print-directory", "-C", str(ROOT), *given, *extra, f"MODELS_TOML={d}/models.toml"]
-    script = {"infer": "infer.py", "registry": "registry.py", "board": "board",
+    script = {"infer": "infer.py", "registry": "lib/registry.py", "board": "board",
               "judge-check": "judge_check.py"}[tool]
     argv = [PY, str(ROOT / "tools" / script), *args.split()]
     if tool == "infer":

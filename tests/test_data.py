@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-import benchsets
+from lib import benchsets
 import data
-from records import InputError, load_questions, question_key
+from lib.records import InputError, load_questions, question_key
 
 from conftest import ROOT
 SIDECAR_KEYS = {"name", "protocol", "grader", "files", "reference_outputs", "reference_name", "published",
@@ -303,3 +303,18 @@ def test_progress_bar_while_fetching(bench_data_url, tmp_path):
     result = run_data("alpaca_eval", "--out", str(tmp_path / "out"), env=env)
     assert result.returncode == 0, result.stderr
     assert "alpaca_eval: model_outputs.json:" in result.stderr and "/1.90M" in result.stderr  # tqdm: of 1.90 MB
+
+
+def test_make_normalizes_limit(tmp_path):
+    """LIMIT=02 is LIMIT=2 (the file data.py writes, the one make waits for); anything else than a
+    whole number is one line, before anything runs."""
+    result = make("-n", "infer", "QUESTIONS=mt_bench", "LIMIT=02", "MODELS=smollm2_135m", f"OUT={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    assert "tools/data.py mt_bench --limit 2 " in result.stdout and "-limit2.jsonl" in result.stdout
+    assert "limit02" not in result.stdout
+    for value, said in (("abc", "LIMIT=abc: must be a whole number"), ("1e3", "LIMIT=1e3: must be"),
+                        ("00", "LIMIT=0: must be a whole number of questions, 1 or more")):
+        result = make("-n", "infer", "QUESTIONS=mt_bench", f"LIMIT={value}", f"OUT={tmp_path}")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and said in lines[0], result.stderr
+        assert not (tmp_path / "sets").exists()

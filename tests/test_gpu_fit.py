@@ -15,7 +15,7 @@ import pytest
 
 from backends import gpu_fit
 from backends.gpu_fit import GIB, PUBLISHED, ModelShape, fit
-from registry import load_registry
+from lib.registry import load_registry
 
 from conftest import SMOLLM2, GEMMA3, needs_models, needs_smollm2
 MIB = 1 << 20

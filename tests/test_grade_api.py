@@ -11,10 +11,11 @@ import json
 import pytest
 
 from benchdata import fastchat_common, mt_bench_data
-from judges import mt_bench, resolve_judge
+from board.graded import mt_bench
+from judges.resolve import resolve_judge
 from judges.labels import fastchat_rating, label_calls
 from llama_server import judge_server
-from registry import load_registry
+from lib.registry import load_registry
 
 from conftest import SMOLLM2, slow
 BENCH = mt_bench_data()

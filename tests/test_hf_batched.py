@@ -12,8 +12,9 @@ import pytest
 
 import infer
 import twins
-from backends import chat_messages, load_backend
-from registry import load_registry
+from backends.load import load_backend
+from lib.messages import chat_messages
+from lib.registry import load_registry
 
 from conftest import ROOT, slow
 QUESTIONS = [{"instruction": "What is the capital of France?"}, {"instruction": "Hi"},

@@ -12,9 +12,12 @@ import time
 
 import pytest
 
-from judges import Call, JudgeError, Pair, file_sha256, judge_calls, judge_pairs, resolve_judge
+from judges.cache import Call, JudgeError, judge_calls
+from judges.identity import file_sha256
+from judges.pairs import Pair, judge_pairs
+from judges.resolve import resolve_judge
 from llama_server import judge_server
-from registry import load_registry
+from lib.registry import load_registry
 
 from conftest import ROOT, SMOLLM2, needs_smollm2, slow
 pytestmark = needs_smollm2

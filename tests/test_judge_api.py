@@ -12,9 +12,10 @@ import sys
 import pytest
 
 from judge_api_server import judge_api_server
-from judges import Call, judge_calls, resolve_judge
+from judges.cache import Call, judge_calls
+from judges.resolve import resolve_judge
 from judges.prompt import make_messages, preference_from_logits, prompt_template
-from registry import load_registry
+from lib.registry import load_registry
 
 from conftest import ROOT, SMOLLM2, needs_smollm2, slow
 pytestmark = [slow, needs_smollm2]

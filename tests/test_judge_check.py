@@ -5,7 +5,7 @@ import json
 import pytest
 
 from judge_check import DEFAULT_PAIRS, check_path, load_check_pairs, main
-from records import InputError
+from lib.records import InputError
 
 from conftest import SMOLLM2, needs_smollm2
 
@@ -29,9 +29,9 @@ def test_bad_pairs_file_is_one_clear_error(tmp_path):
 
 @needs_smollm2
 def test_check_reports_accuracy_and_consistency_and_the_board_quotes_it(tmp_path, capsys):
-    from board.cli import last_check
-    from judges import resolve_judge
-    from registry import load_registry
+    from board.pairwise.board import last_check
+    from judges.resolve import resolve_judge
+    from lib.registry import load_registry
 
     (tmp_path / "models.toml").write_text(f'[models.tiny]\npath = "{SMOLLM2}"\nn_ctx = 2048\n', encoding="utf-8")
     out = tmp_path / "out"

@@ -8,10 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from judges import resolve_judge
+from judges.resolve import resolve_judge
 from judges.labels import (RATINGS, LabelledCall, chain_probs, fastchat_rating, label_calls, label_position,
                            option_paths, path_nodes)
-from registry import load_registry
+from lib.registry import load_registry
 
 from conftest import SMOLLM2, needs_smollm2
 pytestmark = needs_smollm2

@@ -21,7 +21,7 @@ import dataclasses
 
 import pytest
 
-from registry import load_registry
+from lib.registry import load_registry
 
 from conftest import SMOLLM2, needs_smollm2
 pytestmark = needs_smollm2

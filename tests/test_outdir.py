@@ -32,6 +32,7 @@ def test_clean_removes_a_link_never_what_it_points_to(tmp_path):
     elsewhere.mkdir()
     (elsewhere / "precious.txt").write_text("mine", encoding="utf-8")
     (out / "cache").symlink_to(elsewhere)  # a cache on another disk
+    (out / ".llmeval").write_text("", encoding="utf-8")  # llmeval wrote here
     (out / ".board.csv.abc123.tmp").write_text("half", encoding="utf-8")  # an interrupted atomic write
     (out / "model.json").write_text('[{"instruction": "q", "output": "a", "generator": "model"}]', encoding="utf-8")
     (out / "questions.json").write_text('[{"instruction": "q"}]', encoding="utf-8")  # the user's, not answers
@@ -62,3 +63,34 @@ def test_every_output_name_of_the_tools_is_known():
         folder = f"{name}/"
         known = any(fnmatch.fnmatchcase(n, p) for p in module.OUTPUTS for n in (name, folder))
         assert known or name.endswith(".json"), f"OUT/{name} is written by the tools but not in outdir.OUTPUTS"
+
+
+def test_clean_needs_the_marker(tmp_path):
+    """A folder llmeval never wrote into (no .llmeval) keeps its cache/, board.csv and manifest.json."""
+    out = tmp_path / "mine"
+    (out / "cache").mkdir(parents=True)
+    for name in ("cache/x.jsonl", "board.csv", "manifest.json"):
+        (out / name).write_text("the user's", encoding="utf-8")
+    result = outdir("clean", out)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stdout + result.stderr
+    assert "has no .llmeval marker: llmeval never wrote there" in result.stderr and not result.stdout
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["board.csv", "cache", "cache/x.jsonl",
+                                                                       "manifest.json"]
+    (tmp_path / "empty").mkdir()
+    result = outdir("clean", tmp_path / "empty")  # nothing of ours, no marker: nothing to do, not an error
+    assert result.returncode == 0 and "nothing to clean" in result.stdout
+
+
+def test_clean_refuses_a_clone_or_a_registry_anywhere_it_would_remove(tmp_path):
+    """.git or models.toml in OUT, or at any depth in a folder clean would remove: nothing removed."""
+    for planted in ("judge/clone/.git/HEAD", "cache/a/b/c/models.toml", ".git", "models.toml", "sets/wt/.git"):
+        out = tmp_path / planted.replace("/", "_").replace(".", "_")
+        (out / planted).parent.mkdir(parents=True, exist_ok=True)
+        (out / planted).write_text("", encoding="utf-8")
+        (out / ".llmeval").write_text("", encoding="utf-8")
+        (out / "board.csv").write_text("model,score\n", encoding="utf-8")
+        before = sorted(out.rglob("*"))
+        result = outdir("clean", out)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stdout + result.stderr
+        assert f"{out / planted.split('/HEAD')[0]} is in OUT={out}" in result.stderr, result.stderr
+        assert sorted(out.rglob("*")) == before

@@ -406,4 +406,18 @@ def test_make_clean_removes_only_what_llmeval_wrote(tmp_path):
         assert f"removed {out / name.rstrip('/')}{'/' if name.endswith('/') else ''}" in clean.stdout, clean.stdout
     assert f"kept {out / 'notes.txt'}: not something llmeval writes" in clean.stdout
     again = make(tmp_path, env, "clean")
-    assert again.returncode == 0 and "0 removed, 3 kept" in again.stdout, again.stdout
+    assert again.returncode == 0 and "has no .llmeval marker and nothing llmeval writes" in again.stdout, again.stdout
+
+
+@pytest.mark.parametrize("var", ["OUT", "MODELS", "JUDGE", "REFERENCE", "QUESTIONS", "MODELS_TOML"])
+def test_shell_code_in_a_make_variable_never_runs(tmp_path, var):
+    """A quote, $(...) or backticks in a variable would run as shell code in the Makefile's
+    $(shell ...) lines and in recipes (make help echoes them all): refused in one line, first."""
+    pwned = tmp_path / "pwned"
+    for payload in (f"x';{{touch,{pwned}}};'", f"$$(touch {pwned})", f"`touch {pwned}`", f"a;touch {pwned}"):
+        result = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "help", f"{var}={payload}"],
+                                capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert not pwned.exists(), f"{var}={payload} ran"
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stdout + result.stderr
+        assert f"error: {var} holds " in lines[0] and "a character the shell acts on" in lines[0]

@@ -13,24 +13,32 @@ judges and the board read, benchsets.set_info) and .reference.json (alpaca_eval 
 for sets that bring their reference). Outputs are rewritten only when their content changes, so
 make does not re-answer anything after a `make data` that found nothing new.
 
+A user:password@ in the URL is sent as basic auth and shown as ***@ in every line. A file's fetch
+(tools/lib/http_fetch.py) has a total deadline, LLMEVAL_DATA_DEADLINE seconds (default 600), and a
+size cap, LLMEVAL_DATA_MAX_MB (default 512); the .part file a killed fetch left is removed by the
+next fetch of that file once it is older than the deadline (a younger one may be a running
+fetch's). A destination outside the cache is refused (benchsets checks repo and path first).
+
 Offline (HF_HUB_OFFLINE=1) only file:// sources are read. Not handled: archives, Hub datasets.
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
+import http.client
 import json
 import os
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from pathlib import Path
 
-import benchformats
-from benchsets import BENCHMARKS_TOML, SEED, load_sets, questions_name, set_info, stratified_sample
-from records import InputError, load_questions, write_atomic
+from lib import benchformats, http_fetch
+from lib.benchsets import BENCHMARKS_TOML, SEED, load_sets, questions_name, set_info, stratified_sample
+from lib.records import InputError, load_questions, write_atomic
+from lib.registry import redact_url
 
 DEFAULT_BASE = "https://raw.githubusercontent.com"
 
@@ -47,13 +55,36 @@ def source_url(entry: dict) -> str:
 
 
 def cache_path(entry: dict) -> Path:
+    """Where the entry's file lives in the cache; never outside it (benchsets checks repo and
+    path too: this is the last word, on the path as written, before anything is removed there)."""
+    root = cache_dir()
     if entry.get("repo"):
-        return cache_dir() / entry["repo"] / entry["commit"] / entry["path"]
-    return cache_dir() / "url" / entry["sha256"][:16] / Path(entry["url"].split("?")[0]).name
+        dest = root / entry["repo"] / entry["commit"] / entry["path"]
+    else:
+        name = Path(urllib.parse.urlsplit(entry["url"]).path).name
+        dest = root / "url" / entry["sha256"][:16] / (name if name not in ("", ".", "..") else "file")
+    if not os.path.normpath(dest).startswith(os.path.normpath(root) + os.sep):
+        raise InputError(f"{entry.get('path') or redact_url(entry['url'])}: would be written outside the data "
+                         f"cache {root}; a file's repo is owner/name and its path stays inside the repository")
+    return dest
 
 
 def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _setting(name: str, default: float) -> float:
+    """A positive number from the environment (the fetch's deadline and size cap)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise InputError(f"{name}={text}: must be a number above 0 (unset it for {default:g})")
+    return value
 
 
 def sha256_file(path: Path) -> str:
@@ -75,45 +106,68 @@ def _progress(total: int | None, label: str):
     return tqdm(total=total, unit="B", unit_scale=True, desc=label, file=sys.stderr, leave=False)
 
 
+def remove_stale_parts(dest: Path, older_than: float) -> None:
+    """Remove the .part files a killed fetch of dest left; a part younger than the deadline may
+    be another fetch's, still running, and stays."""
+    now = time.time()
+    for part in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
+        try:
+            if now - part.stat().st_mtime > older_than:
+                part.unlink()
+        except OSError:  # gone already, or not ours to remove: the fetch goes on
+            pass
+
+
 def fetch(name: str, entry: dict) -> Path:
     """The cached, sha256-checked file of one entry: fetched when missing. InputError otherwise."""
     dest, url, want = cache_path(entry), source_url(entry), entry["sha256"]
-    shown = entry.get("path") or url
-    by_hand = f"or put the file by hand at {dest} (from {url})"
+    shown_url = redact_url(url)
+    shown = entry.get("path") or shown_url
+    by_hand = f"or put the file by hand at {dest} (from {shown_url})"
+    deadline = _setting("LLMEVAL_DATA_DEADLINE", 600)
+    cap = int(_setting("LLMEVAL_DATA_MAX_MB", 512) * 2**20)
+    if dest.parent.is_dir():
+        remove_stale_parts(dest, deadline)
     if dest.is_file():
         if sha256_file(dest) == want:
             return dest
-        dest.unlink()  # a partial or edited file is never used
+        try:
+            dest.unlink()  # a partial or edited file is never used
+        except OSError as err:
+            raise InputError(f"{name}: {dest} has the wrong sha256 and cannot be removed ({err.strerror}); "
+                             f"remove it, or set LLMEVAL_DATA_DIR to a writable folder") from None
         print(f"note: {name}: {dest} had the wrong sha256; removed, fetching it again", file=sys.stderr)
     if offline() and not url.startswith("file:"):
         raise InputError(f"{name}: {shown} is not in the cache and HF_HUB_OFFLINE=1 forbids the network; "
                          f"run `make data QUESTIONS={name}` online, {by_hand}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    digest = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            length = response.headers.get("Content-Length")
-            bar = _progress(int(length) if length else None, f"{name}: {Path(shown).name}")
-            for block in iter(lambda: response.read(1 << 16), b""):
-                digest.update(block)
-                out.write(block)
-                if bar is not None:
-                    bar.update(len(block))
-            if bar is not None:
-                bar.close()
-        got = digest.hexdigest()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as err:  # a read-only or full disk, a file where a folder belongs
+        raise InputError(f"{name}: cannot write the data cache at {err.filename or dest.parent} "
+                         f"({err.strerror}); set LLMEVAL_DATA_DIR to a writable folder") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            label = f"{name}: {Path(shown).name}"
+            got = http_fetch.download(url, out, deadline, cap, lambda total: _progress(total, label))
         if got != want:
-            raise InputError(f"{name}: {url} has sha256 {got[:16]}..., not the pinned {want[:16]}... "
+            raise InputError(f"{name}: {shown_url} has sha256 {got[:16]}..., not the pinned {want[:16]}... "
                              f"(data/benchmarks.toml); not used. A mirror with another version? Fix "
                              f"LLMEVAL_DATA_URL, or unset it to fetch from the pinned source")
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except InputError:
         raise
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        reason = getattr(err, "reason", None) or err
-        raise InputError(f"{name}: cannot fetch {url} ({reason}); run `make data QUESTIONS={name}` when "
+    except http_fetch.Deadline:
+        raise InputError(f"{name}: {shown_url} took longer than {deadline:g} s (LLMEVAL_DATA_DEADLINE); not "
+                         f"used. Try again, set LLMEVAL_DATA_URL to a faster mirror, or raise "
+                         f"LLMEVAL_DATA_DEADLINE") from None
+    except http_fetch.TooLarge:
+        raise InputError(f"{name}: {shown_url} is larger than {cap / 2**20:g} MiB (LLMEVAL_DATA_MAX_MB); not used. "
+                         f"A wrong mirror? Raise LLMEVAL_DATA_MAX_MB if the file is really that large") from None
+    except (OSError, ValueError, http.client.HTTPException) as err:  # URLError is an OSError
+        reason = redact_url(str(getattr(err, "reason", None) or err))
+        raise InputError(f"{name}: cannot fetch {shown_url} ({reason}); run `make data QUESTIONS={name}` when "
                          f"it can be reached, set LLMEVAL_DATA_URL to a mirror, {by_hand}") from None
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -14,6 +14,8 @@ judge/, stamps/, sets/; board.*, manifest.json, ...), answer files (OUT/NAME.jso
 alpaca_eval records with a `generator`), leftovers of an interrupted atomic write (.NAME.*.tmp)
 and the marker OUT/.llmeval that `mark` writes. It prints each thing it removed, and each thing
 it kept (a file of yours in OUT stays). A new output of the project is added to OUTPUTS.
+It removes nothing in an OUT without the marker (llmeval never wrote there), nor in one where
+a git work tree (.git) or a models.toml is in OUT itself or anywhere in what it would remove.
 Standard library only: make runs it with the system python3, before .venv exists.
 """
 from __future__ import annotations
@@ -87,16 +89,47 @@ def is_answers(path: Path) -> bool:
     return isinstance(records, list) and all(isinstance(r, dict) and "generator" in r for r in records)
 
 
+# What must never be removed with OUT's outputs: a git work tree (.git, a folder or a worktree's
+# file) or a registry, wherever in them, is another project, never something llmeval wrote.
+PRECIOUS = (".git", "models.toml")
+
+
+def _precious_inside(entries: list[Path]) -> Path | None:
+    """The first .git or models.toml in these entries or anywhere under them (links not followed)."""
+    for entry in entries:
+        if entry.name in PRECIOUS:
+            return entry
+        if entry.is_dir() and not entry.is_symlink():
+            for folder, dirs, files in os.walk(entry):
+                found = [name for name in (*dirs, *files) if name in PRECIOUS]
+                if found:
+                    return Path(folder) / found[0]
+    return None
+
+
 def clean(out: Path) -> int:
     if not out.is_dir():
         print(f"nothing to clean: {out} does not exist")
         return 0
+    entries = [e for e in sorted(out.iterdir()) if e.name != ".gitkeep"]  # the project's out/ keeps it
+    ours = [e for e in entries if is_ours(e)]
+    if not (out / MARKER).is_file():
+        if not ours:
+            print(f"nothing to clean: {out} has no {MARKER} marker and nothing llmeval writes")
+            return 0
+        print(f"error: {out} has no {MARKER} marker: llmeval never wrote there (it marks each OUT it writes "
+              f"into), so make clean removes nothing; remove {', '.join(e.name for e in ours[:3])}"
+              f"{', ...' if len(ours) > 3 else ''} yourself if they are llmeval's", file=sys.stderr)
+        return 2
+    precious = _precious_inside([e for e in entries if e.name in PRECIOUS] + ours)  # OUT's own, or inside
+    if precious is not None:
+        print(f"error: {precious} is in OUT={out} (a git work tree or a registry, not llmeval's): make clean "
+              f"removes nothing there; move it out of OUT, or clean by hand", file=sys.stderr)
+        return 2
     removed = kept = 0
-    for entry in sorted(out.iterdir()):
-        if entry.name == ".gitkeep":  # the project's own out/ keeps it, to exist in a fresh clone
-            continue
+    for entry in entries:
         shown = f"{entry}/" if entry.is_dir() and not entry.is_symlink() else str(entry)
-        if not is_ours(entry):
+        if entry not in ours:
             print(f"kept {shown}: not something llmeval writes (remove it yourself)")
             kept += 1
             continue

@@ -118,6 +118,14 @@ PUBLISHED = {
                                                    n_ctx_train=131072),
     "Qwen3-14B-Q4_K_M.gguf": dict(file_bytes=9_000_000_000, n_layer=40, n_embd=5120, n_head=40, n_head_kv=8,
                                   head_dim=128, n_ff=17408, n_vocab=151936, n_ctx_train=40960),
+    # The open judges (models.toml, commented out): Llama-3.1-8B's and Mistral-7B's shapes, the
+    # files' sizes from their Hub listings (Skywork's exact, from its LFS pointer).
+    "Skywork-Critic-Llama-3.1-8B.Q4_K_M.gguf": dict(file_bytes=4_920_738_912, n_layer=32, n_embd=4096, n_head=32,
+                                                    n_head_kv=8, n_ff=14336, n_vocab=128256, n_ctx_train=131072),
+    "selene-1-mini-llama-3.1-8b-q4_k_m.gguf": dict(file_bytes=4_920_000_000, n_layer=32, n_embd=4096, n_head=32,
+                                                   n_head_kv=8, n_ff=14336, n_vocab=128256, n_ctx_train=131072),
+    "prometheus-eval/prometheus-7b-v2.0": dict(file_bytes=4_370_000_000, n_layer=32, n_embd=4096, n_head=32,
+                                               n_head_kv=8, n_ff=14336, n_vocab=32000, n_ctx_train=32768),
     "baichuan-inc/Baichuan-7B": dict(file_bytes=4_260_000_000, n_layer=32, n_embd=4096, n_head=32,
                                      n_head_kv=32, n_ff=11008, n_vocab=64000, n_ctx_train=4096),
 }

@@ -85,6 +85,10 @@ class LabelledCall:
     max_tokens: int = 1024      # the explanation's bound
     fast: bool = False          # read the label without an explanation
     parser: Callable[[str], object] = field(default=fastchat_rating, compare=False, hash=False, repr=False)
+    # Where the label sits: after `open`, followed by `close` (a judge format's own markers, e.g.
+    # "**Result:** " and nothing: judges/formats/); the cue must then end with `open`.
+    open: str = OPEN
+    close: str = CLOSE
 
     def messages(self) -> list[dict]:
         content = self.template.format(**dict(self.fields))
@@ -99,8 +103,10 @@ class LabelledCall:
             return None
 
     def key(self, judge_id: str) -> str:
-        blob = json.dumps([judge_id, PROTOCOL, self.protocol, self.messages(), self.options, self.cue,
-                           self.max_tokens, self.fast], ensure_ascii=False)
+        parts = [judge_id, PROTOCOL, self.protocol, self.messages(), self.options, self.cue, self.max_tokens, self.fast]
+        if (self.open, self.close) != (OPEN, CLOSE):  # the brackets' calls keep the keys they had
+            parts.append([self.open, self.close])
+        blob = json.dumps(parts, ensure_ascii=False)
         return sha256_text(blob)[:32]
 
     def shortened(self, scale: float) -> "LabelledCall":
@@ -140,25 +146,26 @@ def fit_call(call: LabelledCall, count: Callable[[LabelledCall], int], budget: i
 
 def label_position(call: LabelledCall, text: str) -> tuple[str, str]:
     """(the reply up to and including the label's open bracket, source): the first `[[` that
-    the reply follows with an option and `]]`, else its last `[[`, else the reply + `cue`."""
+    the reply follows with an option and `]]`, else its last `[[`, else the reply + `cue`
+    (`[[` and `]]`: the call's `open` and `close`)."""
     start = 0
-    while (pos := text.find(OPEN, start)) >= 0:
-        after = text[pos + len(OPEN):]
-        if any(after.startswith(o + CLOSE) for o in call.options):
-            return text[:pos + len(OPEN)], "logits"
+    while (pos := text.find(call.open, start)) >= 0:
+        after = text[pos + len(call.open):]
+        if any(after.startswith(o + call.close) for o in call.options):
+            return text[:pos + len(call.open)], "logits"
         start = pos + 1
-    last = text.rfind(OPEN)
+    last = text.rfind(call.open)
     if last >= 0:
-        return text[:last + len(OPEN)], "logits"
+        return text[:last + len(call.open)], "logits"
     return text + call.cue, "logits-cued"
 
 
-def option_paths(encode: Callable[[str], list[int]], prefix: str, options: tuple[str, ...]):
+def option_paths(encode: Callable[[str], list[int]], prefix: str, options: tuple[str, ...], close: str = CLOSE):
     """(context tokens of `prefix`, {option: tokens after the context}): each option's tokens are
-    those of prefix + option + "]]" past the context (the boundary re-tokenized when a token
+    those of prefix + option + `close` ("]]") past the context (the boundary re-tokenized when a token
     spans it), so P(option) = the product of those tokens' conditional probabilities."""
     base = encode(prefix)
-    full = {o: encode(prefix + o + CLOSE) for o in options}
+    full = {o: encode(prefix + o + close) for o in options}
     keep = len(base)
     for tokens in full.values():
         k = 0
@@ -223,7 +230,7 @@ def result_from_logprobs(call: LabelledCall, text: str, content: list[dict]) -> 
     pieces = [c.get("token") or "" for c in content]
     seen = ""
     for k, piece in enumerate(pieces):
-        if seen.endswith(OPEN) and (seen + piece).startswith(label_position(call, text)[0]):
+        if seen.endswith(call.open) and (seen + piece).startswith(label_position(call, text)[0]):
             probs = _api_option_probs(call, content, k)
             if probs:
                 result = result_from_probs(call, probs, text, "logprobs")
