@@ -4,9 +4,6 @@ game; none asks again), an API judge on a real local HTTP endpoint (127.0.0.1) t
 scripted texts (the second attempt is asked with Arena-Hard's words and its conversation, each
 outcome counted), and a local judge whose five-label read never fails (the embedded SmolLM2),
 with and without `fast`. The judge config is Arena-Hard's own file from ../shared/benchmarks."""
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -15,6 +12,7 @@ from judges.cache import Call
 from board.arena_hard.judge import CONTINUE, LABELS, arena_judge, ask, labelled_call, load_judge_config, parse_label
 from judges.labels import label_calls
 from lib.registry import load_registry
+from scripted_api_server import ScriptedEndpoint
 
 from conftest import SMOLLM2, needs_smollm2
 
@@ -65,39 +63,6 @@ def test_a_reply_without_label_is_asked_once_more(config):
     calls = []
     record = ask(lambda m: calls.append(1) or "[[A>>B]] or [[B>A]]", [{"role": "user", "content": "u"}], config)
     assert calls == [1] and record["dropped"] == "several different labels"
-
-
-class ScriptedEndpoint:
-    """POST /v1/chat/completions on 127.0.0.1: the reply for a prompt is chosen by the question's
-    text (and the attempt); every request is kept."""
-
-    def __init__(self, replies):
-        self.replies, self.requests = replies, []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                endpoint.requests.append(body)
-                user = body["messages"][1]["content"]
-                key = next(k for k in endpoint.replies if k in user)
-                attempt = sum(1 for m in body["messages"] if m["role"] == "assistant")
-                text = endpoint.replies[key][min(attempt, len(endpoint.replies[key]) - 1)]
-                data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                                   "choices": [{"index": 0, "finish_reason": "stop",
-                                                "message": {"role": "assistant", "content": text}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
 
 def test_api_judge_reads_labels_as_arena_hard(config, tmp_path):

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from board.arena_hard.score import LABELS, arena_scores, markdown_detail, style_of, to_battles, token_counter
-from board.arena_hard.board import export
+from board.arena_hard.score import LABELS, arena_scores, judgment_order, markdown_detail, style_of, to_battles, token_counter
+from board.arena_hard.board import arena_table, export
 
 BASELINE = "gpt-4-0314"
 pytestmark = pytest.mark.filterwarnings("ignore:'penalty' was deprecated")  # Arena-Hard's own call
@@ -48,7 +48,8 @@ def games_and_answers(n_questions=40, seed=3):
 def their_battles(judge_dir, multiplier=3, metadata=None):
     from glob import glob
 
-    judgments = pd.concat([pd.read_json(f, lines=True) for f in sorted(glob(f"{judge_dir}/*jsonl"))])
+    # glob's own order, unsorted, as show_result.py concatenates the files (the bootstrap draws by row)
+    judgments = pd.concat([pd.read_json(f, lines=True) for f in glob(f"{judge_dir}/*jsonl")])
     out = []
     for _, row in judgments.iterrows():
         for n, game in enumerate(row["games"]):
@@ -168,7 +169,8 @@ def test_export_is_arena_hards_layout(exported):
 def test_bradley_terry_and_bootstrap_equal_arena_hards(exported):
     out, root, games, _ = exported
     theirs = their_scores(their_battles(root / "model_judgment" / "tiny-judge"))
-    battles = to_battles([{**g, "question_id": f"uid{g['question_id']}"} for g in games], BASELINE)
+    battles = to_battles([{**g, "question_id": f"uid{g['question_id']}"} for g in games], BASELINE,
+                         judgment_order(root / "model_judgment" / "tiny-judge"))
     ours, _ = arena_scores(battles, BASELINE)
     assert set(ours.index) == set(theirs) == {*MODELS, BASELINE}
     for model, (score, low, high) in theirs.items():
@@ -194,7 +196,8 @@ def test_style_control_equals_arena_hards(exported):
     for r in results:
         style[(r["model"], f"uid{r['question_id']}")] = style_of(r["model_output"], count)
         style[(BASELINE, f"uid{r['question_id']}")] = style_of(r["reference_output"], count)
-    battles = to_battles([{**g, "question_id": f"uid{g['question_id']}"} for g in games], BASELINE)
+    battles = to_battles([{**g, "question_id": f"uid{g['question_id']}"} for g in games], BASELINE,
+                         judgment_order(root / "model_judgment" / "tiny-judge"))
     ours, about = arena_scores(battles, BASELINE, style=style)
     assert about["style_features"] == ["token_len", "header_count", "list_count", "bold_count"]
     for model, (score, low, high) in theirs.items():
@@ -202,6 +205,32 @@ def test_style_control_equals_arena_hards(exported):
         assert row["score"] == pytest.approx(score, abs=0.01), model
         assert row["score_low"] == pytest.approx(low, abs=0.02), model
         assert row["score_high"] == pytest.approx(high, abs=0.02), model
+
+
+# What Arena-Hard's own show_result.py at 0489bf3 printed (its stats table: score, lower, upper,
+# avg_tokens) for the `exported` fixture's files (games_and_answers(), seed 3), run unchanged but for
+# numpy 2's np.NAN (aliased to np.nan) as `python show_result.py --judge-name tiny-judge` with
+# data/arena-hard-v0.1 -> that export, pandas 2 / scikit-learn 1.x / numpy 2, where glob listed the
+# judgment files as gamma, alpha, beta. Tokens: tiktoken cl100k_base (from bpe-openai's file).
+THEIRS_ORDER = ["gamma", "alpha", "beta"]
+THEIRS = {"alpha": (74.55, 67.70, 82.60, 70), BASELINE: (50.00, 50.00, 50.00, 47),
+          "gamma": (45.65, 36.97, 52.68, 66), "beta": (31.92, 25.88, 38.96, 65)}
+
+
+def test_intervals_and_token_counts_are_arena_hards_own(exported):
+    """The board's table (arena_board.arena_table) with the battles in the order Arena-Hard read
+    the files: its scores, 95% bounds (to 0.01, its rounding) and average tokens (truncated)."""
+    out, root, games, results = exported
+    uid = lambda r: {**r, "question_id": f"uid{r['question_id']}"}  # noqa: E731
+    table, about = arena_table([uid(g) for g in games], [uid(r) for r in results], BASELINE, out, THEIRS_ORDER)
+    for model, (score, lower, upper, tokens) in THEIRS.items():
+        row = table.loc[model]
+        assert (row["score"], row["score_low"], row["score_high"]) == pytest.approx((score, lower, upper), abs=1e-9), model
+        if about["tokenizer"] == "tiktoken cl100k_base":
+            assert row["avg_tokens"] == tokens, model
+    # by name instead, the draws pick other battles: other bounds (why the order is kept)
+    other, _ = arena_table([uid(g) for g in games], [uid(r) for r in results], BASELINE, out, sorted(THEIRS_ORDER))
+    assert other.loc["alpha", "score_low"] != THEIRS["alpha"][1]
 
 
 def test_markdown_counts_follow_add_markdown_info(tmp_path):

@@ -117,7 +117,7 @@ def test_logprob_reply_parsing_never_guesses():
     assert parse_logprob_reply(reply("m", [("m", -0.01), ("The", -5)]))["preference"] == 1.0  # only m: P(m) = 1
     assert parse_logprob_reply(reply("M", [("M", 0.0), ("m", -2000.0)]))["preference"] == pytest.approx(2.0)
     forced = parse_logprob_reply(reply("M", [("The", -0.5), ("A", -1.0)]))  # grammar-forced, not in the top
-    assert forced == {"preference": 2.0, "soft": False, "text": "M"}
+    assert forced == {"preference": 2.0, "soft": False, "text": "M", "source": "text"}
     assert "error" in parse_logprob_reply(reply("Output", [("Output", -0.1)]))
     assert "error" in parse_logprob_reply({"unexpected": True})
 

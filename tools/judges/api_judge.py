@@ -6,14 +6,18 @@ every error), retries with backoff on 408/409/429/5xx, timeouts, dropped connect
 replies that are not a chat completion (an HTML page, a body not UTF-8), honouring Retry-After, and
 the judge's `timeout` (a total deadline per call). `concurrency` calls are in flight at once (threads). Each
 call asks for one token with its top-20 log-probabilities; the verdict is P(m) / (P(m) + P(M))
-from them (protocol logprob-v1), or the token itself when neither is among them. A call that
+from them (protocol logprob-v1, `source: logprobs`). Where the endpoint gives none (reasoning
+models, some gateways, Anthropic behind an OpenAI-compatible proxy: no logprobs in the reply, or a
+400 that refuses the parameter, after which the judge asks without it), the verdict is the label
+the reply wrote, `m` or `M`, a hard 1 or 2 (`source: text`; the board says how many). A call that
 still fails is not cached (the next run retries it); a refused key, an unknown model or a wrong
 URL stops the judge at once with one line (JudgeError).
 `label(calls)` answers labelled calls (judges/labels.py): the reply written in full (temperature 0,
 the call's max_tokens), its label parsed from the text by the call's parser (FastChat's for
 MT-Bench); with the endpoint's logprobs, the options' probabilities at the label position. A reply
 without a label is a failed call (unparsed): not cached, retried by the next run.
-Does not handle: APIs without logprobs for pairwise verdicts (use an alpaca_eval annotator config).
+Does not handle: endpoints that refuse `max_tokens` (o1-style reasoning APIs want
+max_completion_tokens); a reply that explains before its `m`/`M` is no verdict (unparsed).
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ class ApiJudge(Judge):
         self.api_model = spec.api_model or spec.name
         self.concurrency = max(1, spec.concurrency)
         self.base_url = str(self.backend.client.base_url).rstrip("/")  # as the backend resolved it
+        self.logprobs = True  # until the endpoint refuses them (a 400 naming logprobs): then text only
         super().__init__(spec.name, {"kind": "openai", "base_url": public_url(self.base_url), "api_model": self.api_model,
                                      "protocol": PROTOCOL, "prompt_sha256": sha256_text(prompt_template())})
 
@@ -81,8 +86,15 @@ class ApiJudge(Judge):
         import time
 
         started = time.perf_counter()
-        reply = self._create(messages=make_messages(call, template), max_tokens=1, temperature=0,
-                             logprobs=True, top_logprobs=TOP_LOGPROBS)
+        messages = make_messages(call, template)
+        reply = None
+        if self.logprobs:
+            reply = self._create(messages=messages, max_tokens=1, temperature=0, logprobs=True,
+                                 top_logprobs=TOP_LOGPROBS)
+            if "error" in reply and refuses_logprobs(reply["error"]):
+                self.logprobs = False  # every later call asks without them (threads may race: harmless)
+        if not self.logprobs:
+            reply = self._create(messages=messages, max_tokens=1, temperature=0)
         if "error" in reply:
             return reply
         result = parse_logprob_reply(reply)
@@ -95,8 +107,14 @@ class ApiJudge(Judge):
         from judges.labels import result_from_logprobs
 
         started = time.perf_counter()
-        reply = self._create(messages=call.messages(), max_tokens=call.max_tokens, temperature=0,
-                             logprobs=True, top_logprobs=TOP_LOGPROBS)
+        kwargs = {"messages": call.messages(), "max_tokens": call.max_tokens, "temperature": 0}
+        reply = None
+        if self.logprobs:
+            reply = self._create(**kwargs, logprobs=True, top_logprobs=TOP_LOGPROBS)
+            if "error" in reply and refuses_logprobs(reply["error"]):
+                self.logprobs = False
+        if not self.logprobs:
+            reply = self._create(**kwargs)  # the label read from the text alone
         if "error" in reply:
             return reply
         try:
@@ -131,3 +149,8 @@ class ApiJudge(Judge):
 
     def close(self) -> None:
         self.backend.close()
+
+
+def refuses_logprobs(error: str) -> bool:
+    """Whether a failed call's error is the endpoint refusing the logprobs parameter (a 400)."""
+    return "BadRequest" in error and "logprob" in error.lower()

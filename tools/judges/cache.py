@@ -51,6 +51,9 @@ class Call:
             # Judged before the data was kept out of the markup, such a call's verdict may have
             # been steered by its own texts: a key of its own, never the old one.
             parts.append("data-as-text")
+        from judges.verdict_text import break_pairwise
+        if any(break_pairwise(text) != text for text in parts[2:]):
+            parts.append("markers-broken")  # judged before its section markers were broken: keyed apart
         return sha256_text(json.dumps(parts, ensure_ascii=False))[:32]
 
 
@@ -94,6 +97,7 @@ class CallStats:
     reused: int = 0
     failed: int = 0
     unparsed: int = 0  # of `failed`: the judge replied, but gave no verdict that parses
+    out_of_scale: int = 0  # of `unparsed`: the reply's label was outside the call's scale ([[0]], [[11]])
     errors: list[str] = field(default_factory=list)  # distinct error messages, keys masked
     seconds: float = 0.0
 
@@ -157,6 +161,7 @@ def _judge_calls(judge, calls: list[Call], out_dir: Path, progress, quiet, cache
             if "error" in result:
                 stats.failed += 1
                 stats.unparsed += bool(result.get("unparsed"))
+                stats.out_of_scale += bool(result.get("out_of_scale"))
                 consecutive += not result.get("unparsed")  # it answered: not down
                 error = mask(str(result["error"]), judge.secrets())
                 if error not in stats.errors:

@@ -19,9 +19,12 @@ Single-answer grading (MT-Bench's `[[8]]`, AlignBench's overall score) and Arena
                         #   no "[[", so `cue` was appended; "fast": no explanation, read right
                         #   after `cue`; "logprobs"/"text": an API judge
     record["mass"]      # local judges: the probability the judge gave the options at all
+    record["several_labels"]  # only when the reply wrote different in-scale `[[label]]`s: all of
+                        #   them in order (it is still read its protocol's way: FastChat's first)
 
 `call.messages()` is the prompt as [{role, content}] (content = the template with its fields
-filled by str.format, as FastChat and Arena-Hard fill theirs); judges render the roles
+filled by str.format, as FastChat and Arena-Hard fill theirs, the `data` fields (answers) with
+the prompt's verdict syntax and section markers broken: judges/verdict_text.py); judges render the roles
 themselves (interface 4): nothing here builds chat markup. `cut` names the fields a local judge may
 shorten to fit its context (answers, never the instructions), marking the record `truncated`.
 
@@ -33,7 +36,9 @@ How a judge answers (`judge.label(calls)`, a generator of (call, result) like `j
   tokens of options that are several tokens ("10" after "1"), normalized over the options.
   They never fail to give a label. `fast=True` skips the explanation: the label right after `cue`.
 - API judges (api_judge.py) parse the text with `parser` (FastChat's `[[N]]` then `[N]` by
-  default); no label = the call failed (`{"error", "unparsed": True}`): counted, not cached,
+  default, read as a number: `[[07]]` is 7, where FastChat's ast.literal_eval raises); no label,
+  a label outside the call's scale (`[[0]]`, `[[11]]`: `out_of_scale`) or a parser that cannot
+  read the reply = the call failed (`{"error", "unparsed": True}`): counted, not cached,
   retried by the next run, never averaged in. With logprobs, the options' probabilities at the
   label position are used as above (single-token options, plus the chain the reply wrote).
 Results are cached in OUT/judge/labels.jsonl keyed by the judge's weights/API identity, the
@@ -43,7 +48,6 @@ module's parser may refuse those: Arena-Hard's conflicting verdicts).
 """
 from __future__ import annotations
 
-import ast
 import json
 import math
 import re
@@ -53,8 +57,9 @@ from typing import Callable
 
 from judges.cache import CallStats, VerdictCache, judge_calls
 from judges.identity import sha256_text
+from judges.verdict_text import break_markup, template_markers
 
-PROTOCOL = "label-v1"  # bump when the way a label is read changes: old records are not reused
+PROTOCOL = "label-v2"  # bump when the way a label is read changes: old records are not reused
 OPEN, CLOSE = "[[", "]]"
 RATINGS = tuple(str(k) for k in range(1, 11))
 RESERVE = 32  # tokens kept free after the explanation: the cue and the label
@@ -65,11 +70,24 @@ ONE_SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 ONE_SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 
 
+BRACKETED = re.compile(r"\[\[([^\[\]\n]{1,20}?)\]\]")  # every `[[...]]` a reply writes (13: flagged when they differ)
+
+
+def number(text: str):
+    """A written rating as a number: int for digits ("07" is 7), float for "8.5" or "7."; None
+    when it is not one. FastChat reads it with ast.literal_eval, which raises on "07" (and would
+    abort the whole board): here that is a 7, and anything else unreadable is no rating."""
+    try:
+        return int(text) if text.isdigit() else float(text)
+    except ValueError:
+        return None
+
+
 def fastchat_rating(text: str):
-    """FastChat's rating: `[[N]]`, else `[N]` (the first match), read with ast.literal_eval;
+    """FastChat's rating: `[[N]]`, else `[N]` (the first match), as a number (number());
     None where FastChat would write -1."""
     match = ONE_SCORE.search(text) or ONE_SCORE_BACKUP.search(text)
-    return ast.literal_eval(match.groups()[0]) if match else None
+    return number(match.groups()[0]) if match else None
 
 
 @dataclass(frozen=True)
@@ -89,9 +107,23 @@ class LabelledCall:
     # "**Result:** " and nothing: judges/formats/); the cue must then end with `open`.
     open: str = OPEN
     close: str = CLOSE
+    data: tuple[str, ...] = ()  # fields holding a model's text: shown with verdict syntax broken
+    markers: tuple[str, ...] = ()  # section markers a prompt module puts in field values itself
+
+    def shown_fields(self) -> dict[str, str]:
+        """The fields as the judge sees them: the `data` ones without the prompt's verdict
+        syntax or section markers (judges/verdict_text.py), the others as given."""
+        own = (self.open.strip(),) if self.open != OPEN and len(self.open.strip()) > 2 else ()  # "[RESULT]"
+        markers = template_markers(self.template, self.markers + own)
+        numeric = self.values() is not None
+        return {k: break_markup(v, markers, numeric) if k in self.data else v for k, v in self.fields}
+
+    def carries_markup(self) -> bool:
+        """Whether one of its answers held verdict syntax or a section marker (the board warns)."""
+        return self.shown_fields() != dict(self.fields)
 
     def messages(self) -> list[dict]:
-        content = self.template.format(**dict(self.fields))
+        content = self.template.format(**self.shown_fields())
         return ([{"role": "system", "content": self.system}] if self.system else []) + \
                [{"role": "user", "content": content}]
 
@@ -197,7 +229,10 @@ def result_from_probs(call: LabelledCall, probs: dict[str, float], judgment: str
     """A local (or logprobs) result: the most likely option, the expected value, the written one."""
     label = max(call.options, key=lambda o: probs.get(o, 0.0))
     result = {"label": label, "probs": {o: round(probs.get(o, 0.0), 6) for o in call.options},
-              "judgment": judgment, "written": call.parser(judgment) if judgment else None, "source": source}
+              "judgment": judgment, "written": parse_written(call, judgment) if judgment else None, "source": source}
+    several = written_labels(call, judgment)
+    if len(several) > 1:
+        result["several_labels"] = several
     values = call.values()
     if values is not None:
         result["expected"] = sum(v * probs.get(o, 0.0) for v, o in zip(values, call.options))
@@ -209,13 +244,56 @@ def result_from_probs(call: LabelledCall, probs: dict[str, float], judgment: str
     return result
 
 
+def parse_written(call: LabelledCall, text: str):
+    """The call's parser on `text`; None (no label) when the parser cannot read it at all."""
+    try:
+        return call.parser(text)
+    except (ValueError, SyntaxError, TypeError, ArithmeticError):  # a prompt module's parser, whatever it meets
+        return None
+
+
+def in_scale(call: LabelledCall, written) -> bool:
+    """Whether a written label is one the call allows: a number within the numeric options'
+    range (MT-Bench's 8.5 is; 0, 11 and 100 are not), else one of the options."""
+    values = call.values()
+    if values is None:
+        return str(written) in call.options
+    if isinstance(written, bool) or not isinstance(written, (int, float)):
+        return False
+    return min(values) <= written <= max(values)
+
+
+def written_labels(call: LabelledCall, text: str) -> list:
+    """Every different label the reply writes as `[[label]]` within the call's scale, in order
+    (numbers as floats). More than one: the reply disagrees with itself (a judge quoting an
+    answer's `[[10]]` before its own `[[2]]`); the parser still reads it its protocol's way
+    (FastChat: the first), and the record is flagged `several_labels`."""
+    found: list = []
+    for raw in BRACKETED.findall(text or ""):
+        raw = raw.strip()
+        value = number(raw) if call.values() is not None else raw
+        if value is None or not in_scale(call, value):
+            continue
+        value = float(value) if call.values() is not None else value
+        if value not in found:
+            found.append(value)
+    return found
+
+
 def result_from_text(call: LabelledCall, text: str) -> dict:
-    """An API reply without probabilities: the parser's label, or a failed (unparsed) call."""
-    written = call.parser(text)
+    """An API reply without probabilities: the parser's label, or a failed (unparsed) call, also
+    when the label is outside the call's scale (`[[0]]`, `[[11]]`: never averaged in)."""
+    written = parse_written(call, text)
     if written is None:
         return {"error": f"no label in the reply ({call.protocol}): {text[-80:]!r}", "unparsed": True,
                 "judgment": text}
+    if not in_scale(call, written):
+        return {"error": f"label {written!r} outside the scale {call.options[0]}-{call.options[-1]} "
+                         f"({call.protocol}): {text[-80:]!r}", "unparsed": True, "out_of_scale": True, "judgment": text}
     result = {"label": str(written), "judgment": text, "written": written, "source": "text"}
+    several = written_labels(call, text)
+    if len(several) > 1:
+        result["several_labels"] = several
     if isinstance(written, (int, float)) and not isinstance(written, bool):
         result["score"] = float(written)
     return result

@@ -65,6 +65,7 @@ def judge_pairs(judge, pairs: list[Pair], out_dir: Path, progress=None):
             got = [verdicts.get(c) for c in pair.calls()]
             result["n_calls"] = 2
             result["n_failed"] = sum(v is None for v in got)
+            result["n_text"] = sum(1 for v in got if v and v.get("source") == "text")  # no logprobs: m/M as written
             if got[0]:
                 result["pref_model_first"] = got[0]["preference"]
             if got[1]:

@@ -45,11 +45,16 @@ def make_messages(call, template: str) -> list[dict]:
     prompt_to_chatml), then each message's placeholders are filled, the first occurrence of each
     in the template as alpaca_eval's make_prompts does, in one pass: so a `<|im_end|>` or an
     `{output_2}` in a question or an answer stays text in its message and can neither end a
-    message, start one, nor be filled. For data without those strings the messages are exactly
-    alpaca_eval's (fill, then split)."""
+    message, start one, nor be filled; an output's triple quotes or `## Task` are broken by a zero-width
+    space (verdict_text.break_pairwise), so it cannot close its quotes or open a section. For data
+    without those strings the messages are exactly alpaca_eval's (fill, then split)."""
     from alpaca_eval.utils import prompt_to_chatml
 
-    values = {"instruction": call.instruction, "output_1": call.first, "output_2": call.second}
+    from judges.verdict_text import break_pairwise
+
+    # the outputs with the template's section markers broken (verdict_text.py): none can close its quotes
+    values = {"instruction": call.instruction, "output_1": break_pairwise(call.first),
+              "output_2": break_pairwise(call.second)}
     unfilled = dict(values)
 
     def fill(match: re.Match) -> str:
@@ -101,8 +106,18 @@ def verdict_from_logits(logit_m: float, logit_M: float, truncated: bool) -> dict
     return verdict
 
 
+def written_verdict(text: str) -> str | None:
+    """The identifier a reply wrote: `m` or `M`, alone but for spaces, quotes, backticks, bold
+    stars or a full stop around it (`**M**`, `"m".`); None for anything else."""
+    word = text.strip().strip("\"'`*.:").strip()
+    return word if word in VERDICT_TOKENS else None
+
+
 def parse_logprob_reply(reply: dict) -> dict:
-    """A chat completion with top logprobs -> {"preference", "soft"}, or {"error"}."""
+    """A chat completion with top logprobs -> {"preference", "soft", "source"}, or {"error"}.
+    With the verdict tokens among the logprobs, the soft verdict (`source: logprobs`); without
+    them (an endpoint that gives no logprobs: reasoning models, gateways, proxies to other APIs),
+    the label written in the reply, `m` or `M`, as a hard verdict (`source: text`)."""
     try:
         choice = reply["choices"][0]
         text = (choice.get("message") or {}).get("content") or ""
@@ -114,9 +129,10 @@ def parse_logprob_reply(reply: dict) -> dict:
     if logprobs:
         lm, lM = logprobs.get("m", -math.inf), logprobs.get("M", -math.inf)
         pref = preference_from_logits(lm, lM) if lm > -math.inf else 2.0
-        return {"preference": pref, "soft": True, "logprobs": logprobs}
-    if text.strip() in VERDICT_TOKENS:  # neither among the top logprobs: the token itself
-        return {"preference": 1.0 if text.strip() == "m" else 2.0, "soft": False, "text": text.strip()}
+        return {"preference": pref, "soft": True, "logprobs": logprobs, "source": "logprobs"}
+    written = written_verdict(text)
+    if written:  # no logprobs of either: the label the reply wrote
+        return {"preference": 1.0 if written == "m" else 2.0, "soft": False, "text": written, "source": "text"}
     return {"error": f"reply is neither 'm' nor 'M': {text[:40]!r}"}
 
 

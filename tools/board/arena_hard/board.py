@@ -6,7 +6,8 @@ its files, and the published tables beside ours (for tools/board/cli.py, through
   from logits, never a dropped game; API judges: text, a second attempt, conflicting labels
   dropped and counted). Identical answers are a tie in both games, without a call. Each pair
   also gets the board's usual result (both orders combined: win rate, consistency, by dataset),
-  each game's label as a preference (A>>B 1 ... B>>A 2; a dropped game a tie);
+  each game's label as a preference (A>>B 1 ... B>>A 2); a dropped game is no verdict there either:
+  its pair is failed (n_failed, n_dropped) in every view, as Arena-Hard's score leaves it out;
 - arena_section: the Arena-Hard score of each model (tools/board/arena_hard/score.py: battles, Bradley-Terry,
   bootstrap) plain and style-controlled, the games dropped, the average answer tokens; also
   written to OUT/board_arena_hard.csv;
@@ -27,13 +28,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from board.arena_hard.score import STYLE, arena_scores, dropped_games, markdown_detail, style_of, to_battles, token_counter
+from board.arena_hard.score import (STYLE, arena_scores, dropped_games, judgment_order, markdown_detail, style_of,
+                                      to_battles, token_counter)
 from lib.records import InputError, write_atomic
 
 NOTE = ("Arena-Hard-Auto v0.1: two games per prompt (the baseline as assistant A, then as B), the judge's "
         "label out of [[A>>B]] [[A>B]] [[A=B]] [[B>A]] [[B>>A]]; a >> label counts as 3 battles. Score: the win "
         "rate against the baseline implied by a Bradley-Terry fit over the battles, with the 2.5-97.5 percentiles "
-        "of 100 bootstrap rounds (battles resampled, seed 42, as its show_result.py does); style-controlled: the "
+        "of 100 bootstrap rounds (battles resampled, seed 42, in the order its show_result.py reads the exported "
+        "judgment files here, bounds rounded to 0.01 as it rounds them); average tokens truncated as it does. "
+        "A dropped game counts for nothing here and as a failed pair in the board's other views. Style-controlled: the "
         "same fit with its length and markdown features (headers, lists, bold).")
 
 
@@ -87,12 +91,16 @@ def judge_games(judges: list, pairs: list, out_dir: Path, info: dict, fast: bool
                                                                                 "identical": True}}
         else:
             got = {n: records.get(game(pair, n)) for n in (1, 2)}
-            result["n_calls"], result["n_failed"] = 2, sum(v is None for v in got.values())
-            if got[2]:
-                result["pref_model_first"] = preference(got[2])
-            if got[1]:
-                result["pref_reference_first"] = preference(got[1])
-            if all(got.values()):
+            # a dropped game (conflicting labels, none after both attempts) is no verdict in any view,
+            # as it is none in Arena-Hard's score: never a tie (an answer quoting [[B>>A]] made one)
+            kept = {n: v if v and not v.get("dropped") else None for n, v in got.items()}
+            result["n_calls"], result["n_failed"] = 2, sum(v is None for v in kept.values())
+            result["n_dropped"] = sum(bool(v and v.get("dropped")) for v in got.values())
+            if kept[2]:
+                result["pref_model_first"] = preference(kept[2])
+            if kept[1]:
+                result["pref_reference_first"] = preference(kept[1])
+            if all(kept.values()):
                 result["preference"], result["consistent"] = combine(result["pref_model_first"],
                                                                      result["pref_reference_first"])
         for n, record in got.items():
@@ -107,7 +115,9 @@ def judge_games(judges: list, pairs: list, out_dir: Path, info: dict, fast: bool
     summary = {"made": stats.made, "reused_from_cache": stats.reused, "failed": stats.failed,
                "errors": [f"{judge.name}: {e}" for e in stats.errors], "seconds": stats.seconds or
                time.monotonic() - started, "max_tokens": max_tokens, "fast": fast,
-               "dropped": sum(bool(g.get("dropped")) for g in games)}
+               "dropped": sum(bool(g.get("dropped")) for g in games),
+               "markup": sum(c.carries_markup() for c in calls),
+               "several_labels": sum(bool((records.get(c) or {}).get("several_labels")) for c in dict.fromkeys(calls))}
     return results, games, summary, judge
 
 
@@ -135,11 +145,13 @@ def judge_arena(judges: list, pairs: list, reference: list[dict], out_dir: Path,
 
     results, games, stats, judge = judge_games(judges, pairs, out_dir, info, fast, progress)
     baseline = reference[0]["generator"]
-    table, about = arena_table(games, results, baseline, out_dir)
     questions = {i: r for i, r in enumerate({question_key(r): r for r in reference}.values())}
     known = set_ids(questions_path)
     ids = {i: known.get(question_key(r)) or r.get("question_id") or i for i, r in questions.items()}
     folder = export(out_dir, questions, results, games, baseline, judge.name, ids)
+    # battles in the order show_result.py would read these files here: its bootstrap's draws
+    order = judgment_order(Path(folder) / "model_judgment" / judge.name)
+    table, about = arena_table(games, results, baseline, out_dir, order)
     about.update(folder=str(folder), dropped=stats["dropped"], max_tokens=stats["max_tokens"], fast=fast,
                  labels_from="the label's logits" if hasattr(judge, "spec") and judge.kind != "openai" else "the text")
     write_atomic(Path(out_dir) / "board_arena_hard.csv", table.to_csv().encode("utf-8"))
@@ -147,15 +159,17 @@ def judge_arena(judges: list, pairs: list, reference: list[dict], out_dir: Path,
     return judged, {"table": table, "about": about, "judge": judge}
 
 
-def arena_table(games: list[dict], results: list[dict], baseline: str, out_dir: Path) -> tuple[pd.DataFrame, dict]:
+def arena_table(games: list[dict], results: list[dict], baseline: str, out_dir: Path,
+                model_order: list[str] | None = None) -> tuple[pd.DataFrame, dict]:
     """Per model: score [low, high], style-controlled score [low, high], battles, games,
-    games dropped, average answer tokens; and what the fits used."""
+    games dropped, average answer tokens (truncated to an integer, as show_result.py's int()
+    does); and what the fits used. model_order: the battles' order (arena.to_battles)."""
     count, tokenizer = token_counter(Path(out_dir) / "judge" / "tiktoken")
     style = {}
     for r in results:
         style[(r["model"], r["question_id"])] = style_of(r["model_output"], count)
         style[(baseline, r["question_id"])] = style_of(r["reference_output"], count)
-    battles = to_battles(games, baseline)
+    battles = to_battles(games, baseline, model_order)
     plain, _ = arena_scores(battles, baseline)
     styled, about = arena_scores(battles, baseline, style=style) if len(battles) else (plain.iloc[0:0], {})
     dropped = dropped_games(games)
@@ -168,9 +182,14 @@ def arena_table(games: list[dict], results: list[dict], baseline: str, out_dir: 
         table[f"sc_{column}"] = styled[column] if len(styled) else float("nan")
     table["n_games"] = [sum(1 for g in games if g["model"] == m or m == baseline) for m in table.index]
     table["n_dropped"] = [sum(dropped.values()) if m == baseline else dropped.get(m, 0) for m in table.index]
-    table["avg_tokens"] = [round(float(tokens.get(m, float("nan"))), 1) for m in table.index]
+    table["avg_tokens"] = [_truncated(tokens.get(m, float("nan"))) for m in table.index]
     return table.sort_values("score", ascending=False), {**about, "tokenizer": tokenizer,
                                                         "n_battles": int(len(battles))}
+
+
+def _truncated(mean: float) -> float:
+    """show_result.py's `int(length)`: the mean token count with its fraction dropped (109.7 -> 109)."""
+    return float("nan") if pd.isna(mean) else float(int(mean))
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:

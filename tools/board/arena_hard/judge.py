@@ -20,7 +20,8 @@ why (`dropped`): it is cached like any other, and counted. Local judges write th
 (up to `max_tokens`), then the label is read from the logits of the five labels at the label
 position (judges/local_labels.py): they never drop a game; `fast` reads it with no explanation.
 `preference(record)` is alpaca_eval's scale for the board's pairwise columns (1 = A better):
-A>>B 1, A>B 1.25, A=B 1.5, B>A 1.75, B>>A 2, a dropped game 1.5.
+A>>B 1, A>B 1.25, A=B 1.5, B>A 1.75, B>>A 2; a dropped game has none (the board counts its pair
+as failed, never as a tie).
 Does not handle: multi-turn templates (v0.1 has one turn), reference answers, alpaca_eval's
 annotators as Arena-Hard judges.
 """
@@ -107,7 +108,7 @@ def labelled_call(config: dict, call, fast: bool, max_tokens: int):
 
     return LabelledCall(system=config["system_prompt"], template=config["prompt_template"][0],
                         fields=(("question_1", call.instruction), ("answer_1", call.first), ("answer_2", call.second)),
-                        options=LABELS, protocol=PROTOCOL, cue=CUE, cut=("answer_1", "answer_2"),
+                        options=LABELS, protocol=PROTOCOL, cue=CUE, cut=("answer_1", "answer_2"), data=("answer_1", "answer_2"),
                         max_tokens=max_tokens, fast=fast, parser=lambda text: parse_label(text, config)[0])
 
 

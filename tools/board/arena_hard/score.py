@@ -13,8 +13,11 @@ commit) compute them:
   half a win for each side (its duplicated rows), anchored at the baseline; a model's score is
   the win rate against the baseline it implies (%);
 - the 95% interval: 100 rounds, each resampling the battles with replacement from
-  np.random.RandomState(42) (its module seeds numpy with 42 and draws with pandas' sample),
-  percentiles 2.5 and 97.5 of each strength, turned into win rates;
+  np.random.RandomState(42) (its module seeds numpy's global RandomState with 42 at import and
+  draws with pandas' sample, i.e. that state's choice), percentiles 2.5 and 97.5 of each
+  strength, turned into win rates rounded to 0.01 as its get_win_rate_column rounds them. The
+  draws pick battles by row, so the rows come in its order: the judgment files as glob lists
+  them (unsorted: the file system's order, judgment_order), each file's lines, game 1 then 2;
 - style control (--style-control): per battle, four features, the baseline's minus the model's
   over their sum + 1, standardized: the answer's tokens (cl100k, as its add_markdown_info.py
   counts them), its headers, list items and bold spans (counted after its code-block removal);
@@ -49,12 +52,15 @@ _WINNER = {1: {"A>>B": ("model_a", WEIGHT), "A>B": ("model_a", 1), "A=B": ("tie"
                "B>>A": ("model_a", WEIGHT)}}
 
 
-def to_battles(games: list[dict], baseline: str) -> pd.DataFrame:
+def to_battles(games: list[dict], baseline: str, model_order: list[str] | None = None) -> pd.DataFrame:
     """One row per battle (question_id, model_a = baseline, model_b = the model, winner), in
-    Arena-Hard's order: models by name (its judgment files, as arena_hard/board.py export writes them),
-    each model's questions as given, game 1 first."""
+    Arena-Hard's order: models in `model_order` (the order glob lists its judgment files in, which
+    show_result.py concatenates: judgment_order), else by name; each model's questions as given,
+    game 1 first. The order matters: the bootstrap draws battles by their row number."""
     rows = []
-    order = {m: i for i, m in enumerate(sorted({g["model"] for g in games}))}
+    named = sorted({g["model"] for g in games})
+    listed = [m for m in (model_order or []) if m in named]
+    order = {m: i for i, m in enumerate(listed + [m for m in named if m not in listed])}
     first = {}  # each model's questions in the order they first come (as its judgment file lists them)
     for g in games:
         first.setdefault((g["model"], g["question_id"]), len(first))
@@ -63,6 +69,14 @@ def to_battles(games: list[dict], baseline: str) -> pd.DataFrame:
         rows += [{"question_id": game["question_id"], "model_a": baseline, "model_b": game["model"],
                   "winner": winner}] * weight
     return pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner"])
+
+
+def judgment_order(folder: Path) -> list[str]:
+    """The models in the order show_result.py reads their judgment files: `glob(f"{dir}/*jsonl")`,
+    unsorted, so the file system's own listing order (os.scandir's), on this machine."""
+    from glob import escape, glob
+
+    return [Path(p).name[:-len(".jsonl")] for p in glob(f"{escape(str(folder))}/*jsonl") if p.endswith(".jsonl")]
 
 
 def dropped_games(games: list[dict]) -> dict[str, int]:
@@ -160,7 +174,8 @@ def arena_scores(battles: pd.DataFrame, baseline: str, style: dict | None = None
     low, high = np.nanpercentile(boot, 2.5, axis=0), np.nanpercentile(boot, 97.5, axis=0)
     counts = battles["model_b"].value_counts()
     counts[baseline] = len(battles)  # the baseline plays every battle
-    table = pd.DataFrame({"score": expit(point) * 100, "score_low": expit(low) * 100, "score_high": expit(high) * 100,
+    rate = lambda s: np.round(expit(s) * 100, 2)  # noqa: E731  get_win_rate_column: round(x * 100, 2)
+    table = pd.DataFrame({"score": rate(point), "score_low": rate(low), "score_high": rate(high),
                           "strength": point, "n_battles": [int(counts.get(m, 0)) for m in models]},
                          index=pd.Index(models, name="model"))
     about = {}

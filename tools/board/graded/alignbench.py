@@ -113,7 +113,7 @@ def grade_call(config: dict, question: dict, answer: str, max_tokens: int, fast:
               ("dimensions", listed), ("question", question.get("instruction") or (question.get("turns") or [""])[0]),
               ("reference", reference), ("answer", answer))
     return LabelledCall(system=SYSTEM, template=TEMPLATE, fields=fields, options=RATINGS, protocol=PROTOCOL,
-                        cue=CUE, cut=("reference", "answer"), max_tokens=max_tokens, fast=fast, parser=overall_score)
+                        cue=CUE, cut=("reference", "answer"), data=("answer",), max_tokens=max_tokens, fast=fast, parser=overall_score)
 
 
 def aggregate(category_means: dict[str, float]) -> dict[str, float | None]:

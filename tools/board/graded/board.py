@@ -178,6 +178,7 @@ def build_graded(args, registry, judges: list) -> int:
             "written": record.get("written") if record else None,
             "judgment": record.get("judgment", "") if record else "",
             "probs": record.get("probs") if record else None,
+            "several_labels": record.get("several_labels") if record else None,
             "truncated": bool(record.get("truncated")) if record else False})
     frame = pd.DataFrame(rows)
     board = grade_stats.board_table(frame, grader)
@@ -185,6 +186,10 @@ def build_graded(args, registry, judges: list) -> int:
     categories = grade_stats.category_table(frame, grader)
     versus = grade_stats.versus_table(frame, grader)
     warnings = grade_stats.warnings_for(frame, board, grader, info, args.fast)
+    from judges.verdict_text import board_warnings
+    warnings += board_warnings(sum(c.carries_markup() for c in calls),
+                               sum(bool((records.get(c) or {}).get("several_labels")) for c in dict.fromkeys(calls)),
+                               stats.out_of_scale)
     pairwise, pair_failed = None, 0
     if matches:
         from board.graded import pairs as grade_pairs

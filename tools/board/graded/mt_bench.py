@@ -93,6 +93,7 @@ def single_calls(prompts: dict, question: dict, turn_outputs: list[str], max_tok
         call = LabelledCall(system=record["system_prompt"], template=record["prompt_template"], fields=fields,
                             options=RATINGS, protocol=f"mt_bench/{name}", cue="\n\nRating: [[",
                             cut=tuple(k for k, _ in fields if k.startswith(("answer", "ref_answer"))),
+                            data=tuple(k for k, _ in fields if k.startswith("answer")),
                             max_tokens=max_tokens, fast=fast, parser=fastchat_rating)
         out.append((2 if multi_turn else 1, name, call))
     return out
@@ -136,6 +137,7 @@ def pair_calls(prompts: dict, question: dict, answers_a: list[str], answers_b: l
             call = LabelledCall(system=record["system_prompt"], template=record["prompt_template"],
                                 fields=tuple(fields), options=("A", "B", "C"), protocol=f"mt_bench/{name}",
                                 cue='\n\nFinal verdict: [[', cut=tuple(k for k, _ in fields if k.startswith(("answer", "ref"))),
+                                data=tuple(k for k, _ in fields if k.startswith("answer")),
                                 max_tokens=max_tokens, fast=fast, parser=pair_label)
             out.append((2 if multi_turn else 1, name, order, call))
     return out

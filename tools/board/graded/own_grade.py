@@ -11,6 +11,7 @@ Does not handle: per-dimension scores (see alignbench.py).
 from __future__ import annotations
 
 from judges.labels import RATINGS, LabelledCall, fastchat_rating
+from judges.verdict_text import break_markup, template_markers
 
 PROTOCOL = "own-grade-v1"
 SYSTEM = "You are a fair, strict judge of AI assistants' answers."
@@ -27,14 +28,21 @@ one 9-10. Explain briefly first, then give the rating as "[[rating]]", for examp
 [End of the answer]{reference}"""
 
 
+# Markers this module writes into field values (the conversation before a turn, the reference).
+MARKERS = ("[User]", "[Assistant]", "[Reference answer]", "[End of the reference]")
+
+
 def grade_calls(question: dict, turn_outputs: list[str], max_tokens: int, fast: bool = False):
     """(turn, prompt name, call) for every turn of the question that has an answer slot."""
     turns = question.get("turns") or [question.get("instruction", "")]
     references = question.get("reference") or []
     out = []
+    markers = template_markers(TEMPLATE, MARKERS)
     for t, user in enumerate(turns):
         answer = turn_outputs[t] if t < len(turn_outputs) else ""
-        before = "".join(f"[User]\n{turns[k]}\n\n[Assistant]\n{turn_outputs[k] if k < len(turn_outputs) else ''}\n\n"
+        # earlier answers are model text inside our own markup: broken here, the `answer` field by the call
+        before = "".join(f"[User]\n{turns[k]}\n\n[Assistant]\n"
+                         f"{break_markup(turn_outputs[k], markers, True) if k < len(turn_outputs) else ''}\n\n"
                          for k in range(t))
         ref = references[t] if t < len(references) and references[t] else ""
         fields = (("conversation", before), ("question", user), ("answer", answer),
@@ -43,5 +51,6 @@ def grade_calls(question: dict, turn_outputs: list[str], max_tokens: int, fast: 
         out.append((t + 1, PROTOCOL, LabelledCall(system=SYSTEM, template=TEMPLATE, fields=fields, options=RATINGS,
                                                    protocol=PROTOCOL, cue="\n\nRating: [[",
                                                    cut=("conversation", "answer", "reference"),
+                                                   data=("answer",), markers=MARKERS,
                                                    max_tokens=max_tokens, fast=fast, parser=fastchat_rating)))
     return out

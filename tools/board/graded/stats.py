@@ -150,7 +150,7 @@ def warnings_for(rows: pd.DataFrame, board: pd.DataFrame, grader: str, info: dic
                         f"(seed {info.get('seed', '?')}), not the full benchmark: not comparable with published scores")
     failed = int(rows["score"].isna().sum())
     if failed:
-        warnings.append(f"{failed} ratings failed (no rating in the reply): left out, never averaged in; "
+        warnings.append(f"{failed} ratings failed (no rating in the reply, or one outside the scale): left out, never averaged in; "
                         "make board again retries them")
     if fast:
         warnings.append("fast mode: ratings read without the judge's explanation (not the protocol)")

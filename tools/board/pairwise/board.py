@@ -251,6 +251,7 @@ def write_board(args, registry, judges: list, answers: Answers, judged, protocol
     if stats["failed"] and stats["errors"]:  # why those pairs have none (a weak judge's replies, a server)
         warnings.append(f"{stats['failed']} judge calls gave no verdict ({stats['errors'][0]}); "
                         "make board asks them again")
+    warnings += verdict_warnings(pairs, judged, protocol == "arena_hard")
 
     out = args.out
     manifest = {
@@ -282,6 +283,9 @@ def write_board(args, registry, judges: list, answers: Answers, judged, protocol
     for path in stale:
         path.unlink(missing_ok=True)
     failed = int(board["n_failed"].sum())
+    # pairs failed only by dropped Arena-Hard games are not retried: the games are cached, as Arena-Hard keeps them
+    failed -= sum(1 for r in results if r["preference"] is None and r.get("n_dropped") and
+                  r["n_failed"] <= r["n_dropped"])
     if failed:
         os.utime(board_path, (0, 0))  # out of date for make: the next make board retries the failed calls
     log(f"board: {len(board)} models -> {board_path} (+ board.md, board.png, board.html, manifest.json); "
@@ -289,3 +293,29 @@ def write_board(args, registry, judges: list, answers: Answers, judged, protocol
     if failed:
         log(f"WARNING: {failed} pairs have no verdict; run make board again to retry them")
     return 0
+
+
+def verdict_warnings(pairs: list, judged, arena: bool) -> list[str]:
+    """Lines for answers that held the prompt's markers, replies with several labels, Arena-Hard
+    games dropped (judges/verdict_text.py, board/arena_hard/board.py) and verdicts read from the
+    reply's text where the endpoint gave no logprobs (judges/prompt.py)."""
+    from judges.verdict_text import board_warnings, break_pairwise
+
+    stats = judged.stats
+    if arena:
+        lines = board_warnings(stats.get("markup", 0), stats.get("several_labels", 0))
+        if stats.get("dropped"):
+            lines.append(f"{stats['dropped']} Arena-Hard games were dropped (several different labels, or none after "
+                         "both attempts), as Arena-Hard drops them: their pairs count as failed in every view "
+                         "(win rate, consistency, W/D/L, by dataset, Bradley-Terry), never as ties")
+        return lines
+    marked = sum(1 for p in pairs if not p.identical and
+                 any(break_pairwise(t) != t for t in (p.model_output, p.reference_output)))
+    lines = board_warnings(marked, 0)
+    for name, own in judged.by_judge.items():
+        n_text = sum(r.get("n_text", 0) for r in own)
+        if n_text:  # an endpoint without logprobs: hard verdicts, not alpaca_eval's weighted ones
+            lines.append(f"judge '{name}': {n_text} of its verdicts were read from the label its reply wrote "
+                         "(m or M, source: text): its endpoint gave no logprobs, so those are hard 1 or 2 "
+                         "preferences, not the probability-weighted ones of weighted_alpaca_eval_gpt4_turbo")
+    return lines

@@ -92,7 +92,7 @@ def pair_call(instruction: str, first: str, second: str, rubric: str = HELPFULNE
                                 ("rubric", rubric.split("\n")[0])),
                         options=("A", "B"), protocol=f"prometheus/relative-{VERSION}", cue=" " + OPEN,
                         cut=("response_A", "response_B"), max_tokens=MAX_TOKENS, parser=parse_relative,
-                        open=OPEN, close="")
+                        open=OPEN, close="", data=("response_A", "response_B"))
 
 
 def absolute_call(instruction: str, response: str, rubric: str = HELPFULNESS_RUBRIC) -> LabelledCall:
@@ -100,4 +100,5 @@ def absolute_call(instruction: str, response: str, rubric: str = HELPFULNESS_RUB
     return LabelledCall(system=ABS_SYSTEM_PROMPT, template=ABSOLUTE_PROMPT,
                         fields=(("instruction", instruction), ("response", response), ("rubric", rubric)),
                         options=SCORES, protocol=f"prometheus/absolute-{VERSION}", cue=" " + OPEN,
-                        cut=("response",), max_tokens=MAX_TOKENS, parser=parse_absolute, open=OPEN, close="")
+                        cut=("response",), max_tokens=MAX_TOKENS, parser=parse_absolute, open=OPEN, close="",
+                        data=("response",))

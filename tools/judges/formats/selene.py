@@ -83,4 +83,4 @@ def pair_call(instruction: str, first: str, second: str) -> LabelledCall:
                                 ("assistant_response_b", second), ("rubric_objective", RUBRIC)),
                         options=("A", "B"), protocol=f"selene/pair-{VERSION}", cue="\n\n" + OPEN,
                         cut=("assistant_response_a", "assistant_response_b"), max_tokens=MAX_TOKENS,
-                        parser=parse, open=OPEN, close="")
+                        parser=parse, open=OPEN, close="", data=("assistant_response_a", "assistant_response_b"))

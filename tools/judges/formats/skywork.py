@@ -55,4 +55,5 @@ def pair_call(instruction: str, first: str, second: str) -> LabelledCall:
     return LabelledCall(system="", template=PROMPT,
                         fields=(("input", instruction), ("response_a", first), ("response_b", second)),
                         options=("A", "B"), protocol=f"skywork/pair-{VERSION}", cue="[[",
-                        cut=("response_a", "response_b"), max_tokens=8, fast=True, parser=parse)
+                        cut=("response_a", "response_b"), max_tokens=8, fast=True, parser=parse,
+                        data=("response_a", "response_b"))
