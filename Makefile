@@ -100,7 +100,7 @@ REFERENCE_ := $(if $(REFERENCE_SET),,$(or $(strip $(REFERENCE)),$(call defaults,
 JUDGE_ := $(or $(strip $(JUDGE)),$(call defaults,J))
 ANSWERS := $(patsubst %,$(OUT)/%.json,$(MODELS_))
 
-.PHONY: help setup models download quantize judge-weights data set-cost infer merge reference board check-judge judge-check demo test bench bench-judge plan native-bench clean FORCE \
+.PHONY: help setup models download quantize judge-weights data set-cost infer merge reference board check-judge judge-check demo test test-fast bench bench-judge plan native-bench clean FORCE \
   need-models need-reference need-judge
 
 help: ## list targets and variables
@@ -232,8 +232,11 @@ $(OUT)/stamps/%.txt: FORCE | setup $(OUT)/.llmeval
 demo: ## set up, answer the tiny question set with the embedded models, judge, print the board
 	$(MAKE) --no-print-directory board
 
-test: models ## run the tests (sets up .venv and the embedded models first)
-	$(PY) -m pytest -q tests
+test: models ## run all the tests and list the 15 slowest (what CI runs; sets up .venv and the embedded models first)
+	$(PY) -m pytest -q --durations=15 tests
+
+test-fast: models ## the tests that run no board, build or make pipeline (pytest -m "not slow"): for iterating
+	$(PY) -m pytest -q -m "not slow" --durations=15 tests
 
 plan: need-models setup $(if $(SET),set-cost) ## per model and the judge: weights, KV per sequence, GPU free memory, layers on the GPU and N (FREE=12GiB, CARDS=8,12,16,24)
 	@$(PY) tools/plan.py $(MODELS_) $(if $(JUDGE_),--judge $(JUDGE_)) --models-toml $(MODELS_TOML) \

@@ -1,4 +1,8 @@
-"""Shared test setup: the tools are scripts in tools/, imported here as modules."""
+"""Shared test setup: the tools are scripts in tools/, imported here as modules; the paths, skips
+and helpers many test files use (ROOT, the embedded models, `make` as a user runs it, a one-model
+registry); the session fixtures that build what several tests read (a tiny Llama, the benchmark
+files' local server). It does not hold a test's own data: that stays in its file."""
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,10 +17,46 @@ for _name in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"):
     os.environ.pop(_name, None)
 sys.path.insert(0, str(ROOT / "bench"))  # llama_server.py: a local OpenAI-compatible server for tests
 
+import pytest  # noqa: E402
+
+
+# --- The embedded models (`make models` puts them under models/) and their skip.
+SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3 = ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"
+needs_smollm2 = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+needs_models = pytest.mark.skipif(not (SMOLLM2.is_file() and GEMMA3.is_file()), reason="run `make models` first")
+# Runs a board, a build or a make pipeline end to end: `make test-fast` leaves it out (pytest.ini).
+slow = pytest.mark.slow
+
+
+def make(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`make ARGS` in the project, as a user runs it from a shell (output captured, never raised on)."""
+    return subprocess.run(["make", "--no-print-directory", "-C", str(cwd), *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def spec_for(tmp_path: Path, table: str, name: str = "m"):
+    """The ModelSpec of a one-model registry, `[models.NAME]` followed by TABLE's lines, written
+    to tmp_path/models.toml."""
+    from lib.registry import load_registry
+
+    (tmp_path / "models.toml").write_text(f"[models.{name}]\n{table}\n", encoding="utf-8")
+    return load_registry(tmp_path / "models.toml").get(name)
+
+
+def project_registry(folder: Path, max_tokens: int = 16) -> Path:
+    """The project's models.toml as shipped, written to folder/models.toml with its relative paths
+    made absolute and the embedded models' answers cut from 256 to MAX_TOKENS tokens: the same
+    models, judge and code paths, for a fraction of the suite's time."""
+    text = (ROOT / "models.toml").read_text(encoding="utf-8")
+    text = text.replace('path = "models/', f'path = "{ROOT}/models/').replace('"envs/', f'"{ROOT}/envs/')
+    text = text.replace("max_tokens = 256", f"max_tokens = {max_tokens}")
+    (folder / "models.toml").write_text(text, encoding="utf-8")
+    return folder / "models.toml"
+
 
 # --- A tiny random Llama with a real tokenizer, made offline (no Hub) for the conversion and
 # transformers tests. Random weights answer nonsense, but every code path is the real one.
-import pytest  # noqa: E402
 
 TINY_SENTENCES = [
     "The quick brown fox jumps over the lazy dog.", "What is the capital of France? Paris is.",
@@ -110,7 +150,7 @@ def llama_server(tmp_path_factory):
 
     smol = load_registry(ROOT / "models.toml").get("smollm2_135m")
     if not smol.path.is_file():
-        pytest.skip("embedded model missing: run make models")
+        pytest.skip("run `make models` first")
     with judge_server(smol, tmp_path_factory.mktemp("server") / "server.log", n_ctx=2048) as base_url:
         yield base_url
 

@@ -10,14 +10,12 @@ import csv
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+from conftest import ROOT, SMOLLM2, needs_smollm2, project_registry, slow
 KEY = "sk-dummy-official-annotator-key"
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+pytestmark = [slow, needs_smollm2]
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +37,11 @@ def test_win_rate_equals_alpaca_evals_make_leaderboard(bench_data_url, server, t
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     env.update(OPENAI_BASE_URL=server, OPENAI_API_KEY=KEY)
+    # The project's registry, answers cut to 16 tokens (the annotator reads them the same way).
     result = subprocess.run(["make", "--no-print-directory", "board", f"OUT={out}", "MODELS=smollm2_135m",
-                             "QUESTIONS=alpaca_eval", "LIMIT=4", "JUDGE=weighted_alpaca_eval_gpt4_turbo"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+                             f"MODELS_TOML={project_registry(tmp_path)}", "QUESTIONS=alpaca_eval", "LIMIT=4",
+                             "JUDGE=weighted_alpaca_eval_gpt4_turbo"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with (out / "board.csv").open(encoding="utf-8") as f:
         ours = {row["model"]: row for row in csv.DictReader(f)}["smollm2_135m"]
@@ -61,7 +61,7 @@ def test_win_rate_equals_alpaca_evals_make_leaderboard(bench_data_url, server, t
                            "--annotators_config", "weighted_alpaca_eval_gpt4_turbo", "--caching_path", "None",
                            "--all_model_outputs", str(out / "output.json"), "--reference_outputs", str(out / "reference.json"),
                            "--fn_metric", "get_winrate", "--sort_by", "win_rate"],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=1800)
+                          cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert leaderboard.is_file(), done.stdout[-3000:] + done.stderr[-3000:]
     with leaderboard.open(encoding="utf-8") as f:
         theirs = {row[""]: row for row in csv.DictReader(f)}["smollm2_135m"]

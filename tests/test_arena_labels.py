@@ -4,7 +4,6 @@ game; none asks again), an API judge on a real local HTTP endpoint (127.0.0.1) t
 scripted texts (the second attempt is asked with Arena-Hard's words and its conversation, each
 outcome counted), and a local judge whose five-label read never fails (the embedded SmolLM2),
 with and without `fast`. The judge config is Arena-Hard's own file from ../shared/benchmarks."""
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +14,7 @@ from judges.labels import label_calls
 from lib.registry import load_registry
 from scripted_api_server import ScriptedEndpoint
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+from conftest import SMOLLM2, needs_smollm2
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +89,7 @@ def test_api_judge_reads_labels_as_arena_hard(config, tmp_path):
         endpoint.server.shutdown()
 
 
-@pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+@needs_smollm2
 def test_local_five_label_read_never_fails(config, tmp_path):
     """An explanation then the label from logits, and `fast` (no explanation), in one batch; an
     answer that writes a label and chat markup of its own changes nothing."""

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT, SMOLLM2, needs_smollm2
 PY = sys.executable
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+pytestmark = needs_smollm2
 
 GOOD_MODEL = f'[models.tiny]\npath = "{SMOLLM2}"\nmax_tokens = 4\nn_ctx = 512\n'
 QUESTIONS = "What is 2+2?\nName a colour.\n"

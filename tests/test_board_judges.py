@@ -5,15 +5,13 @@ judging is real. (Disagreeing judges: tests/test_board_compare.py.)"""
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
 from board.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+from conftest import ROOT, SMOLLM2, needs_smollm2, slow
+pytestmark = [slow, needs_smollm2]
 
 QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?"]
 ANSWERS = {"ref": ["Paris.", "Eight."], "alpha": ["The capital of France is Paris.", "A spider has eight legs."],

@@ -6,7 +6,6 @@ in content is plain text. With the embedded GGUFs (SmolLM2's ChatML template, Ge
 instruction-tuned template, text only: this GGUF is the base model's) and the tiny transformers
 Llama of conftest.py.
 """
-from pathlib import Path
 
 import pytest
 
@@ -14,10 +13,8 @@ from lib.chat_tokens import for_hf, for_llama
 from judges.cache import Call
 from judges.prompt import make_messages, prompt_template
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-GEMMA3 = ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"
-pytestmark = pytest.mark.skipif(not (SMOLLM2.is_file() and GEMMA3.is_file()), reason="run `make models` first")
+from conftest import SMOLLM2, GEMMA3, needs_models
+pytestmark = needs_models
 
 # Gemma 3's instruction-tuned chat template (google/gemma-3-270m-it), its text-only branch.
 GEMMA3_TEMPLATE = (

@@ -15,7 +15,7 @@ from lib import benchsets
 import data
 from lib.records import InputError, load_questions, question_key
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
 SIDECAR_KEYS = {"name", "protocol", "grader", "files", "reference_outputs", "reference_name", "published",
                 "limit", "seed", "n_total", "notes"}
 

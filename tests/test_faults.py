@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+from conftest import ROOT, SMOLLM2, needs_smollm2, slow
+pytestmark = needs_smollm2
 
 MODELS_TOML = """
 [defaults]
@@ -106,6 +105,7 @@ def check_complete(d: Path, questions: list[str]) -> None:
     assert len(keys) == len(set(keys)), "a judge call was made twice"
 
 
+@slow
 def test_kill_9_of_make_infer_and_board_twenty_times(tmp_path):
     rng = random.Random(12)
     questions = list(FIRST)
@@ -163,6 +163,7 @@ def test_kill_9_of_make_infer_and_board_twenty_times(tmp_path):
           f"last rerun: {missing} answers and {made[1]} judge calls missing")
 
 
+@slow
 def test_two_runs_on_one_out_do_the_work_once(tmp_path):
     questions = FIRST + [f"Count to {i}." for i in range(2, 8)]
     setup(tmp_path, questions)
@@ -178,6 +179,7 @@ def test_two_runs_on_one_out_do_the_work_once(tmp_path):
     check_complete(tmp_path, questions)
 
 
+@slow
 def test_two_boards_on_one_out_make_each_judge_call_once(tmp_path):
     """Two `make board` at once, the answers already made: the second waits for the judge's lock
     and reuses every verdict the first made (with a paid API judge, no call is paid twice)."""
@@ -198,6 +200,7 @@ def test_two_boards_on_one_out_make_each_judge_call_once(tmp_path):
     check_complete(tmp_path, FIRST)
 
 
+@slow
 def test_cache_line_without_a_text_answer_is_answered_again(tmp_path):
     """A cache line with the right key but no string `output` (edited by hand, another tool) is
     skipped like a torn one: that question is answered again and output.json stays valid."""
@@ -222,6 +225,7 @@ def test_cache_line_without_a_text_answer_is_answered_again(tmp_path):
 TORN = "答".encode("utf-8")[:2]  # half a character: what a crash or a full disk can leave
 
 
+@slow
 def test_torn_last_line_in_every_append_only_file(tmp_path):
     setup(tmp_path)
     first = subprocess.run(make_cmd(tmp_path, "board"), capture_output=True, text=True, timeout=900)
@@ -249,6 +253,7 @@ def test_torn_last_line_in_every_append_only_file(tmp_path):
     check_complete(tmp_path, FIRST + ["One more question."])
 
 
+@slow
 def test_disk_full_while_answering_loses_nothing(tmp_path):
     """The answer cache on /dev/full: the kernel's own ENOSPC on every append."""
     setup(tmp_path)
@@ -266,6 +271,7 @@ def test_disk_full_while_answering_loses_nothing(tmp_path):
     check_complete(tmp_path, FIRST)
 
 
+@slow
 def test_disk_full_on_a_small_tmpfs(tmp_path):
     """OUT on a real 24 KiB tmpfs, in a mount namespace of our own (room for the marker, lock, hash and
     settings files, then some answers): it fills up while answering 40 questions; moved to a bigger
@@ -295,6 +301,7 @@ def test_disk_full_on_a_small_tmpfs(tmp_path):
             assert re.search(line, rerun.stderr, re.M), rerun.stderr
 
 
+@slow
 def test_new_weights_of_the_same_size_are_answered_again(tmp_path):
     """Issue 16, item 4: the answers' weights identity is the content hash, not name and size."""
     weights = tmp_path / "w.gguf"
@@ -410,6 +417,7 @@ def board_cmd(outputs: Path, reference: Path, out: Path, d: Path) -> str:
                                        "--models-toml", str(d / "models.toml")])
 
 
+@slow
 def test_disk_full_while_writing_the_board_leaves_the_last_board_whole(tmp_path):
     """Issue 16, item 18: a board rewrite on a disk that fills up names the file it could not
     write, and replaces none of the board's files: they all stay those of the last board (the

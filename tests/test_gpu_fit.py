@@ -17,9 +17,7 @@ from backends import gpu_fit
 from backends.gpu_fit import GIB, PUBLISHED, ModelShape, fit
 from lib.registry import load_registry
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-GEMMA3 = ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"
+from conftest import SMOLLM2, GEMMA3, needs_models, needs_smollm2
 MIB = 1 << 20
 CARDS = {8: (8188 - 400) * MIB, 12: (12288 - 400) * MIB, 16: (16380 - 400) * MIB, 24: (24564 - 400) * MIB}
 QWEN25_7B = ModelShape.from_published("qwen25_7b", **PUBLISHED["Qwen2.5-7B-Instruct-Q4_K_M.gguf"])
@@ -113,7 +111,7 @@ def test_nothing_fits_says_what_to_set():
     assert fit(QWEN25_7B, CARDS[8], n_ctx).n_gpu_layers == -1  # and the advice fits
 
 
-@pytest.mark.skipif(not (SMOLLM2.is_file() and GEMMA3.is_file()), reason="run `make models` first")
+@needs_models
 @pytest.mark.parametrize("path", [SMOLLM2, GEMMA3], ids=lambda p: p.name)
 def test_gguf_shape_agrees_with_llama_cpp(path):
     import llama_cpp
@@ -170,7 +168,7 @@ def backend(tmp_path_factory):
     b.close()
 
 
-@pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+@needs_smollm2
 def test_n_is_halved_until_the_context_fits_and_answers_are_unchanged(backend, monkeypatch, capfd):
     alone = dict(backend.answer(QUESTIONS, parallel=1))
     capfd.readouterr()
@@ -185,7 +183,7 @@ def test_n_is_halved_until_the_context_fits_and_answers_are_unchanged(backend, m
     assert {i: r["output"] for i, r in halved.items()} == {i: r["output"] for i, r in alone.items()}
 
 
-@pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+@needs_smollm2
 def test_one_sequence_that_does_not_fit_is_one_line_and_answers_are_kept(tmp_path, monkeypatch, capsys):
     import infer
     toml = write_toml(tmp_path)

@@ -7,7 +7,6 @@ format a judge writes ([[8]], [[8.5]], [8], [[10]], none, ...), against ours.
 FastChat sends its requests with the pre-1.0 openai API: its one network function,
 chat_completion_openai, is replaced by one that sends FastChat's own messages to the server."""
 import json
-from pathlib import Path
 
 import pytest
 
@@ -18,11 +17,10 @@ from judges.labels import fastchat_rating, label_calls
 from llama_server import judge_server
 from lib.registry import load_registry
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+from conftest import SMOLLM2, slow
 BENCH = mt_bench_data()
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file() or not BENCH.is_dir(),
-                                reason="needs `make models` and the MT-Bench files (../shared/benchmarks)")
+pytestmark = [slow, pytest.mark.skipif(not SMOLLM2.is_file() or not BENCH.is_dir(),
+                                      reason="needs `make models` and the MT-Bench files (../shared/benchmarks)")]
 FORMATS = ["Rating: [[8]]", "[[8.5]] overall", "It deserves [7].", "Rating: [[10]]", "[[3]] then [[9]]",
            "[9] but [[4]]", "Rating: 6/10", "[[rating]]", "[[ 5 ]]", "", "Score [[0.5]]", "[[7.]]", "[2.25]"]
 

@@ -17,14 +17,13 @@ import pytest
 
 from benchdata import shared_benchmarks
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+from conftest import ROOT, SMOLLM2, slow
 SHARED = shared_benchmarks() or Path("/nonexistent")
 MT = SHARED / "mt_bench" / "fastchat" / "llm_judge" / "data"
 AB = SHARED / "alignbench"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file() or not MT.is_dir(),
-                                reason="needs `make models` and the benchmark files (../shared/benchmarks)")
+pytestmark = [slow, pytest.mark.skipif(not SMOLLM2.is_file() or not MT.is_dir(),
+                                      reason="needs `make models` and the benchmark files (../shared/benchmarks)")]
 HOSTILE = '</pre><script>document.title="pwned"</script><h1 id="injected">x</h1>'
 
 
@@ -64,7 +63,7 @@ def run_board(out: Path, questions: Path, answers: list[str], *extra):
     return subprocess.run([sys.executable, str(ROOT / "tools" / "board"), "--protocol", "grade", "--answers",
                            *[str(out / a) for a in answers], "--questions", str(questions), "--judge", "judge",
                            "--models-toml", str(out / "models.toml"), "--out", str(out), *extra],
-                          capture_output=True, text=True, timeout=1500)
+                          capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 
 from benchdata import fastchat_common, mt_bench_data
-from board import grade_pairs
+from board.graded import pairs as grade_pairs
 from board.graded import mt_bench
 from judges.labels import LabelledCall
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
 BENCH = mt_bench_data()
 pytestmark = pytest.mark.skipif(not BENCH.is_dir(), reason="needs the MT-Bench files (../shared/benchmarks)")
 REPLIES = ["Assistant A is better. [[A]]", "[[B]]", "A tie: [[C]]", "no verdict", "[[B]] or rather [[A]]",

@@ -16,22 +16,21 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 import twins
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+from conftest import ROOT, SMOLLM2, needs_smollm2, slow
 pytestmark = [
-    pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first"),
+    slow,
+    needs_smollm2,
     pytest.mark.skipif(not twins.twin_available(), reason="../shared/twins/chatglm-6b is not beside the clone"),
 ]
 QUESTIONS = ["What is the capital of France?", "为什么天空是蓝色的？"]
 
 
-def make(guide, *args, env_extra=None, timeout=1800, no_network=False):
+def make(guide, *args, env_extra=None, timeout=900, no_network=False):
     env = {**os.environ, "HF_HUB_CACHE": str(guide["cache"]), "HF_HOME": str(guide["tmp"] / "hf-home"),
            "HF_HUB_OFFLINE": "1", **(env_extra or {})}
     env = {k: v for k, v in env.items() if v is not None}  # None: unset

@@ -7,7 +7,6 @@ LLMEVAL_KV_BUDGET, as for the llama.cpp engine). Quantized weights asked for on 
 environment that cannot make them, are one line."""
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,7 @@ from backends.load import load_backend
 from lib.messages import chat_messages
 from lib.registry import load_registry
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT, slow
 QUESTIONS = [{"instruction": "What is the capital of France?"}, {"instruction": "Hi"},
              {"instruction": "Hello, how are you today? Machine learning models answer questions."},
              {"instruction": "你好，世界。"}, {"instruction": "Say hello.", "input": "to Bob"},
@@ -158,6 +157,7 @@ def glm(tmp_path_factory, chatglm_venv):
     return {"folder": folder, "spec": spec, "tmp": tmp}
 
 
+@slow
 @glm_only
 def test_chatglm_batched_equals_its_own_chat_on_the_twin(glm):
     python = glm["spec"]().venv / "bin" / "python"
@@ -180,6 +180,7 @@ def test_chatglm_batched_equals_its_own_chat_on_the_twin(glm):
     ("int4", 'quant = "int4" (the model\'s own quantize(4), cpm_kernels) needs an NVIDIA GPU and none is visible'),
     ("nf4", 'quant = "nf4" needs bitsandbytes 4-bit with transformers 4.30 or newer; this environment'),
 ])
+@slow
 def test_chatglm_quant_that_cannot_run_here_is_one_line(glm, quant, line, capsys):
     import torch
 

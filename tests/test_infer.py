@@ -1,6 +1,5 @@
 """infer.py with the embedded SmolLM2 model through the real llama.cpp: answers, resume, failures."""
 import json
-from pathlib import Path
 
 import pytest
 
@@ -9,9 +8,8 @@ import infer
 from lib.records import AnswerCache
 from lib.registry import load_registry
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+from conftest import GEMMA3, SMOLLM2, needs_smollm2
+pytestmark = needs_smollm2
 
 QUESTIONS = [{"instruction": "What is 2+2?", "input": "", "dataset": "t"},
              {"instruction": "为什么天空是蓝色的？", "input": "", "dataset": "t"},
@@ -102,7 +100,7 @@ def test_llama_cpp_log_lines_stay_off_the_screen(tmp_path, capfd):
     than its sliding window: nothing of llama.cpp's reaches the screen, only our own lines."""
     from backends.llama_backend import LlamaBackend
 
-    gemma = ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"
+    gemma = GEMMA3
     if not gemma.is_file():
         pytest.skip("run `make models` first")
     (tmp_path / "models.toml").write_text(f'[models.g]\npath = "{gemma}"\nmax_tokens = 4\nn_ctx = 2048\n'

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,9 +19,8 @@ from judges.resolve import resolve_judge
 from llama_server import judge_server
 from lib.registry import load_registry
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+from conftest import ROOT, SMOLLM2, needs_smollm2, slow
+pytestmark = needs_smollm2
 
 PAIRS = [
     Pair("m", "What is the capital of France?", "Paris.", "Berlin.", 0),
@@ -142,6 +140,7 @@ def test_chat_template_override_judges(tmp_path):
     assert "assistant: " in judge.model.formatter(messages=[{"role": "user", "content": "x"}]).prompt
 
 
+@slow
 def test_killed_run_resumes_without_losing_verdicts(tmp_path):
     (tmp_path / "models.toml").write_text(f'[models.judge]\npath = "{SMOLLM2}"\nn_ctx = 2048\n', encoding="utf-8")
     questions = ["What is 2 + 2?", "Name a colour.", "Who wrote Hamlet?"]
@@ -265,6 +264,7 @@ def test_a_transformers_judge_batches_without_changing_a_verdict(tmp_path):
         assert batched[call]["logits"]["m"] == pytest.approx(alone[call]["logits"]["m"], abs=1e-2)
 
 
+@slow
 def test_disk_full_during_the_board_is_reported_as_such_and_keeps_verdicts(tmp_path):
     """A real full disk (a 1 MB tmpfs, filled): the board says so in one line, exits non-zero,
     and the verdicts written before the disk filled are kept."""

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,9 +17,8 @@ from judges.resolve import resolve_judge
 from judges.prompt import make_messages, preference_from_logits, prompt_template
 from lib.registry import load_registry
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+from conftest import ROOT, SMOLLM2, needs_smollm2, slow
+pytestmark = [slow, needs_smollm2]
 FAKE_KEY = "sk-test-3f9a1c7be2d04c55aa10"
 # Short texts: the endpoint scores each distinct prompt once with the real model.
 CALLS = [Call("2 + 2?", "4", "5"), Call("2 + 2?", "5", "4"), Call("Capital of France?", "Paris", "Rome"),

@@ -1,15 +1,13 @@
 """make judge-check: the pairs file, and a real check with the embedded judge (two pairs, both
 orders) that the board's manifest then quotes."""
 import json
-from pathlib import Path
 
 import pytest
 
 from judge_check import DEFAULT_PAIRS, check_path, load_check_pairs, main
 from lib.records import InputError
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+from conftest import SMOLLM2, needs_smollm2
 
 
 def test_pairs_file_has_plain_cases_in_english_and_chinese():
@@ -29,7 +27,7 @@ def test_bad_pairs_file_is_one_clear_error(tmp_path):
         load_check_pairs(bad)
 
 
-@pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+@needs_smollm2
 def test_check_reports_accuracy_and_consistency_and_the_board_quotes_it(tmp_path, capsys):
     from board.pairwise.board import last_check
     from judges.resolve import resolve_judge
@@ -65,7 +63,7 @@ def test_accuracy_interval_is_a_percentile_bootstrap_over_pairs():
     assert accuracy_interval([0.5]) == (None, None)  # one pair: no interval
 
 
-@pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+@needs_smollm2
 def test_own_labels_and_several_judges_side_by_side(tmp_path, capsys):
     import shutil
 

@@ -4,7 +4,6 @@ against llama-cpp-python's own logits over the whole text), every call rated (no
 cache reused, and fast mode beside the explained one."""
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +13,8 @@ from judges.labels import (RATINGS, LabelledCall, chain_probs, fastchat_rating, 
                            option_paths, path_nodes)
 from lib.registry import load_registry
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+from conftest import SMOLLM2, needs_smollm2
+pytestmark = needs_smollm2
 TEMPLATE = ("Rate the answer from 1 to 10 and write the rating as [[rating]].\n\n[Question]\n{question}\n\n"
             "[Answer]\n{answer}\n[End]")
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-pytestmark = pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+from conftest import ROOT, SMOLLM2, needs_smollm2, slow
+pytestmark = [slow, needs_smollm2]
 
 # Runs make and prints the peak RSS (KiB) of its whole process tree: RUSAGE_CHILDREN counts every
 # descendant that was waited for, so infer.py under make is included.
@@ -32,7 +31,7 @@ def run_infer(folder: Path, n: int) -> tuple[int, list[dict]]:
                                   encoding="utf-8")
     cmd = ["make", "--no-print-directory", "-C", str(ROOT), "infer", "MODELS=tiny", f"OUT={folder / 'out'}",
            f"MODELS_TOML={folder / 'models.toml'}", f"QUESTIONS={folder / 'q.txt'}"]
-    result = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, timeout=1800)
+    result = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, timeout=900)
     rc, rss_kib = map(int, result.stdout.split())
     assert rc == 0, result.stderr
     return rss_kib, json.loads((folder / "out" / "tiny.json").read_text(encoding="utf-8"))

@@ -3,12 +3,10 @@ runs what needs no judge; a missing or broken models.toml, or nothing to run, is
 failure through make, never "Nothing to be done" with exit 0. Real make, real embedded model."""
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+from conftest import ROOT, SMOLLM2, needs_models, needs_smollm2, project_registry, slow
 
 NO_DEFAULTS = f"""
 [models.tiny]
@@ -30,7 +28,8 @@ def errors(result):
     return [line for line in result.stderr.splitlines() if not line.startswith("make: ***")]
 
 
-@pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
+@slow
+@needs_smollm2
 def test_registry_without_defaults_runs_what_needs_no_judge(tmp_path):
     (tmp_path / "models.toml").write_text(NO_DEFAULTS, encoding="utf-8")
     (tmp_path / "q.txt").write_text("What is 2 + 2?\n", encoding="utf-8")
@@ -103,9 +102,11 @@ DOCUMENTED = {
     "make data": "make data QUESTIONS=mt_bench LIMIT=2",
     "make data QUESTIONS=NAME": "make data QUESTIONS=arena_hard LIMIT=2",
     "make data QUESTIONS=mt_bench": "make data QUESTIONS=mt_bench",
-    # Before the Arena-Hard lines (their board is checked last). One question: 2 turns x 3 models
-    # rated, and 3 model pairs x 2 turns x 2 games (16-token explanations).
-    "make board QUESTIONS=mt_bench VERSUS=all": "make board QUESTIONS=mt_bench LIMIT=1 VERSUS=all",
+    # Before the Arena-Hard lines (their board is checked last). One question and the two embedded
+    # models: 2 turns x 2 models rated, and 1 pair x 2 turns x 2 games (16-token explanations).
+    # Three models' all-pairs table is checked against FastChat's in tests/test_grade_pairs.py.
+    "make board QUESTIONS=mt_bench VERSUS=all":
+        f'make board QUESTIONS=mt_bench LIMIT=1 VERSUS=all MODELS="{" ".join(EMBEDDED)}"',
     "make plan QUESTIONS=arena_hard": "make plan QUESTIONS=arena_hard",
     "make board QUESTIONS=alpaca_eval LIMIT=20": "make board QUESTIONS=alpaca_eval LIMIT=2",  # no reference model
     "make board QUESTIONS=arena_hard FAST=1": "make board QUESTIONS=arena_hard LIMIT=2 FAST=1",
@@ -126,7 +127,7 @@ DOCUMENTED = {
     "make board QUESTIONS=alpaca_eval JUDGE=weighted_alpaca_eval_gpt4_turbo": None,  # test_alpaca_eval_official.py
     "make board QUESTIONS=alpaca_eval_1 JUDGE=chatgpt_fn": None,  # an API key; tests/test_data.py fetches the set
     "make test": None,  # this suite
-    "make test-fast": None,  # the suite's unit tests: a lane of this suite
+    "make test-fast": None,  # this suite without its slow tests
     "make setup CUDA=1": None,  # needs the CUDA toolkit
     "make native-bench": None,  # builds llama.cpp's native tools, about 25 minutes
     "make bench": None,  # needs make native-bench; tests/test_bench.py runs bench/bench.py
@@ -157,18 +158,8 @@ def documented_lines() -> set[str]:
     return lines
 
 
-def project_registry(tmp_path: Path) -> Path:
-    """models.toml as shipped, its relative paths made absolute, the embedded models' answers short."""
-    text = (ROOT / "models.toml").read_text(encoding="utf-8")
-    text = text.replace('path = "models/', f'path = "{ROOT}/models/').replace('"envs/', f'"{ROOT}/envs/')
-    text = text.replace("max_tokens = 256", "max_tokens = 16")
-    (tmp_path / "models.toml").write_text(text, encoding="utf-8")
-    return tmp_path / "models.toml"
-
-
-@pytest.mark.skipif(not all((ROOT / "models" / f).is_file() for f in
-                            ("SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf")),
-                    reason="run `make models` first")
+@slow
+@needs_models
 def test_every_documented_make_line_runs_for_real(tmp_path, bench_data_url):
     import shlex
 
@@ -201,8 +192,8 @@ def test_every_documented_make_line_runs_for_real(tmp_path, bench_data_url):
     assert "500 questions (500 turns) x 3 models = 1500 answers" in results["make plan QUESTIONS=arena_hard"]
     assert "reference.py --set" in results["make board QUESTIONS=alpaca_eval LIMIT=20"]
     assert "int4" in results["make plan MODELS=chatglm_6b CARDS=8,12,16,24 QUANTS=fp16,int8,int4"]
-    assert "6 ratings to give (mt_bench" in results["make board QUESTIONS=mt_bench VERSUS=all"]
-    assert "and 6 pairwise matches, two games each" in results["make board QUESTIONS=mt_bench VERSUS=all"]
+    assert "4 ratings to give (mt_bench" in results["make board QUESTIONS=mt_bench VERSUS=all"]
+    assert "and 2 pairwise matches, two games each" in results["make board QUESTIONS=mt_bench VERSUS=all"]
     for line in ("make board QUESTIONS=arena_hard FAST=1", "make board QUESTIONS=arena_hard PROTOCOL=pairwise"):
         assert "board: 3 models ->" in results[line], results[line]  # the three models against the set's baseline
     about = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["about"]  # the last board's

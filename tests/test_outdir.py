@@ -4,9 +4,8 @@ Through make: tests/test_bad_input.py (the refusals) and tests/test_security.py 
 your files); every documented make line, then clean: tests/test_makefile.py."""
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
 OUTDIR = ROOT / "tools" / "outdir.py"
 
 

@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, slow
 from lib.registry import load_registry
+
+pytestmark = slow
 
 
 @pytest.fixture(scope="module")

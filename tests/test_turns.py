@@ -22,9 +22,8 @@ from backends.custom_backend import register_llm_infer
 from lib.records import AnswerCache, InputError, load_questions
 from lib.registry import load_registry
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = {"smollm2": ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf",
-          "gemma3": ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"}
+from conftest import GEMMA3, ROOT, SMOLLM2, spec_for
+MODELS = {"smollm2": SMOLLM2, "gemma3": GEMMA3}
 GEMMA_TEMPLATE = load_registry(ROOT / "models.toml").get("gemma3_270m").chat_template
 
 # MT-Bench's format (FastChat question.jsonl), with the per-category settings a set declares.
@@ -42,11 +41,6 @@ def write_questions(folder: Path, questions=MT_QUESTIONS) -> Path:
     path = folder / "question.jsonl"
     path.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in questions), encoding="utf-8")
     return path
-
-
-def spec_for(tmp_path, table: str, name: str = "m"):
-    (tmp_path / "models.toml").write_text(f"[models.{name}]\n{table}\n", encoding="utf-8")
-    return load_registry(tmp_path / "models.toml").get(name)
 
 
 def gguf_spec(tmp_path, model: str, extra: str = ""):
