@@ -84,6 +84,7 @@ class LabelledCall:
     cut: tuple[str, ...] = ()   # fields a local judge may shorten to fit its context
     max_tokens: int = 1024      # the explanation's bound
     fast: bool = False          # read the label without an explanation
+    close: str = CLOSE          # what follows an option (LLMBar's "Output (a)": nothing)
     parser: Callable[[str], object] = field(default=fastchat_rating, compare=False, hash=False, repr=False)
 
     def messages(self) -> list[dict]:
@@ -100,7 +101,8 @@ class LabelledCall:
 
     def key(self, judge_id: str) -> str:
         blob = json.dumps([judge_id, PROTOCOL, self.protocol, self.messages(), self.options, self.cue,
-                           self.max_tokens, self.fast], ensure_ascii=False)
+                           self.max_tokens, self.fast] + ([self.close] if self.close != CLOSE else []),
+                          ensure_ascii=False)
         return sha256_text(blob)[:32]
 
     def shortened(self, scale: float) -> "LabelledCall":
@@ -153,12 +155,12 @@ def label_position(call: LabelledCall, text: str) -> tuple[str, str]:
     return text + call.cue, "logits-cued"
 
 
-def option_paths(encode: Callable[[str], list[int]], prefix: str, options: tuple[str, ...]):
+def option_paths(encode: Callable[[str], list[int]], prefix: str, options: tuple[str, ...], close: str = CLOSE):
     """(context tokens of `prefix`, {option: tokens after the context}): each option's tokens are
     those of prefix + option + "]]" past the context (the boundary re-tokenized when a token
     spans it), so P(option) = the product of those tokens' conditional probabilities."""
     base = encode(prefix)
-    full = {o: encode(prefix + o + CLOSE) for o in options}
+    full = {o: encode(prefix + o + close) for o in options}
     keep = len(base)
     for tokens in full.values():
         k = 0

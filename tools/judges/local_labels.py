@@ -53,7 +53,7 @@ def _label_chunk(calls, room, prompt_tokens, encode, generate, score_nodes):
                 continue
             judgment = reply["output"]
             prefix, source = label_position(call, judgment)
-        head, paths = option_paths(encode, prefix, call.options)
+        head, paths = option_paths(encode, prefix, call.options, call.close)
         longest = max(len(path) for path in paths.values())
         over = len(tokens) + len(head) + longest + 1 - room
         if over > 0:  # the explanation filled the context: its start goes, its conclusion stays
