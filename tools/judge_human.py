@@ -112,6 +112,7 @@ def run_grade(judge, pairs: list[dict], out_dir: Path, max_tokens: int, fast: bo
 
 
 def result_path(out_dir: Path, judge_name: str, set_name: str, limit: int | None, protocol: str) -> Path:
+    protocol = "grade" if protocol.startswith("grade") else protocol
     stem = re.sub(r"[^\w.-]", "_", judge_name) + f"-{set_name}" + (f"-limit{limit}" if limit else "")
     return Path(out_dir) / "judge" / "checks" / (stem + ("" if protocol == "pairwise" else f".{protocol.replace('/', '-')}") + ".json")
 
@@ -226,7 +227,9 @@ def human_summary(out_dir: Path, judge_name: str) -> list[dict]:
         out.append({"set": check["set"], "protocol": check["protocol"], "n_pairs": check["n_pairs"],
                     "n_total": check["n_total"], "accuracy": fig.get("accuracy"), "accuracy_ci": fig.get("accuracy_ci"),
                     "three_way": fig.get("three_way"), "judge_id": check.get("judge_id"), "created": check.get("created"),
-                    "gpt4": None if gpt4 is None else _together(gpt4), "gpt4_prompt": None if gpt4 is None else gpt4["prompt"]})
+                    "gpt4": None if gpt4 is None else _together(gpt4), "gpt4_prompt": None if gpt4 is None else gpt4["prompt"],
+                    "published_3way": next(({"evaluator": r["evaluator"], **r["three_way"]} for r in check.get("published", [])
+                                            if "three_way" in r and r.get("pairs") == "all"), None)})
     return out
 
 
@@ -290,3 +293,21 @@ def main_sets(args, protocol: str, limit: int | None, resolve_judge, registry) -
     print(judge_report.text(rows))
     print(f"-> {stem.with_suffix('.md')} (and .csv)")
     return 0
+
+
+def human_line(judge_name: str, h: dict) -> str:
+    """'agreement with people (llmbar_natural, 100 pairs, pairwise): 62.0% [52.5, 71.0]; GPT-4 93.5% (...)'."""
+    def ci(v):
+        return "" if not v or v[0] is None else f" [{v[0]:.1f}, {v[1]:.1f}]"
+    pairs = f"{h['n_pairs']} of {h['n_total']} pairs" if h["n_pairs"] < h["n_total"] else f"{h['n_total']} pairs"
+    line = f"agreement of {judge_name} with people on {h['set']} ({pairs}, {h['protocol']}): "
+    line += "n/a" if h.get("accuracy") is None else f"{h['accuracy']:.1f}%{ci(h.get('accuracy_ci'))}"
+    three = h.get("three_way")
+    if three and three.get("accuracy") is not None:
+        line += f"; 3-way {three['accuracy']:.1f}%{ci(three.get('accuracy_ci'))}, macro-F1 {three['macro_f1']:.1f}"
+    if h.get("gpt4") is not None:
+        line += f"; GPT-4 published {h['gpt4']:.1f}% ({'same prompt' if h['gpt4_prompt'] == 'same prompt' else 'another prompt'})"
+    pub = h.get("published_3way")
+    if pub:
+        line += f"; {pub['evaluator']} published 3-way {pub['accuracy']:.1f}%, macro-F1 {pub['macro_f1']:.1f} (its own prompt)"
+    return line

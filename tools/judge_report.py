@@ -39,6 +39,7 @@ def _figures(judge: str, protocol: str, subset: str, pairs: str, fig: dict, prom
 
 def table_rows(checks: list[dict]) -> list[dict]:
     rows, published = [], {}
+    run = {c["protocol"] for c in checks}
     for check in checks:
         n = f"{check['n_pairs']} of {check['n_total']}" if check["n_pairs"] < check["n_total"] else str(check["n_total"])
         failed = check["figures"]["all"].get("n_failed")
@@ -48,7 +49,9 @@ def table_rows(checks: list[dict]) -> list[dict]:
             rows.append(_figures(check["judge"], check["protocol"], subset, str(fig["n_pairs"]), fig, note))
         for row in check.get("published") or []:
             published.setdefault((row["evaluator"], row["strategy"], row.get("pairs", "all")), (row, check))
-    for (evaluator, strategy, _), (row, check) in published.items():
+    order = sorted(published, key=lambda k: (k[0] != "GPT-4", k[0], k[1] != "Vanilla_NoRules", k[2]))
+    for evaluator, strategy, pairs_kind in order:
+        row, check = published[(evaluator, strategy, pairs_kind)]
         if "three_way" in row:
             three = row["three_way"]
             pairs = str(three["n_pairs"]) + (" (these)" if row.get("pairs") == "these" else "")
@@ -58,11 +61,13 @@ def table_rows(checks: list[dict]) -> list[dict]:
         subsets = row.get("subsets") or {}
         together = _pooled(subsets)
         size = sum(v.get("n_pairs") or 0 for v in subsets.values()) or ""
-        rows.append(_figures(f"{evaluator} (published)", f"llmbar/{strategy}", "all", str(size), together, row["prompt"]))
+        prompt = (f"the same prompt as this table's llmbar/{strategy} rows" if f"llmbar/{strategy}" in run else
+                  f"a different prompt: LLMBar's {strategy} (make judge-check PROTOCOL=llmbar runs it)")
+        rows.append(_figures(f"{evaluator} (published)", f"llmbar/{strategy}", "all", str(size), together, prompt))
         if len(subsets) > 1:
             for subset, fig in subsets.items():
                 rows.append(_figures(f"{evaluator} (published)", f"llmbar/{strategy}", subset,
-                                     str(fig.get("n_pairs") or ""), fig, row["prompt"]))
+                                     str(fig.get("n_pairs") or ""), fig, prompt))
     return rows
 
 

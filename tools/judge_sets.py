@@ -162,9 +162,12 @@ def read_pairs_file(path: Path, table: dict, subset: str) -> list[dict]:
             raise InputError(f"{where}: not a JSON object")
         texts = {}
         for key in ("output_1", "output_2"):
-            if not isinstance(record.get(fields[key]), str):
+            value = record.get(fields[key])
+            if isinstance(value, (bool, int, float)):  # PandaLM has `"response1": true`: its Python str()
+                value = str(value)
+            if not isinstance(value, str):
                 raise InputError(f"{where}: needs a text field {fields[key]!r}")
-            texts[key] = record[fields[key]]
+            texts[key] = value
         parts = [record.get(f) for f in fields["instruction"]]
         if not isinstance(parts[0], str) or not all(p is None or isinstance(p, str) for p in parts):
             raise InputError(f"{where}: needs a text field {fields['instruction'][0]!r}")

@@ -162,6 +162,8 @@ def judge_about(judge, results: list[dict], check) -> dict:
 def build_board(args, registry, judges: list) -> int:
     import pandas as pd
 
+    from judge_human import human_summary
+
     from board.ensemble import ensemble_summary, judge_everything, versus_pairs
     from board.stats import board_table, by_dataset, judge_consistency, warnings_for, MIN_CONSISTENCY
     from board.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
@@ -204,6 +206,7 @@ def build_board(args, registry, judges: list) -> int:
     n_questions = len({question_key(r) for r in reference})
     if len(judges) == 1:
         judge_info = judge_about(judges[0], results, checks[judges[0].name])
+        judge_info["human_agreement"] = human_summary(args.out, judges[0].name)  # make judge-check PAIRS=set
         if arena:
             judge_info["protocol"] = f"Arena-Hard-Auto v0.1, labels read from {arena['about']['labels_from']}" + \
                 (", fast: no explanation" if args.fast else "")
@@ -223,8 +226,8 @@ def build_board(args, registry, judges: list) -> int:
     if arena:
         about["arena_hard"] = {k: v for k, v in arena["about"].items()}
     if len(judges) > 1:
-        about["judges"] = [judge_about(j, [r for r in judged.by_judge[j.name] if "opponent" not in r],
-                                       checks[j.name]) for j in judges]
+        about["judges"] = [{**judge_about(j, [r for r in judged.by_judge[j.name] if "opponent" not in r], checks[j.name]),
+                            "human_agreement": human_summary(args.out, j.name)} for j in judges]
         about["judge_agreement"] = agreement.to_dict("records")
         compare.update(by_judge=by_judge, agreement=agreement)
     warnings = warnings_for(board, consistency, n_swapped, judge_info["name"], n_questions,

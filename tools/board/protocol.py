@@ -37,7 +37,8 @@ def protocol(questions: str, override: str = "", set_name: str = "") -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[2] and sys.argv[2] not in CHOICES:
-        print(f"ERROR PROTOCOL={sys.argv[2]}: use one of {', '.join(CHOICES)}")
+    # llmbar: LLMBar's prompts, for make judge-check PAIRS=set only (the board stage refuses it)
+    if len(sys.argv) > 2 and sys.argv[2] and sys.argv[2] not in CHOICES + ("llmbar",):
+        print(f"ERROR PROTOCOL={sys.argv[2]}: use one of {', '.join(CHOICES)} (make judge-check also: llmbar)")
         sys.exit(0)
     print(protocol(*(sys.argv[1:4] + [""] * (3 - len(sys.argv[1:4])))))
