@@ -168,23 +168,23 @@ def test_embedded_judge_on_pandalm_beside_the_published_judges_and_the_board_quo
     (tmp_path / "models.toml").write_text(f'[models.tiny]\npath = "{SMOLLM2}"\nn_ctx = 2048\n', encoding="utf-8")
     out = tmp_path / "out"
     base = ["--judge", "tiny", "--models-toml", str(tmp_path / "models.toml"), "--out", str(out), "--pairs", "pandalm",
-            "--limit", "3"]
+            "--limit", "2"]
     assert main(base) == 0
     assert main(base + ["--protocol", "llmbar", "--llmbar-prompts", "Vanilla_NoRules"]) == 0
     printed = capsys.readouterr().out
-    check = json.loads(result_path(out, "tiny", "pandalm", 3, "pairwise").read_text(encoding="utf-8"))
+    check = json.loads(result_path(out, "tiny", "pandalm", 2, "pairwise").read_text(encoding="utf-8"))
     figures = check["figures"]["all"]
-    assert check["n_pairs"] == 3 and check["calls"]["made"] == 6 and figures["n_failed"] == 0
+    assert check["n_pairs"] == 2 and check["calls"]["made"] == 4 and figures["n_failed"] == 0
     assert 0 <= figures["three_way"]["accuracy"] <= 100 and figures["three_way"]["accuracy_ci"][0] is not None
     assert {r["evaluator"] for r in check["published"]} == {"gpt-3.5-turbo", "pandalm-7b"}
     assert "gpt-3.5-turbo (published)" in printed and "llmbar/Vanilla_NoRules" in printed and "tie when the two orders" in printed
-    table = (out / "judge" / "checks" / "pandalm-limit3.table.md").read_text(encoding="utf-8")
+    table = (out / "judge" / "checks" / "pandalm-limit2.table.md").read_text(encoding="utf-8")
     assert "| tiny | pairwise |" in table and "| tiny | llmbar/Vanilla_NoRules |" in table  # both protocols shown
-    assert result_path(out, "tiny", "pandalm", 3, "pairwise").with_suffix(".csv").is_file()
+    assert result_path(out, "tiny", "pandalm", 2, "pairwise").with_suffix(".csv").is_file()
     summary = human_summary(out, "tiny")
     lines = header_lines({"judge": {"name": "tiny", "kind": "llama.cpp", "protocol": "logits-v2", "last_check": None,
                                     "human_agreement": summary}, "reference": "r", "n_questions": 1})
-    quoted = [line for line in lines if line.startswith("agreement of tiny with people on pandalm (3 of 999 pairs")]
+    quoted = [line for line in lines if line.startswith("agreement of tiny with people on pandalm (2 of 999 pairs")]
     assert len(quoted) == 2 and all("gpt-3.5-turbo published 3-way 69.8%, macro-F1 52.7" in line for line in quoted)
 
 
@@ -209,3 +209,15 @@ def test_embedded_judge_on_llmbar_natural_and_graded_on_mt_bench_human(bench_dat
     assert graded["protocol"] == "grade/mt_bench-single-v1" and graded["calls"]["made"] == 2
     assert row["pred"] == ("tie" if abs(row["rating_1"] - row["rating_2"]) < 0.5 else "1" if row["rating_1"] > row["rating_2"] else "2")
     assert "less than 0.5" in graded["tie_rule"]
+
+
+def test_make_passes_a_named_set_its_limit_and_the_protocol(tmp_path):
+    import subprocess
+
+    (tmp_path / "models.toml").write_text('[models.a]\npath = "a.gguf"\n', encoding="utf-8")
+    cmd = ["make", "-n", "--no-print-directory", "-C", str(ROOT), "judge-check", "JUDGE=a", "PAIRS=pandalm", "LIMIT=40",
+           "PROTOCOL=llmbar", f"OUT={tmp_path / 'out'}", f"MODELS_TOML={tmp_path / 'models.toml'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    line = " ".join(done.stdout.replace("\\\n", " ").split())
+    assert done.returncode == 0, done.stderr
+    assert "tools/judge_check.py --judge a" in line and "--pairs pandalm --protocol llmbar --limit 40" in line

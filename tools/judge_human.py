@@ -287,11 +287,11 @@ def main_sets(args, protocol: str, limit: int | None, resolve_judge, registry) -
             done.add(check["protocol"])
         checks += _other_runs(args.out, judge, info["name"], limit, done)
     rows = judge_report.table_rows(checks)
-    stem = Path(args.out) / "judge" / "checks" / (info["name"] + (f"-limit{limit}" if limit else "") + ".table")
-    write_atomic(stem.with_suffix(".md"), judge_report.markdown(rows, info["title"]).encode("utf-8"))
-    write_atomic(stem.with_suffix(".csv"), judge_report.csv_text(rows).encode("utf-8"))
+    stem = str(Path(args.out) / "judge" / "checks" / (info["name"] + (f"-limit{limit}" if limit else "") + ".table"))
+    write_atomic(Path(stem + ".md"), judge_report.markdown(rows, info["title"]).encode("utf-8"))
+    write_atomic(Path(stem + ".csv"), judge_report.csv_text(rows).encode("utf-8"))
     print(judge_report.text(rows))
-    print(f"-> {stem.with_suffix('.md')} (and .csv)")
+    print(f"-> {stem}.md (and .csv)")
     return 0
 
 
