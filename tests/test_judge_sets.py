@@ -186,6 +186,9 @@ def test_embedded_judge_on_pandalm_beside_the_published_judges_and_the_board_quo
                                     "human_agreement": summary}, "reference": "r", "n_questions": 1})
     quoted = [line for line in lines if line.startswith("agreement of tiny with people on pandalm (2 of 999 pairs")]
     assert len(quoted) == 2 and all("gpt-3.5-turbo published 3-way 69.8%, macro-F1 52.7" in line for line in quoted)
+    from board.grade_views import header  # the graded board's header (text, Markdown, HTML) quotes them too
+    graded = header({"grader": "own", "judge": "tiny", "judge_kind": "llama.cpp", "questions": "q", "human_agreement": summary})
+    assert [line for line in graded if line.startswith("agreement of tiny")] == quoted
 
 
 @needs_model
