@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from judge_sets import load_pair_sets, read_pair_set, sample
-from records import InputError
+from lib.records import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -161,7 +161,7 @@ def test_user_declared_pair_set(bench_data_url, tmp_path):
 def test_embedded_judge_on_pandalm_beside_the_published_judges_and_the_board_quotes_it(bench_data_url, tmp_path, capsys):
     """Both protocols on 2 of PandaLM's pairs (its texts are short): 3-way figures with intervals,
     GPT-3.5's published figures beside them (on all pairs and on these), and the board's header."""
-    from board.views import header_lines
+    from board.pairwise.views import header_lines
     from judge_check import main
     from judge_human import human_summary, result_path
 
@@ -186,7 +186,7 @@ def test_embedded_judge_on_pandalm_beside_the_published_judges_and_the_board_quo
                                     "human_agreement": summary}, "reference": "r", "n_questions": 1})
     quoted = [line for line in lines if line.startswith("agreement of tiny with people on pandalm (2 of 999 pairs")]
     assert len(quoted) == 2 and all("gpt-3.5-turbo published 3-way 69.8%, macro-F1 52.7" in line for line in quoted)
-    from board.grade_views import header  # the graded board's header (text, Markdown, HTML) quotes them too
+    from board.graded.views import header  # the graded board's header (text, Markdown, HTML) quotes them too
     graded = header({"grader": "own", "judge": "tiny", "judge_kind": "llama.cpp", "questions": "q", "human_agreement": summary})
     assert [line for line in graded if line.startswith("agreement of tiny")] == quoted
 

@@ -14,7 +14,7 @@ Three ways to ask the judge (PROTOCOL):
   processing keeps no category); the higher rating wins, a tie when the ratings differ by less
   than TIE_MARGIN (local judges: expected ratings, API judges: the written ones, so equal).
 The result goes to OUT/judge/checks/JUDGE-SET[-limitN][.PROTOCOL].json with a .csv and a .md
-table beside it (judge_report.py); the board quotes the latest ones (`human_summary`).
+table beside it (judge_report.py); the board quotes the latest ones (lib/human_checks.py).
 Not handled: LLMBar's multi-call strategies (CoT, Metrics, Reference, Swap).
 """
 from __future__ import annotations
@@ -24,7 +24,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from records import InputError, read_json
+from lib.human_checks import human_line, human_summary  # noqa: F401  (also this module's API)
+from lib.records import InputError, read_json
 
 TIE_MARGIN = 0.5  # grade: |rating_1 - rating_2| below this is a tie (half a point on 1-10)
 PROTOCOLS = ("pairwise", "llmbar", "grade")
@@ -48,7 +49,7 @@ def _flip(choice: str | None) -> str | None:
 
 
 def run_pairwise(judge, pairs: list[dict], out_dir: Path) -> tuple[list[dict], dict]:
-    from judges import Pair, judge_pairs
+    from judges.pairs import Pair, judge_pairs
 
     todo = [Pair("output_1", p["instruction"], p["output_1"], p["output_2"], i) for i, p in enumerate(pairs)]
     results, stats = judge_pairs(judge, todo, out_dir, progress=lambda m: print(m, file=sys.stderr, flush=True))
@@ -89,8 +90,8 @@ def run_llmbar(judge, pairs: list[dict], out_dir: Path, strategy: str) -> tuple[
 
 def run_grade(judge, pairs: list[dict], out_dir: Path, max_tokens: int, fast: bool) -> tuple[list[dict], dict]:
     import data
-    from benchsets import load_sets
-    from judges.mt_bench import load_judge_prompts, single_calls
+    from board.graded.mt_bench import load_judge_prompts, single_calls
+    from lib.benchsets import load_sets
 
     entry = next(e for e in load_sets()["mt_bench"]["files"] if e["role"] == "judge_prompts")
     prompts = load_judge_prompts(data.fetch("mt_bench", entry))
@@ -159,7 +160,7 @@ def published_rows(info: dict, protocol: str, pairs: list[dict]) -> list[dict]:
     predictions); each row says whether its prompt is the one this run used."""
     import csv
 
-    from benchsets import ROOT
+    from lib.benchsets import ROOT
     from judge_scores import three_way
 
     published = info.get("published") or {}
@@ -204,46 +205,6 @@ def published_rows(info: dict, protocol: str, pairs: list[dict]) -> list[dict]:
     return out
 
 
-def human_summary(out_dir: Path, judge_name: str) -> list[dict]:
-    """The latest human-agreement check per (set, protocol) of this judge, for the board."""
-    folder = Path(out_dir) / "judge" / "checks"
-    latest: dict[tuple, dict] = {}
-    stem = re.sub(r"[^\w.-]", "_", judge_name) + "-"
-    for path in sorted(folder.glob(f"{stem}*.json")) if folder.is_dir() else []:
-        try:
-            check = read_json(path)
-        except InputError:
-            continue
-        if not isinstance(check, dict) or check.get("kind") != "human-agreement" or check.get("judge") != judge_name:
-            continue
-        key = (check.get("set"), check.get("protocol"))
-        if key not in latest or str(check.get("created")) > str(latest[key].get("created")):
-            latest[key] = check
-    out = []
-    for check in sorted(latest.values(), key=lambda c: (str(c.get("set")), str(c.get("protocol")))):
-        fig = check["figures"]["all"]
-        gpt4 = next((r for r in check.get("published", []) if r["evaluator"] == "GPT-4" and r["prompt"] == "same prompt"), None) \
-            or next((r for r in check.get("published", []) if r["evaluator"] == "GPT-4" and r["strategy"] == "Vanilla_NoRules"), None)
-        out.append({"set": check["set"], "protocol": check["protocol"], "n_pairs": check["n_pairs"],
-                    "n_total": check["n_total"], "accuracy": fig.get("accuracy"), "accuracy_ci": fig.get("accuracy_ci"),
-                    "three_way": fig.get("three_way"), "judge_id": check.get("judge_id"), "created": check.get("created"),
-                    "gpt4": None if gpt4 is None else _together(gpt4), "gpt4_prompt": None if gpt4 is None else gpt4["prompt"],
-                    "published_3way": next(({"evaluator": r["evaluator"], **r["three_way"]} for r in check.get("published", [])
-                                            if "three_way" in r and r.get("pairs") == "all"), None)})
-    return out
-
-
-def _together(row: dict) -> float | None:
-    """A published row's accuracy over all its subsets, pooled by subset size (LLMBar's sizes)."""
-    subsets = row.get("subsets") or {}
-    if len(subsets) == 1:
-        return next(iter(subsets.values()))["accuracy"]
-    sized = [(v["accuracy"], v.get("n_pairs")) for v in subsets.values()]
-    if sized and all(n for _, n in sized):
-        return round(sum(a * n for a, n in sized) / sum(n for _, n in sized), 2)
-    return round(sum(a for a, _ in sized) / len(sized), 2) if sized else None
-
-
 def _other_runs(out_dir: Path, judge, set_name: str, limit: int | None, done: set) -> list[dict]:
     """This judge's earlier checks of the same pairs under the other protocols (shown beside)."""
     found = []
@@ -264,7 +225,7 @@ def main_sets(args, protocol: str, limit: int | None, resolve_judge, registry) -
     """make judge-check PAIRS=NAME: every judge, every protocol asked; one table at the end."""
     import judge_report
     from judge_sets import read_pair_set
-    from records import write_atomic
+    from lib.records import write_atomic
 
     pairs, info = read_pair_set(str(args.pairs), limit)
     strategies = args.llmbar_prompts.split() if protocol == "llmbar" else [""]
@@ -294,20 +255,3 @@ def main_sets(args, protocol: str, limit: int | None, resolve_judge, registry) -
     print(f"-> {stem}.md (and .csv)")
     return 0
 
-
-def human_line(judge_name: str, h: dict) -> str:
-    """'agreement with people (llmbar_natural, 100 pairs, pairwise): 62.0% [52.5, 71.0]; GPT-4 93.5% (...)'."""
-    def ci(v):
-        return "" if not v or v[0] is None else f" [{v[0]:.1f}, {v[1]:.1f}]"
-    pairs = f"{h['n_pairs']} of {h['n_total']} pairs" if h["n_pairs"] < h["n_total"] else f"{h['n_total']} pairs"
-    line = f"agreement of {judge_name} with people on {h['set']} ({pairs}, {h['protocol']}): "
-    line += "n/a" if h.get("accuracy") is None else f"{h['accuracy']:.1f}%{ci(h.get('accuracy_ci'))}"
-    three = h.get("three_way")
-    if three and three.get("accuracy") is not None:
-        line += f"; 3-way {three['accuracy']:.1f}%{ci(three.get('accuracy_ci'))}, macro-F1 {three['macro_f1']:.1f}"
-    if h.get("gpt4") is not None:
-        line += f"; GPT-4 published {h['gpt4']:.1f}% ({'same prompt' if h['gpt4_prompt'] == 'same prompt' else 'another prompt'})"
-    pub = h.get("published_3way")
-    if pub:
-        line += f"; {pub['evaluator']} published 3-way {pub['accuracy']:.1f}%, macro-F1 {pub['macro_f1']:.1f} (its own prompt)"
-    return line

@@ -13,7 +13,7 @@ import csv
 import io
 from pathlib import Path
 
-from records import write_atomic, write_json_atomic
+from lib.records import write_atomic, write_json_atomic
 
 COLUMNS = ["judge", "protocol", "subset", "pairs", "accuracy", "95% CI", "output_1 first", "swapped",
            "both orders", "same choice", "3-way accuracy", "3-way 95% CI", "macro-F1", "macro-F1 95% CI", "prompt"]

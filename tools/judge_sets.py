@@ -22,8 +22,8 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
-from benchsets import FILE_KEYS, NAME_RE, SEED, stratified_sample
-from records import InputError
+from lib.benchsets import FILE_KEYS, NAME_RE, SEED, stratified_sample
+from lib.records import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 JUDGE_SETS_TOML = ROOT / "data" / "judge_sets.toml"

@@ -31,7 +31,7 @@ import re
 from pathlib import Path
 
 from judges.labels import LabelledCall
-from records import InputError
+from lib.records import InputError
 
 STRATEGIES = ("Vanilla_NoRules", "Vanilla")
 OPTIONS = ("Output (a)", "Output (b)")
