@@ -82,7 +82,7 @@ SET_REFERENCE := $(patsubst REF:%,%,$(filter REF:%,$(SET_INFO)))
 REFERENCE_SET := $(if $(strip $(REFERENCE)),,$(SET_REFERENCE))
 ifneq ($(SET),)
 override QUESTIONS := $(OUT)/sets/$(SET)$(if $(strip $(LIMIT)),-limit$(strip $(LIMIT))).jsonl
-else ifneq ($(strip $(LIMIT)),)
+else ifneq ($(and $(strip $(LIMIT)),$(if $(strip $(PAIRS)),,no pairs)),)
 $(error error: LIMIT=$(LIMIT) samples a named set only (QUESTIONS=mt_bench, ... in data/benchmarks.toml); QUESTIONS=$(QUESTIONS) is a file)
 endif
 
@@ -113,7 +113,7 @@ help: ## list targets and variables
 	@echo "  PARALLEL=$(PARALLEL) (questions decoded together by llama.cpp; empty = models.toml's parallel)"
 	@echo "  PROTOCOL=$(PROTOCOL_) ($$(python3 tools/board/protocols.py --names); default: what the question set declares)  FAST=$(FAST) (1: arena_hard and grade, a local judge's label without the explanation)"
 	@echo "  JUDGE=\"a b c\" (several judges, their mean)  VERSUS=$(VERSUS) (all: models also judged against each other; MT-Bench: FastChat's pairwise mode)"
-	@echo "  PAIRS=$(PAIRS) (make judge-check: your own labelled pairs, JSONL; empty = data/judge_check.jsonl)"
+	@echo "  PAIRS=$(PAIRS) (make judge-check: a human-labelled set of data/judge_sets.toml, e.g. llmbar_natural, pandalm [LIMIT=N], PROTOCOL=llmbar|grade; or your own labelled pairs, JSONL; empty = data/judge_check.jsonl)"
 	@echo "  BENCH_MODEL=$(BENCH_MODEL)  BENCH_ARGS=$(BENCH_ARGS) (bench/bench.py --help)"
 	@echo "  FREE=$(FREE) CARDS=$(CARDS) (make plan: pretend a GPU with FREE free, or one column per card)"
 	@echo "  QUANTS=$(QUANTS) (make plan: transformers models, one row per quant, e.g. fp16,int8,int4)"
@@ -200,7 +200,8 @@ check-judge: need-judge setup
 
 judge-check: check-judge | models judge-weights $(OUT)/.llmeval ## judge pairs with a plainly right answer in both orders: accuracy, consistency (a grader: right rated above wrong)
 	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT) $(if $(PAIRS),--pairs $(PAIRS)) \
-	  $(if $(filter grade,$(PROTOCOL_)),--protocol grade)
+	  $(if $(filter grade llmbar,$(PROTOCOL_)),--protocol $(PROTOCOL_)) $(if $(strip $(PAIRS)),$(if $(strip $(LIMIT)),--limit $(LIMIT))) \
+	  $(if $(FAST),--fast)
 
 # The protocol: PROTOCOL=, else what the question set declares, else pairwise (the table: tools/board/protocols.py).
 PROTOCOL_ := $(shell python3 tools/board/protocols.py '$(QUESTIONS)' '$(PROTOCOL)' '$(SET)' 2>&1 || echo pairwise)

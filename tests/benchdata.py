@@ -2,7 +2,7 @@
 
 /work/shared/benchmarks (../shared/benchmarks beside the clone in CI) keeps each set's files
 under its set folder at their repository path; `build_layout` links them into a folder laid out
-as raw.githubusercontent.com is (OWNER/REPO/COMMIT/PATH), from data/benchmarks.toml's pins, and
+as raw.githubusercontent.com is (OWNER/REPO/COMMIT/PATH), from data/benchmarks.toml's and data/judge_sets.toml's pins, and
 `serve` serves a folder over HTTP on 127.0.0.1; `mt_bench_data` is the MT-Bench files' folder and
 `fastchat_common` FastChat's own llm_judge/common.py (fschat), for the tests that check against it.
 Nothing here downloads anything.
@@ -22,7 +22,20 @@ from lib.benchsets import load_sets
 ROOT = Path(__file__).resolve().parent.parent
 # The folder of /work/shared/benchmarks that holds each repository's files.
 REPO_FOLDERS = {"lm-sys/FastChat": "mt_bench", "tatsu-lab/alpaca_eval": "alpaca_eval",
-                "lmarena/arena-hard-auto": "arena_hard", "THUDM/AlignBench": "alignbench"}
+                "lmarena/arena-hard-auto": "arena_hard", "THUDM/AlignBench": "alignbench",
+                "princeton-nlp/LLMBar": "judge_sets/llmbar", "WeOpenML/PandaLM": "judge_sets/pandalm"}
+
+
+def declared_files() -> list[dict]:
+    """Every pinned file: the benchmark sets', the pair sets' and the judge prompts' (judge_sets.toml)."""
+    import tomllib
+
+    from judge_sets import JUDGE_SETS_TOML, load_pair_sets
+
+    files = [e for table in load_sets().values() for e in table["files"]]
+    files += [e for table in load_pair_sets().values() for e in table["files"]]
+    prompts = tomllib.loads(JUDGE_SETS_TOML.read_text(encoding="utf-8")).get("prompts", {})
+    return files + [e for table in prompts.values() for e in table["files"]]
 
 
 def shared_benchmarks() -> Path | None:
@@ -36,13 +49,12 @@ def shared_benchmarks() -> Path | None:
 
 def build_layout(folder: Path, source: Path) -> Path:
     """Symlinks folder/REPO/COMMIT/PATH -> source/SETFOLDER/PATH for every declared file."""
-    for table in load_sets().values():
-        for entry in table["files"]:
-            target = source / REPO_FOLDERS[entry["repo"]] / entry["path"]
-            link = folder / entry["repo"] / entry["commit"] / entry["path"]
-            link.parent.mkdir(parents=True, exist_ok=True)
-            if not link.exists():
-                link.symlink_to(target)
+    for entry in declared_files():
+        target = source / REPO_FOLDERS[entry["repo"]] / entry["path"]
+        link = folder / entry["repo"] / entry["commit"] / entry["path"]
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(target)
     return folder
 
 

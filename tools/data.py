@@ -51,7 +51,8 @@ def source_url(entry: dict) -> str:
     if entry.get("url"):
         return entry["url"]
     base = os.environ.get("LLMEVAL_DATA_URL") or DEFAULT_BASE
-    return f"{base.rstrip('/')}/{entry['repo']}/{entry['commit']}/{entry['path']}"
+    # quoted: LLMBar's "Dataset/Processed/LLMEval^2/..." (a "^" is not allowed in a URL as it is)
+    return f"{base.rstrip('/')}/{entry['repo']}/{entry['commit']}/{urllib.parse.quote(entry['path'])}"
 
 
 def cache_path(entry: dict) -> Path:

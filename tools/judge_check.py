@@ -144,6 +144,14 @@ def report(check: dict) -> str:
     return "\n".join(lines)
 
 
+def _limit(text: str | None) -> int | None:
+    if text in (None, ""):
+        return None
+    if not str(text).isdigit() or int(text) < 1:
+        raise InputError(f"LIMIT={text}: must be a whole number of pairs, 1 or more")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = arguments.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--judge", required=True, nargs="+",
@@ -151,10 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-toml", default="models.toml")
     parser.add_argument("--out", default="out", type=Path)
     parser.add_argument("--pairs", default=DEFAULT_PAIRS, type=Path,
-                        help="JSONL of labelled pairs {instruction, right, wrong} (default: the 12 built-in)")
-    parser.add_argument("--limit", type=int, help="only the first N pairs")
-    parser.add_argument("--protocol", choices=CHECKED, default=DEFAULT,
-                        help="grade: rate each answer alone 1-10 (tools/board/graded/check.py)")
+                        help="a pair set of data/judge_sets.toml (human labels: tools/judge_human.py), or JSONL "
+                             "of labelled pairs {instruction, right, wrong} (default: the 12 built-in)")
+    parser.add_argument("--limit", help="a named set: a stratified fixed-seed sample of N pairs; a file: its first N")
+    parser.add_argument("--protocol", default="",
+                        help="pairwise (default), grade: rate each answer alone 1-10, llmbar: LLMBar's prompts (named sets)")
+    parser.add_argument("--llmbar-prompts", default="Vanilla_NoRules Vanilla", help="PROTOCOL=llmbar: which of LLMBar's prompts")
+    parser.add_argument("--fast", action="store_true", help="grade: a local judge's rating without the explanation")
     args = parser.parse_args(argv)
     # matplotlib (the chart; alpaca_eval imports it too) would create ~/.config/matplotlib: its
     # config and font cache go under OUT instead, unless the user chose a folder.
@@ -162,7 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     from judges.resolve import resolve_judge, run_reporting_errors
 
     def work() -> int:
-        registry, items = load_registry(args.models_toml), load_check_pairs(args.pairs)[:args.limit]
+        from judge_sets import load_pair_sets
+
+        protocol = args.protocol or DEFAULT
+        limit = _limit(args.limit)
+        if protocol not in CHECKED + ("llmbar",):
+            raise InputError(f"PROTOCOL={protocol}: judge-check runs {', '.join(CHECKED)} or llmbar")
+        if not args.pairs.exists() and str(args.pairs) in load_pair_sets():
+            from judge_human import main_sets
+            return main_sets(args, protocol, limit, resolve_judge, load_registry(args.models_toml))
+        if not args.pairs.exists() and args.pairs.suffix not in (".jsonl", ".json"):
+            raise InputError(f"PAIRS={args.pairs}: neither a file nor a pair set of data/judge_sets.toml "
+                             f"(sets: {', '.join(load_pair_sets())})")
+        if protocol == "llmbar":
+            raise InputError("PROTOCOL=llmbar needs a named pair set (PAIRS=llmbar_natural, ...): its labels say which output is better")
+        args.protocol = protocol
+        registry, items = load_registry(args.models_toml), load_check_pairs(args.pairs)[:limit]
         checks = []
         for name in dict.fromkeys(args.judge):
             judge = resolve_judge(name, registry, args.out)

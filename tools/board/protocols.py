@@ -47,6 +47,8 @@ NAMES = tuple(PROTOCOLS)
 GRADERS = tuple(g for p in PROTOCOLS.values() for g in p.graders)
 OWN_GRADER = "own"  # the grade protocol's prompt for a plain question file (never declared by a set)
 CHECKED = tuple(name for name, p in PROTOCOLS.items() if p.check)
+# Protocols of `make judge-check PAIRS=set` alone (no board): LLMBar's prompts (judges/llmbar.py).
+JUDGE_CHECK_ONLY = ("llmbar",)
 BENCHMARKS_TOML = Path(__file__).resolve().parent.parent.parent / "data" / "benchmarks.toml"
 
 
@@ -85,8 +87,8 @@ def main(argv: list[str]) -> int:
         print("|".join(NAMES))
         return 0
     questions, given, set_name = (argv + ["", "", ""])[:3]
-    if given and given not in PROTOCOLS:
-        print(f"ERROR PROTOCOL={given}: use one of {', '.join(NAMES)}")
+    if given and given not in NAMES + JUDGE_CHECK_ONLY:
+        print(f"ERROR PROTOCOL={given}: use one of {', '.join(NAMES)} (make judge-check also: {', '.join(JUDGE_CHECK_ONLY)})")
         return 0
     print(choose(given, declared_by(questions, set_name)))
     return 0

@@ -22,7 +22,9 @@ Labelled calls (a reply ending in `[[label]]` out of a fixed set: 1-10 ratings, 
 verdicts) are labels.py's: `label_calls(judge, calls, out_dir)`, answered by `judge.label(calls)`
 (local judges read the label from the logits, local_labels.py). Answers are shown to every
 judge without the prompt's verdict syntax or section markers (verdict_text.py). The pairwise
-prompt and its parsing (logprobs, else the m/M the reply wrote) are in prompt.py; calls, the verdict cache and the asking loop in cache.py; pairs in both
+prompt and its parsing (logprobs, else the m/M the reply wrote) are in prompt.py; LLMBar's own
+comparison prompts (make judge-check PROTOCOL=llmbar) in llmbar.py; calls, the verdict cache and
+the asking loop in cache.py; pairs in both
 orders and their combination in pairs.py; identities without secrets in identity.py. Verdicts are
 keyed by the judge's `identity` (weights hash, or API model and endpoint, or annotator config,
 plus the protocol): bump a protocol when its verdicts change.

@@ -15,6 +15,8 @@ tools/board/, tools/judges/ and tools/backends/; never a stage itself. Modules:
 - hashes.py: content hashes of weights, remembered by path, size and mtime;
 - settings_log.py: what each model's answers were made with (OUT/cache/NAME.settings.json);
 - arguments.py: argparse with one-line errors;
+- human_checks.py: a judge's latest agreement with people (make judge-check PAIRS=set), for the
+  boards' headers;
 - stages.py: the per-model loop of download, quantize, fetch_models and infer (one-line errors,
   exit 2 / 1 / 130).
 Imports go down only: lib imports nothing above it, except benchsets.py reading the protocols'

@@ -200,6 +200,8 @@ def build_graded(args, registry, judges: list) -> int:
     about = {"judge": judge.name, "judge_kind": judge.kind, "grader": grader, "set": (info or {}).get("name"),
              "questions": str(args.questions), "fast": bool(args.fast), "notes": (info or {}).get("notes") or [],
              "published": grade_views.published(info), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    from lib.human_checks import human_summary
+    about["human_agreement"] = human_summary(args.out, judge.name)  # make judge-check PAIRS=set
     out = Path(args.out)
     exported = grade_export.write_exports(grader, items, records, judge.name, out)
     if matches:

@@ -82,6 +82,9 @@ def header(about: dict) -> list[str]:
     if about["judge_kind"] in ("llama.cpp", "transformers"):
         lines.append("a local judge: each rating is the expected value sum k*P(k) over 1-10, read from the logits "
                      "after its explanation; 'most likely' is the mean of the most probable ratings")
+    from lib.human_checks import human_line
+
+    lines += [human_line(about["judge"], h) for h in about.get("human_agreement") or []]
     return lines + [f"note: {n}" for n in about.get("notes", [])]
 
 

@@ -206,6 +206,7 @@ def write_board(args, registry, judges: list, answers: Answers, judged, protocol
     from board.pairwise.lc import LC_METHOD
     from board.pairwise.views import csv_bytes, view_files
     from board.published import published_sections
+    from lib.human_checks import human_summary
 
     outputs, reference, pairs, unpaired = answers.outputs, answers.reference, answers.pairs, answers.unpaired
     ref_name, question_ids, info = answers.ref_name, answers.question_ids, answers.info
@@ -223,6 +224,7 @@ def write_board(args, registry, judges: list, answers: Answers, judged, protocol
     n_questions = len({question_key(r) for r in reference})
     if len(judges) == 1:
         judge_info = judge_about(judges[0], results, checks[judges[0].name])
+        judge_info["human_agreement"] = human_summary(args.out, judges[0].name)  # make judge-check PAIRS=set
         if judge_protocol:
             judge_info["protocol"] = judge_protocol
     else:
@@ -239,8 +241,8 @@ def write_board(args, registry, judges: list, answers: Answers, judged, protocol
                            published_sections(info, board, judge_info["name"]))
     about.update(about_extra or {})
     if len(judges) > 1:
-        about["judges"] = [judge_about(j, [r for r in judged.by_judge[j.name] if "opponent" not in r],
-                                       checks[j.name]) for j in judges]
+        about["judges"] = [{**judge_about(j, [r for r in judged.by_judge[j.name] if "opponent" not in r], checks[j.name]),
+                            "human_agreement": human_summary(args.out, j.name)} for j in judges]
         about["judge_agreement"] = agreement.to_dict("records")
         compare.update(by_judge=by_judge, agreement=agreement)
     warnings = warnings_for(board, consistency, n_swapped, judge_info["name"], n_questions,

@@ -65,6 +65,13 @@ def display_table(board: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def human_lines(judge: dict) -> list[str]:
+    """The judge's latest agreement with people (make judge-check PAIRS=set), one line per set."""
+    from lib.human_checks import human_line
+
+    return [human_line(judge["name"], h) for h in judge.get("human_agreement") or []]
+
+
 def header_lines(about: dict) -> list[str]:
     judge = about["judge"]
     lines = [f"judge: {judge['name']} ({judge['kind']}, protocol {judge['protocol']}, both orders); "
@@ -78,7 +85,9 @@ def header_lines(about: dict) -> list[str]:
                      f"{_num(check.get('consistency'), 0)}% on {check.get('n_pairs')} pairs with a plainly right answer")
     else:
         lines.append("judge-check: not run for this judge (make judge-check)")
+    lines += human_lines(judge)
     for judge in about.get("judges") or []:
+        lines += human_lines(judge)
         check = judge.get("last_check")
         lines.append(f"judge {judge['name']} ({judge['kind']}, {judge['protocol']}): consistency "
                      f"{_num(judge.get('position_consistency'), 0)}%, judge-check "
