@@ -151,9 +151,14 @@ def _judge_calls(judge, calls: list[Call], out_dir: Path, progress, quiet, cache
     bar = tqdm(total=len(missing), desc=f"judge {judge.name}", unit="call", file=sys.stderr,
                disable=quiet, mininterval=1.0)
     answers = (ask or judge.judge)(missing)
+    generated = 0
     try:
         for call, result in answers:
             bar.update(1)
+            generated += result.pop("_generated", 0)  # a local judge's explanation tokens (not cached)
+            if generated:
+                elapsed = max(time.monotonic() - started, 1e-9)
+                bar.set_postfix_str(f"{generated / elapsed:.1f} tok/s generated", refresh=False)
             if "error" in result:
                 stats.failed += 1
                 stats.unparsed += bool(result.get("unparsed"))
