@@ -91,13 +91,23 @@ class LocalJudge(Judge):
             model = None
             try:
                 model, encode = self._open()
-                self.token_ids = verdict_token_ids(encode)
+                try:
+                    self.token_ids = verdict_token_ids(encode)
+                except ValueError as err:  # it can still grade (labels); pairwise verdicts say why not
+                    self.token_ids, self.no_verdict = None, f"judge '{self.name}': {err}"
             except (FileNotFoundError, ValueError, RuntimeError) as err:
                 if model is not None:
                     model.close()
                 raise JudgeError(f"judge '{self.name}': {err}") from None
             self.model = model
         return self.model
+
+    def _verdict_ids(self):
+        """The two verdict tokens' ids, loaded; JudgeError when its vocabulary has none (pairwise only)."""
+        self._load()
+        if self.token_ids is None:
+            raise JudgeError(self.no_verdict)
+        return self.token_ids
 
     def close(self) -> None:
         if self.model is not None:
