@@ -123,3 +123,26 @@ def test_a_kill_during_grading_keeps_every_rating_read(tmp_path):
         judge.close()
     assert stats.reused == len(kept) and stats.made == len(CALLS) - len(kept) and len(records) == len(CALLS)
     assert all("_generated" not in r for r in records.values())  # the progress count is never cached
+
+
+def test_the_count_line_says_the_time_make_bench_judge_measured(tmp_path):
+    """OUT/bench_judge.json's labelled rows give the expected time; none, another judge's or a
+    damaged file give no estimate (and no error)."""
+    from judges.labels import expected_time
+
+    (tmp_path / "models.toml").write_text(f'[models.judge]\npath = "{SMOLLM2}"\n', encoding="utf-8")
+    judge = resolve_judge("judge", load_registry(tmp_path / "models.toml"), tmp_path, check_only=True)
+    calls = [replace(c, protocol="mt_bench/single-v1") for c in CALLS]
+    assert expected_time(judge, calls, 120, tmp_path) is None
+    rows = [{"set": "arena_hard", "max_tokens": 128, "one_decode": {"calls_per_s": 1.0}},
+            {"set": "mt_bench", "max_tokens": 128, "one_decode": {"calls_per_s": 0.5}}]
+    bench = {"labelled_judge": {"model": SMOLLM2.name, "machine": "2 cores", "date": "2026-12-02", "rows": rows}}
+    (tmp_path / "bench_judge.json").write_text(json.dumps(bench), encoding="utf-8")
+    line = expected_time(judge, calls, 120, tmp_path)
+    assert line.startswith("about 4 min at the 0.50 calls/s") and "mt_bench (2 cores, 2026-12-02" in line
+    assert "up to 128 tokens; these allow 16" in line
+    bench["labelled_judge"]["model"] = "other.gguf"
+    (tmp_path / "bench_judge.json").write_text(json.dumps(bench), encoding="utf-8")
+    assert expected_time(judge, calls, 120, tmp_path) is None
+    (tmp_path / "bench_judge.json").write_text("{not json", encoding="utf-8")
+    assert expected_time(judge, calls, 120, tmp_path) is None

@@ -15,20 +15,26 @@ at once, results yielded the moment each call's label is read. For each call:
    every answer graded on that question: the jobs are sorted, so those are neighbours), copied
    with llama_memory_seq_cp; only the rest is decoded, alone (its arithmetic not its neighbours');
 2. the explanation is written greedily, one token per step for every slot in one llama_decode;
-3. the context is compared with the cells: what they share stays, the rest is cut
-   (llama_memory_seq_rm) and the context's own tail decoded (the cue, or a re-tokenized boundary;
-   none when the judge wrote `[[` itself: that step's logits were kept during generation);
+3. the prompt's cells stay; the rest of the label's context (the explanation up to its `[[`,
+   re-tokenized as one text, or with the cue appended) is decoded after them as one chunk:
+   llama.cpp's CPU kernels round a sequence's one-token steps differently from a chunk of
+   tokens (logits up to ~0.5 apart on SmolLM2), and the label is read after a chunk, as the
+   two-pass path reads it, so the numbers are that path's exactly;
 4. each option path's prefix is one more token per step in the same shared llama_decode, walked
-   depth first, the cells cut back to the branch point between paths.
-So the prompt and the explanation are decoded once, and a label costs its few path tokens.
-The numbers equal decoding the context whole (judges/local_labels.py's two-pass path): llama.cpp's
-CPU kernels, flash attention off (llama_engine.py), compute a token's row the same way whatever
-else is in its batch (checked by tests/test_labels_stream.py).
+   depth first, the cells cut back to the branch point between paths (one-token steps, as the
+   two-pass scorer decodes them).
+So the prompt is decoded once, and a label costs its explanation at prompt speed (a chunk) plus
+its few path tokens, where the two-pass path decoded the whole prompt again. Calls' numbers do
+not depend on their batch neighbours (tests/test_labels_stream.py: equal to the two-pass path).
+LLMEVAL_LABEL_PATH=reuse keeps the explanation's own cells too (nothing decoded again but the
+cue or a re-tokenized boundary): faster on long explanations, the probabilities then differ
+from the two-pass path's by that rounding (up to ~0.05 measured on SmolLM2), labels rarely.
 Does not handle: sampling (always greedy), stop strings, models whose KV cannot be cut mid-way
 (a call then decodes its context whole, still once), recurrent models.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import llama_cpp
@@ -93,6 +99,7 @@ def label_jobs(engine, jobs, n_parallel: int, n_ctx_seq: int, gen_limit: int, n_
     pending.reverse()  # pop() from the end keeps the sorted order
     n_vocab = engine.n_vocab
     started = time.perf_counter()
+    reuse = os.environ.get("LLMEVAL_LABEL_PATH", "").strip().lower() == "reuse"
 
     def cut(i: int, keep: int) -> int:
         """Keep sequence i's first `keep` cells; all go when this model's KV cannot be cut there."""
@@ -186,8 +193,8 @@ def label_jobs(engine, jobs, n_parallel: int, n_ctx_seq: int, gen_limit: int, n_
         # The prompt's cells stay; the explanation's are decoded again as one chunk: llama.cpp's
         # CPU kernels round a sequence's single-token steps differently from a chunk of tokens
         # (logits up to ~0.5 apart on SmolLM2), and the two-pass path reads the label after a chunk.
-        keep = cut(i, max(0, min(_common(cells[i], context), len(slot.prompt) if slot.max_tokens > 0 else len(context),
-                                 len(context) - 2)))
+        reach = len(slot.prompt) if slot.max_tokens > 0 and not reuse else len(context)
+        keep = cut(i, max(0, min(_common(cells[i], context), reach, len(context) - 2)))
         stats["context_decoded"] += len(context) - keep
         row = solo(i, context[keep:])
         if row is None:

@@ -33,7 +33,7 @@ CHUNK = 32  # calls per round of explanations + labels (the two-pass path)
 
 def two_pass() -> bool:
     """LLMEVAL_LABEL_PATH=two-pass: decode each prompt again to read its label (the old path)."""
-    return os.environ.get("LLMEVAL_LABEL_PATH", "").strip().lower() == "two-pass"
+    return os.environ.get("LLMEVAL_LABEL_PATH", "").strip().lower() == "two-pass"  # "reuse": llama_label.py
 
 
 def label_locally(calls, *, room: int, prompt_tokens, encode, generate=None, score_nodes=None, stream=None,
