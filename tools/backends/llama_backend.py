@@ -54,7 +54,6 @@ class LlamaBackend:
         except (ValueError, OSError):  # an unreadable GGUF: llama.cpp's load below says why
             self.n_gpu_layers, self.gpu = spec.n_gpu_layers, None
         params.n_gpu_layers = self.n_gpu_layers
-        params.use_extra_bufts = not cpu_has_amx()
         try:
             self.model = LlamaModel(path_model=str(spec.path), params=params, verbose=False)
         except ValueError as err:
@@ -137,18 +136,6 @@ class LlamaBackend:
 
     def close(self) -> None:
         self.model.close()
-
-
-def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX (Sapphire Rapids and later). llama.cpp 0.3.36's AMX weight layout
-    (an "extra buffer type" picked for Q4_1, Q4_K, ... weights) crashes in ggml_backend_amx_mul_mat
-    on any batch of several tokens (SIGSEGV, measured on a 2-core Xeon with amx_int8): on such a
-    CPU the weights stay in their plain layout (llama_model_params.use_extra_bufts = False)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="ignore") as f:
-            return any(line.startswith("flags") and " amx_int8" in line for line in f)
-    except OSError:
-        return False
 
 
 def gguf_problem(path: Path) -> str | None:

@@ -48,6 +48,7 @@ class LlamaJudge(LocalJudge):
         from backends.llama_score import context_size, score
 
         backend = self._load()
+        self._verdict_ids()
         template = prompt_template()
         budget = self.spec.n_ctx - 1
         prompts, shown = [], {}
