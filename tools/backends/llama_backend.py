@@ -31,6 +31,14 @@ from backends import GENERATION_KEYS, chat_messages, generation
 CTX_ROUND = 256  # llama.cpp pads a sequence's context to this many tokens anyway
 
 
+def _cpu_has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return any(line.startswith("flags") and " amx_tile" in line for line in f)
+    except OSError:
+        return False
+
+
 class LlamaBackend:
     def __init__(self, spec, *, ignore_eog: bool = False, n_threads: int | None = None):
         """`ignore_eog` (benchmarks only) keeps decoding past end-of-generation tokens."""
@@ -54,6 +62,11 @@ class LlamaBackend:
         except (ValueError, OSError):  # an unreadable GGUF: llama.cpp's load below says why
             self.n_gpu_layers, self.gpu = spec.n_gpu_layers, None
         params.n_gpu_layers = self.n_gpu_layers
+        if _cpu_has_amx():
+            # llama.cpp's AMX matmul (an "extra buffer type" of the CPU backend) crashes the
+            # process (SIGSEGV in ggml_backend_amx_mul_mat) on batched decodes of SmolLM2's Q4_1
+            # with llama-cpp-python 0.3.36 on CPUs with AMX (Sapphire Rapids and later): off there.
+            params.use_extra_bufts = False
         try:
             self.model = LlamaModel(path_model=str(spec.path), params=params, verbose=False)
         except ValueError as err:
