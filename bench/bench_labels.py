@@ -182,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
             questions = load_graded_questions(path) if name == "mt_bench" else load_questions(path)
             models = args.answer_models if name == "mt_bench" else args.answer_models[:1]
             print(f"{name}: answering {len(questions)} questions with {len(models)} model(s)...", file=sys.stderr, flush=True)
-            answers = answers_for(models, questions, args.answer_tokens, args.models_toml)
+            kept = args.out / "bench-labels" / f"{path.stem}-answers{args.answer_tokens}.json"
+            answers = read_json(kept) if kept.is_file() else {}  # written once, reused by later runs
+            if sorted(answers) != sorted(models):
+                answers = answers_for(models, questions, args.answer_tokens, args.models_toml)
+                write_json_atomic(kept, answers)
             calls = (mt_bench_calls(path, answers, args.max_tokens) if name == "mt_bench"
                      else arena_calls(path, next(iter(answers.values())), args.max_tokens))
             judge._load()
