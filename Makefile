@@ -49,7 +49,7 @@ endif
 # QUESTIONS=mt_bench becomes the normalized file tools/data.py writes, OUT/sets/NAME[-limitN].jsonl,
 # for every stage. A set that brings its own reference (alpaca_eval, arena_hard) is the reference
 # unless REFERENCE= names a model. Read with the system python3, as models.toml is below.
-SET_INFO := $(shell python3 tools/benchsets.py make-info '$(QUESTIONS)' 2>&1 || true)
+SET_INFO := $(shell python3 tools/lib/benchsets.py make-info '$(QUESTIONS)' 2>&1 || true)
 ifeq ($(firstword $(SET_INFO)),ERROR)
 $(error error: $(wordlist 2,999,$(SET_INFO)))
 endif
@@ -63,12 +63,12 @@ $(error error: LIMIT=$(LIMIT) samples a named set only (QUESTIONS=mt_bench, ... 
 endif
 
 PY := $(VENV)/bin/python
-TOOLS := $(wildcard tools/*.py tools/backends/*.py tools/judges/*.py tools/board/*.py)
+TOOLS := $(wildcard tools/*.py tools/lib/*.py tools/backends/*.py tools/judges/*.py tools/board/*.py tools/board/*/*.py)
 # Defaults for MODELS / REFERENCE / JUDGE come from [defaults] in models.toml, read once with the
 # system python3 (3.11+ for tomllib; registry.py needs only the standard library, and .venv may not
 # exist yet): "M:a M:b R:ref J:judge", or "ERROR why" when models.toml is missing or broken. A
 # registry may have no [defaults]: only the targets that need a value ask for it (need-*, below).
-REGISTRY := $(shell python3 tools/registry.py defaults --models-toml '$(MODELS_TOML)' 2>&1 || true)
+REGISTRY := $(shell python3 tools/lib/registry.py defaults --models-toml '$(MODELS_TOML)' 2>&1 || true)
 REGISTRY_ERROR := $(if $(filter ERROR,$(firstword $(REGISTRY))),$(wordlist 2,999,$(REGISTRY)))
 defaults = $(if $(REGISTRY_ERROR),,$(patsubst $(1):%,%,$(filter $(1):%,$(REGISTRY))))
 MODELS_ := $(or $(strip $(MODELS)),$(call defaults,M))
@@ -84,10 +84,10 @@ help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 	@echo "Variables (now):"
 	@echo "  MODELS=\"$(MODELS_)\"  QUESTIONS=$(QUESTIONS)  REFERENCE=$(or $(REFERENCE_),$(REFERENCE_SET) (the set's))  JUDGE=$(JUDGE_)"
-	@echo "  QUESTIONS=name: a set of data/benchmarks.toml ($$(python3 tools/benchsets.py names 2>/dev/null)); LIMIT=$(LIMIT) (N: a stratified fixed-seed sample of N questions)"
+	@echo "  QUESTIONS=name: a set of data/benchmarks.toml ($$(python3 tools/lib/benchsets.py names 2>/dev/null)); LIMIT=$(LIMIT) (N: a stratified fixed-seed sample of N questions)"
 	@echo "  OUT=$(OUT)  MODELS_TOML=$(MODELS_TOML)  CUDA=$(CUDA) (1 builds llama.cpp with CUDA)"
 	@echo "  PARALLEL=$(PARALLEL) (questions decoded together by llama.cpp; empty = models.toml's parallel)"
-	@echo "  PROTOCOL=$(PROTOCOL_) (pairwise|arena_hard|grade; default: what the question set declares)  FAST=$(FAST) (1: arena_hard and grade, a local judge's label without the explanation)"
+	@echo "  PROTOCOL=$(PROTOCOL_) ($$(python3 tools/board/protocols.py --names); default: what the question set declares)  FAST=$(FAST) (1: arena_hard and grade, a local judge's label without the explanation)"
 	@echo "  JUDGE=\"a b c\" (several judges, their mean)  VERSUS=$(VERSUS) (all: models also judged against each other; MT-Bench: FastChat's pairwise mode)"
 	@echo "  PAIRS=$(PAIRS) (make judge-check: your own labelled pairs, JSONL; empty = data/judge_check.jsonl)"
 	@echo "  BENCH_MODEL=$(BENCH_MODEL)  BENCH_ARGS=$(BENCH_ARGS) (bench/bench.py --help)"
@@ -137,11 +137,11 @@ $(QUESTIONS): | setup $(OUT)/.llmeval
 else
 # A missing QUESTIONS file is one clear line, not make's "No rule to make target".
 $(QUESTIONS):
-	@echo "error: questions file not found: $@ (set QUESTIONS=path/to/questions.txt, or a set: $$(python3 tools/benchsets.py names 2>/dev/null))" >&2; exit 2
+	@echo "error: questions file not found: $@ (set QUESTIONS=path/to/questions.txt, or a set: $$(python3 tools/lib/benchsets.py names 2>/dev/null))" >&2; exit 2
 endif
 
 data: | setup $(OUT)/.llmeval ## fetch a named set's files and write its questions: QUESTIONS=mt_bench [LIMIT=N] -> OUT/sets/
-	@if [ -z "$(SET)" ]; then echo "error: make data needs QUESTIONS=<a set of data/benchmarks.toml>, not $(QUESTIONS); sets: $$(python3 tools/benchsets.py names 2>/dev/null)" >&2; exit 2; fi
+	@if [ -z "$(SET)" ]; then echo "error: make data needs QUESTIONS=<a set of data/benchmarks.toml>, not $(QUESTIONS); sets: $$(python3 tools/lib/benchsets.py names 2>/dev/null)" >&2; exit 2; fi
 	$(PY) tools/data.py $(SET) $(if $(strip $(LIMIT)),--limit $(LIMIT)) --out $(OUT) --models $(words $(MODELS_))
 
 # What a board of a named set costs (answers, judge calls, rough API tokens): make plan and make
@@ -178,8 +178,8 @@ judge-check: check-judge | models judge-weights $(OUT)/.llmeval ## judge pairs w
 	$(PY) tools/judge_check.py --judge $(JUDGE_) --models-toml $(MODELS_TOML) --out $(OUT) $(if $(PAIRS),--pairs $(PAIRS)) \
 	  $(if $(filter grade,$(PROTOCOL_)),--protocol grade)
 
-# The protocol: PROTOCOL=grade|pairwise, else what the question set's sidecar declares, else pairwise.
-PROTOCOL_ := $(shell python3 tools/board/protocol.py '$(QUESTIONS)' '$(PROTOCOL)' '$(SET)' 2>&1 || echo pairwise)
+# The protocol: PROTOCOL=, else what the question set declares, else pairwise (the table: tools/board/protocols.py).
+PROTOCOL_ := $(shell python3 tools/board/protocols.py '$(QUESTIONS)' '$(PROTOCOL)' '$(SET)' 2>&1 || echo pairwise)
 ifneq ($(filter ERROR,$(firstword $(PROTOCOL_))),)
 $(error $(wordlist 2,999,$(PROTOCOL_)))
 endif

@@ -43,9 +43,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import native  # noqa: E402
-from backends import chat_messages  # noqa: E402
+from lib.messages import chat_messages  # noqa: E402
 from bench_questions import bench_questions  # noqa: E402
-from registry import load_registry  # noqa: E402
+from lib.registry import load_registry  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 # For a GGUF without a chat template (e.g. a synthetic model of a real shape).

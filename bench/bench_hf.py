@@ -38,7 +38,7 @@ FALLBACK_TEMPLATE = ("{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{
 
 def make_spec(path: Path, max_tokens: int, extra: str = ""):
     """A ModelSpec through the real registry (as models.toml would give it)."""
-    from registry import load_registry
+    from lib.registry import load_registry
 
     folder = Path(tempfile.mkdtemp(prefix="bench-hf-"))
     lines = ["[models.bench_hf]", f"path = {json.dumps(str(path.resolve()))}", 'backend = "transformers"',
@@ -68,7 +68,7 @@ def guide_loop(local, questions) -> list[str]:
     """(a): one generate per question, as the guide does, on our loaded model and tokenizer."""
     import torch
 
-    from backends import chat_messages
+    from lib.messages import chat_messages
     tok, model, spec = local.tokenizer, local.model, local.spec
     outputs = []
     for question in questions:

@@ -33,10 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from judges import Call, resolve_judge  # noqa: E402
+from judges.cache import Call  # noqa: E402
+from judges.resolve import resolve_judge  # noqa: E402
 from judges.prompt import make_messages, parse_logprob_reply, prompt_template  # noqa: E402
-from records import read_json, write_json_atomic  # noqa: E402
-from registry import load_registry  # noqa: E402
+from lib.records import read_json, write_json_atomic  # noqa: E402
+from lib.registry import load_registry  # noqa: E402
 
 DEFAULT_JUDGE = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 

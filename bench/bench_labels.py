@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from records import read_json, write_json_atomic  # noqa: E402
+from lib.records import read_json, write_json_atomic  # noqa: E402
 
 MODELS = ROOT / "models"
 
@@ -45,7 +45,7 @@ def answers_for(models: list[str], questions: list[dict], max_tokens: int, model
     from dataclasses import replace
 
     from backends.llama_backend import LlamaBackend
-    from registry import load_registry
+    from lib.registry import load_registry
 
     registry = load_registry(models_toml)
     got = {}
@@ -62,9 +62,9 @@ def answers_for(models: list[str], questions: list[dict], max_tokens: int, model
 
 
 def mt_bench_calls(path: Path, answers: dict[str, list[str]], max_tokens: int):
-    from benchsets import set_info
-    from board.graded import load_graded_questions
-    from judges.mt_bench import load_judge_prompts, single_calls
+    from board.graded.board import load_graded_questions
+    from board.graded.mt_bench import load_judge_prompts, single_calls
+    from lib.benchsets import set_info
 
     questions = load_graded_questions(path)
     prompts = load_judge_prompts(set_info(path)["files"]["judge_prompts"])
@@ -73,10 +73,10 @@ def mt_bench_calls(path: Path, answers: dict[str, list[str]], max_tokens: int):
 
 
 def arena_calls(path: Path, answer: list[str], max_tokens: int):
-    from benchsets import set_info
-    from judges import Call
-    from judges.arena_hard import labelled_call, load_judge_config
-    from records import load_questions
+    from board.arena_hard.judge import labelled_call, load_judge_config
+    from judges.cache import Call
+    from lib.benchsets import set_info
+    from lib.records import load_questions
 
     questions = load_questions(path)
     info = set_info(path)
@@ -163,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--machine", default=None, help="words for the machine (e.g. 'shared by 8 jobs')")
     parser.add_argument("--out", type=Path, default=Path("out"))
     args = parser.parse_args(argv)
-    from board.graded import load_graded_questions
-    from judges import resolve_judge
-    from records import load_questions
-    from registry import load_registry
+    from board.graded.board import load_graded_questions
+    from judges.resolve import resolve_judge
+    from lib.records import load_questions
+    from lib.registry import load_registry
 
     if not (args.mt_bench or args.arena_hard):
         parser.error("give --mt-bench and/or --arena-hard (make data QUESTIONS=... LIMIT=...)")

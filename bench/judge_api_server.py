@@ -27,7 +27,7 @@ class _Scorer:
         import tempfile
 
         from judges.llama_judge import LlamaJudge
-        from registry import load_registry
+        from lib.registry import load_registry
 
         with tempfile.TemporaryDirectory() as folder:  # the model as models.toml would declare it
             toml = Path(folder) / "models.toml"

@@ -17,7 +17,7 @@ import threading
 import types
 from pathlib import Path
 
-from benchsets import load_sets
+from lib.benchsets import load_sets
 
 ROOT = Path(__file__).resolve().parent.parent
 # The folder of /work/shared/benchmarks that holds each repository's files.

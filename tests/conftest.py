@@ -93,7 +93,7 @@ def chatglm_venv() -> Path:
     """ChatGLM-6B's own environment, models/chatglm_6b/.venv of the project (transformers 4.27,
     envs/chatglm-6b.txt), made as `make download` makes it when missing (about a minute; kept)."""
     import download
-    from registry import load_registry
+    from lib.registry import load_registry
 
     spec = load_registry(ROOT / "models.toml").get("chatglm_6b")
     spec.venv.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +106,7 @@ def llama_server(tmp_path_factory):
     """The base URL of `python -m llama_cpp.server` serving the embedded SmolLM2 on 127.0.0.1 (a real
     OpenAI-compatible endpoint), one per test module."""
     from llama_server import judge_server
-    from registry import load_registry
+    from lib.registry import load_registry
 
     smol = load_registry(ROOT / "models.toml").get("smollm2_135m")
     if not smol.path.is_file():

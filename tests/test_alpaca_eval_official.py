@@ -80,7 +80,7 @@ def test_win_rate_equals_alpaca_evals_make_leaderboard(bench_data_url, server, t
         same.append(match)
     import pandas as pd
 
-    from board.stats import win_rate_stats
+    from board.pairwise.stats import win_rate_stats
 
     recomputed = win_rate_stats(pd.Series(same))  # our win rate, on exactly its annotations
     for column in ("win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total", "discrete_win_rate"):

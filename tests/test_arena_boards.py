@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from board.arena import LABELS
+from board.arena_hard.score import LABELS
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = "smollm2_135m gemma3_270m"

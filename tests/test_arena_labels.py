@@ -1,4 +1,4 @@
-"""Arena-Hard's labels (tools/judges/arena_hard.py): parsing constructed replies as its
+"""Arena-Hard's labels (tools/board/arena_hard/judge.py): parsing constructed replies as its
 gen_judgment.py does (every label; `[A>B]` with single brackets is none; several labels drop the
 game; none asks again), an API judge on a real local HTTP endpoint (127.0.0.1) that replies with
 scripted texts (the second attempt is asked with Arena-Hard's words and its conversation, each
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from benchdata import shared_benchmarks
-from judges import Call
-from judges.arena_hard import CONTINUE, LABELS, arena_judge, ask, labelled_call, load_judge_config, parse_label
+from judges.cache import Call
+from board.arena_hard.judge import CONTINUE, LABELS, arena_judge, ask, labelled_call, load_judge_config, parse_label
 from judges.labels import label_calls
-from registry import load_registry
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -108,7 +108,7 @@ def test_api_judge_reads_labels_as_arena_hard(config, tmp_path):
     try:
         (tmp_path / "models.toml").write_text(f'[models.api]\nbackend = "openai"\nbase_url = "{endpoint.base_url}"\n'
                                               f'api_model = "gpt-4-1106-preview"\nconcurrency = 4\n', encoding="utf-8")
-        from judges import resolve_judge
+        from judges.resolve import resolve_judge
 
         judge = arena_judge(resolve_judge("api", load_registry(tmp_path / "models.toml"), tmp_path / "out"), config)
         calls = {q: labelled_call(config, Call(q, "answer a", "answer b"), False, 4096)
@@ -130,7 +130,7 @@ def test_api_judge_reads_labels_as_arena_hard(config, tmp_path):
 def test_local_five_label_read_never_fails(config, tmp_path):
     """An explanation then the label from logits, and `fast` (no explanation), in one batch; an
     answer that writes a label and chat markup of its own changes nothing."""
-    from judges import resolve_judge
+    from judges.resolve import resolve_judge
 
     (tmp_path / "models.toml").write_text(f'[models.local]\npath = "{SMOLLM2}"\nn_ctx = 2048\nmax_tokens = 16\n',
                                           encoding="utf-8")

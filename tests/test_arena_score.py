@@ -1,4 +1,4 @@
-"""Our Arena-Hard v0.1 scores (tools/board/arena.py) against Arena-Hard's own way of computing
+"""Our Arena-Hard v0.1 scores (tools/board/arena_hard/score.py) against Arena-Hard's own way of computing
 them, on the same battles: its show_result.py and utils_math.py at lmarena/arena-hard-auto@0489bf3
 (read, not copied into tools/): battles from the exported judgment files with pandas, Bradley-Terry
 by sklearn's LogisticRegression (no intercept, no penalty, tol 1e-8, rows duplicated, a tie one win
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from board.arena import LABELS, arena_scores, markdown_detail, style_of, to_battles, token_counter
-from board.arena_board import export
+from board.arena_hard.score import LABELS, arena_scores, markdown_detail, style_of, to_battles, token_counter
+from board.arena_hard.board import export
 
 BASELINE = "gpt-4-0314"
 pytestmark = pytest.mark.filterwarnings("ignore:'penalty' was deprecated")  # Arena-Hard's own call

@@ -22,7 +22,7 @@ QUESTIONS = "What is 2+2?\nName a colour.\n"
 
 # id -> (files written into the test folder, the command, what the one line must say).
 # {d} in a command or a file is the test folder. Commands: "infer ..." and "registry ..." run
-# tools/infer.py / tools/registry.py; "make ..." runs make with OUT={d}/out and the files below;
+# tools/infer.py / tools/lib/registry.py; "make ..." runs make with OUT={d}/out and the files below;
 # "board ..." and "judge-check ..." run those tools.
 TOML_CASES = {
     "name_escapes_out": ('[models."../../escape"]\npath = "x.gguf"\n', "must be a plain identifier"),
@@ -169,7 +169,7 @@ def command(d: Path, line: str) -> list[str]:
         if not any(w.startswith("OUT=") for w in given):
             extra.append(f"OUT={d}/out")
         return ["make", "--no-print-directory", "-C", str(ROOT), *given, *extra, f"MODELS_TOML={d}/models.toml"]
-    script = {"infer": "infer.py", "registry": "registry.py", "board": "board",
+    script = {"infer": "infer.py", "registry": "lib/registry.py", "board": "board",
               "judge-check": "judge_check.py"}[tool]
     argv = [PY, str(ROOT / "tools" / script), *args.split()]
     if tool == "infer":

@@ -1,4 +1,4 @@
-"""Model against model (tools/board/compare.py): paired bootstrap of win-rate differences,
+"""Model against model (tools/board/pairwise/compare.py): paired bootstrap of win-rate differences,
 Bradley-Terry with bootstrap intervals, agreement between judges, combining judges."""
 import numpy as np
 import pandas as pd
@@ -6,7 +6,7 @@ import pytest
 from scipy.special import expit
 from scipy.stats import bootstrap
 
-from board.compare import (bradley_terry, combine_judges, disagreeing_judges, judge_agreement,
+from board.pairwise.compare import (bradley_terry, combine_judges, disagreeing_judges, judge_agreement,
                            reference_battles, versus_table)
 
 

@@ -1,4 +1,4 @@
-"""tools/board with several judges and VERSUS=all (tools/board/ensemble.py), with real judges:
+"""tools/board with several judges and VERSUS=all (tools/board/pairwise/ensemble.py), with real judges:
 the embedded SmolLM2 under two names with different weights files (two judge identities, so two
 caches, that must agree with each other). No inference: the answers are written here, the
 judging is real. (Disagreeing judges: tests/test_board_compare.py.)"""

@@ -1,5 +1,5 @@
-"""Length control (tools/board/lc.py): AlpacaEval 2's published verdicts replayed through
-board.stats.board_table against the official leaderboard, and a simulation with a known truth."""
+"""Length control (tools/board/pairwise/lc.py): AlpacaEval 2's published verdicts replayed through
+board.pairwise.stats.board_table against the official leaderboard, and a simulation with a known truth."""
 from pathlib import Path
 
 import numpy as np
@@ -8,9 +8,9 @@ import pytest
 from scipy.special import expit
 from scipy.stats import spearmanr
 
-from board.lc import length_controlled
-from board.replay import replay_results
-from board.stats import board_table, length_controlled_win_rate
+from board.pairwise.lc import length_controlled
+from board.pairwise.replay import replay_results
+from board.pairwise.stats import board_table, length_controlled_win_rate
 
 REPLAY = Path(__file__).resolve().parent.parent / ".." / "shared" / "data" / "alpaca_eval2_replay"
 needs_replay = pytest.mark.skipif(not REPLAY.is_dir(), reason=f"AlpacaEval 2 replay data not found at {REPLAY} "

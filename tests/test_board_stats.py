@@ -8,9 +8,9 @@ import pytest
 from alpaca_eval.metrics import get_winrate
 
 from board.provenance import safe_settings
-from board.stats import (BOARD_COLUMNS, board_table, bootstrap_ci, by_dataset, judge_consistency,
+from board.pairwise.stats import (BOARD_COLUMNS, board_table, bootstrap_ci, by_dataset, judge_consistency,
                          length_controlled_win_rate, warnings_for)
-from judges import combine
+from judges.pairs import combine
 
 
 def result(model, qid, pref_model_first, pref_reference_first, model_output="a", reference_output="b"):

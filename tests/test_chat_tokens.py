@@ -1,4 +1,4 @@
-"""tools/chat_tokens.py: chat messages -> token ids, with only the template's markup as control
+"""tools/lib/chat_tokens.py: chat messages -> token ids, with only the template's markup as control
 tokens. For content without markers the ids equal those of the whole rendered text tokenized
 with special tokens (what llama.cpp's and transformers' chat paths do), so answers and verdicts do
 not move; content is placed as the template shows it (trimmed by a trimming template); a marker
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chat_tokens import for_hf, for_llama
+from lib.chat_tokens import for_hf, for_llama
 from judges.cache import Call
 from judges.prompt import make_messages, prompt_template
 

@@ -2,10 +2,10 @@
 (the example file) or registered here; a failing question fails alone; settings are passed on."""
 import pytest
 
-from backends import load_backend
+from backends.load import load_backend
 from backends.custom_backend import CHUNK, register_llm_infer
 from conftest import ROOT
-from registry import load_registry
+from lib.registry import load_registry
 
 QUESTIONS = [{"instruction": "What is 2+2?"}, {"instruction": "Translate", "input": "bonjour"},
              {"instruction": "BAD question"}]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-import benchsets
+from lib import benchsets
 import data
-from records import InputError, load_questions, question_key
+from lib.records import InputError, load_questions, question_key
 
 ROOT = Path(__file__).resolve().parent.parent
 SIDECAR_KEYS = {"name", "protocol", "grader", "files", "reference_outputs", "reference_name", "published",

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from registry import RegistryError, load_registry
+from lib.registry import RegistryError, load_registry
 
 REV = "0123456789abcdef0123456789abcdef01234567"
 OTHER_REV = "89abcdef0123456789abcdef0123456789abcdef"

@@ -6,7 +6,7 @@ import zipfile
 import pytest
 
 from fetch_models import fetch, gguf_members
-from registry import load_registry
+from lib.registry import load_registry
 
 CHUNKS = [b"GGUF" + b"a" * 100, b"b" * 100, b"c" * 7]
 

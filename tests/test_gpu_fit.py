@@ -15,7 +15,7 @@ import pytest
 
 from backends import gpu_fit
 from backends.gpu_fit import GIB, PUBLISHED, ModelShape, fit
-from registry import load_registry
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from benchdata import fastchat_common, mt_bench_data
-from judges import mt_bench, resolve_judge
+from board.graded import mt_bench
+from judges.resolve import resolve_judge
 from judges.labels import fastchat_rating, label_calls
 from llama_server import judge_server
-from registry import load_registry
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"

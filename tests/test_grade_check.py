@@ -1,4 +1,4 @@
-"""`make judge-check` for a grader (tools/grade_check.py via judge_check.py --protocol grade): the
+"""`make judge-check` for a grader (tools/board/graded/check.py via judge_check.py --protocol grade): the
 embedded SmolLM2 rates the right and the wrong answer of labelled pairs one at a time, through
 the labelled-call code; accuracy (right rated above wrong) and the mean gap are reported and
 written to OUT/judge/checks/NAME.grade.json, every answer rated (none lost)."""

@@ -1,4 +1,4 @@
-"""MT-Bench's pairwise mode (tools/board/grade_pairs.py) against FastChat's own code (fschat 0.2.36):
+"""MT-Bench's pairwise mode (tools/board/graded/pairs.py) against FastChat's own code (fschat 0.2.36):
 - the prompts: our pair calls give, byte for byte, the user prompt FastChat's run_judge_pair builds
   for every pair prompt (pair-v2, pair-math-v1 and their multi-turn forms, the GPT-4 reference in
   the math ones, the models swapped in the second game), and our label equals its parse on
@@ -19,7 +19,7 @@ import pytest
 
 from benchdata import fastchat_common, mt_bench_data
 from board import grade_pairs
-from judges import mt_bench
+from board.graded import mt_bench
 from judges.labels import LabelledCall
 
 ROOT = Path(__file__).resolve().parent.parent

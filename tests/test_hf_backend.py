@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from backends import load_backend
-from registry import load_registry
+from backends.load import load_backend
+from lib.registry import load_registry
 
 QUESTIONS = [{"instruction": "What is the capital of France?"}, {"instruction": "Say hello.", "input": "to Bob"}]
 

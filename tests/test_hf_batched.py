@@ -13,8 +13,9 @@ import pytest
 
 import infer
 import twins
-from backends import chat_messages, load_backend
-from registry import load_registry
+from backends.load import load_backend
+from lib.messages import chat_messages
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [{"instruction": "What is the capital of France?"}, {"instruction": "Hi"},

@@ -6,10 +6,10 @@ import subprocess
 
 import pytest
 
-from board.compare import bradley_terry, judge_agreement, reference_battles, versus_table
-from board.stats import board_table, judge_consistency, warnings_for
-from board.views import write_all, write_csv
-from judges import combine
+from board.pairwise.compare import bradley_terry, judge_agreement, reference_battles, versus_table
+from board.pairwise.stats import board_table, judge_consistency, warnings_for
+from board.pairwise.views import write_all, write_csv
+from judges.pairs import combine
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-import backends
+import backends.load
 import infer
-from records import AnswerCache
-from registry import load_registry
+from lib.records import AnswerCache
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -42,7 +42,7 @@ def test_answers_then_resumes_without_loading_the_model(tmp_path, monkeypatch):
 
     def no_model(_spec):
         raise AssertionError("the model must not be loaded when every answer is cached")
-    monkeypatch.setattr(backends, "load_backend", no_model)
+    monkeypatch.setattr(backends.load, "load_backend", no_model)
     assert infer.run_model(spec, QUESTIONS, tmp_path, quiet=True)["reused"] == 3
     assert read(tmp_path / "tiny.json") == records
 
@@ -76,7 +76,7 @@ class InterruptedBackend:
 
 def test_ctrl_c_keeps_answers_already_done(tmp_path, monkeypatch):
     spec = spec_for(tmp_path)
-    monkeypatch.setattr(backends, "load_backend", lambda _spec: InterruptedBackend())
+    monkeypatch.setattr(backends.load, "load_backend", lambda _spec: InterruptedBackend())
     with pytest.raises(KeyboardInterrupt):
         infer.run_model(spec, QUESTIONS, tmp_path, quiet=True)
     assert AnswerCache(tmp_path / "cache" / "tiny.jsonl").get(spec.settings_id(), QUESTIONS[0])["output"] == "first"

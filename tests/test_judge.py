@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from judges import Call, JudgeError, Pair, file_sha256, judge_calls, judge_pairs, resolve_judge
+from judges.cache import Call, JudgeError, judge_calls
+from judges.identity import file_sha256
+from judges.pairs import Pair, judge_pairs
+from judges.resolve import resolve_judge
 from llama_server import judge_server
-from registry import load_registry
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from judge_api_server import judge_api_server
-from judges import Call, judge_calls, resolve_judge
+from judges.cache import Call, judge_calls
+from judges.resolve import resolve_judge
 from judges.prompt import make_messages, preference_from_logits, prompt_template
-from registry import load_registry
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from judge_check import DEFAULT_PAIRS, check_path, load_check_pairs, main
-from records import InputError
+from lib.records import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -31,9 +31,9 @@ def test_bad_pairs_file_is_one_clear_error(tmp_path):
 
 @pytest.mark.skipif(not SMOLLM2.is_file(), reason="run `make models` first")
 def test_check_reports_accuracy_and_consistency_and_the_board_quotes_it(tmp_path, capsys):
-    from board.cli import last_check
-    from judges import resolve_judge
-    from registry import load_registry
+    from board.pairwise.board import last_check
+    from judges.resolve import resolve_judge
+    from lib.registry import load_registry
 
     (tmp_path / "models.toml").write_text(f'[models.tiny]\npath = "{SMOLLM2}"\nn_ctx = 2048\n', encoding="utf-8")
     out = tmp_path / "out"

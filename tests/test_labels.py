@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from judges import resolve_judge
+from judges.resolve import resolve_judge
 from judges.labels import (RATINGS, LabelledCall, chain_probs, fastchat_rating, label_calls, label_position,
                            option_paths, path_nodes)
-from registry import load_registry
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"

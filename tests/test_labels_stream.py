@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 import twins
-from judges import resolve_judge
 from judges.labels import LabelledCall, label_calls
-from registry import load_registry
+from judges.resolve import resolve_judge
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -89,9 +89,9 @@ import sys
 sys.path.insert(0, {tools!r}); sys.path.insert(0, {tests!r})
 from pathlib import Path
 from test_labels_stream import CALLS
-from judges import resolve_judge
 from judges.labels import label_calls
-from registry import load_registry
+from judges.resolve import resolve_judge
+from lib.registry import load_registry
 out = Path({out!r})
 judge = resolve_judge("judge", load_registry(out / "models.toml"), out)
 label_calls(judge, CALLS, out, quiet=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from registry import load_registry
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -12,10 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from backends import load_backend
+from backends.load import load_backend
 from backends.openai_backend import FatalAPIError, OpenAIBackend
 from conftest import ROOT
-from registry import RegistryError, load_registry
+from lib.registry import RegistryError, load_registry
 
 SECRET = "sk-test-0123456789-do-not-print"
 

@@ -1,4 +1,4 @@
-"""The published leaderboards beside ours (tools/board/published.py, board/arena_board.py): the
+"""The published leaderboards beside ours (tools/board/published.py, board/arena_hard/board.py): the
 tables the sets name (AlpacaEval 2.0's and 1.0's inside the installed alpaca_eval package,
 Arena-Hard v0.1's under data/published/), their well-known rows and the rows nearest each of our
 models, labelled with their judge and when they are comparable; and both sections rendered in
@@ -9,13 +9,13 @@ import subprocess
 import pandas as pd
 import pytest
 
-from benchsets import load_sets
-from board.arena import LABELS
-from board.arena_board import arena_table, extra_sections
+from lib.benchsets import load_sets
+from board.arena_hard.score import LABELS
+from board.arena_hard.board import arena_table, extra_sections
 from board.published import load_published, published_section
-from board.stats import board_table, judge_consistency, warnings_for
-from board.views import write_all
-from judges import combine
+from board.pairwise.stats import board_table, judge_consistency, warnings_for
+from board.pairwise.views import write_all
+from judges.pairs import combine
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SETS = load_sets()

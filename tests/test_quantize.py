@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from registry import load_registry
+from lib.registry import load_registry
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_converted_to_q4_k_m_and_f16_removed(quantized):
 
 
 def test_answered_through_llama_cpp(quantized):
-    from backends import load_backend
+    from backends.load import load_backend
 
     _, spec = quantized
     backend = load_backend(spec)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from records import (AnswerCache, InputError, answer_record, load_questions, merge_outputs,
+from lib.records import (AnswerCache, InputError, answer_record, load_questions, merge_outputs,
                      write_json_atomic)
 
 

@@ -1,7 +1,7 @@
 """models.toml loading: good files, defaults, and errors that name the model and the key."""
 import pytest
 
-from registry import RegistryError, load_registry
+from lib.registry import RegistryError, load_registry
 
 GOOD = """
 [defaults]
@@ -81,7 +81,7 @@ def test_weights_id_is_the_content_hash_of_a_file_or_folder(tmp_path):
     import hashlib
     import os
 
-    from hashes import hash_cache
+    from lib.hashes import hash_cache
 
     (tmp_path / "models").mkdir()
     weights, folder = tmp_path / "models" / "a.gguf", tmp_path / "hf"

@@ -5,7 +5,7 @@ transformers, an OpenAI-compatible API, alpaca_eval's annotators) and for answer
 transformers), chat markers inside them (`<|im_end|>`, `<|im_start|>`, `</s>`, `<bos>`, ...) stay
 text: the judge's token ids hold exactly the control tokens of the template, an answer ending in
 `<|im_end|>` cuts nothing, and an injection payload appended to both answers does not change
-which answer the judge prefers (tools/chat_tokens.py, tools/judges/prompt.py). Embedded models:
+which answer the judge prefers (tools/lib/chat_tokens.py, tools/judges/prompt.py). Embedded models:
 SmolLM2-135M (ChatML) and Gemma-3-270M; the transformers cases use the tiny Llama of conftest.py.
 """
 import dataclasses
@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from judge_api_server import judge_api_server
-from judges import judge_calls, resolve_judge
+from judges.cache import judge_calls
+from judges.resolve import resolve_judge
 from judges.cache import Call
 from judges.prompt import make_messages, prompt_template
-from registry import load_registry
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from registry import load_registry
+from lib.registry import load_registry
 from stamps import write_stamp
 from test_registry import GOOD, write
 

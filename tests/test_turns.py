@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 import infer
-from backends import chat_messages
+from lib.messages import chat_messages
 from backends.custom_backend import register_llm_infer
-from records import AnswerCache, InputError, load_questions
-from registry import load_registry
+from lib.records import AnswerCache, InputError, load_questions
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"smollm2": ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf",

@@ -226,7 +226,7 @@ def put_in_hub_cache(cache: Path, repo: str, revision: str, folder: Path) -> Pat
 def hub_cache(cache: Path, work: Path) -> dict[str, Path]:
     """Both twins under `cache` at the revisions the project's models.toml pins: {name: snapshot}."""
     sys.path.insert(0, str(ROOT / "tools"))
-    from registry import load_registry
+    from lib.registry import load_registry
 
     registry = load_registry(ROOT / "models.toml")
     made = {}

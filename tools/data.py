@@ -28,9 +28,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import benchformats
-from benchsets import BENCHMARKS_TOML, SEED, load_sets, questions_name, set_info, stratified_sample
-from records import InputError, load_questions, write_atomic
+from lib import benchformats
+from lib.benchsets import BENCHMARKS_TOML, SEED, load_sets, questions_name, set_info, stratified_sample
+from lib.records import InputError, load_questions, write_atomic
 
 DEFAULT_BASE = "https://raw.githubusercontent.com"
 

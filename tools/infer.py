@@ -29,12 +29,13 @@ import sys
 import time
 from pathlib import Path
 
-import arguments
-from conversations import start_conversation, write_fastchat
-from hashes import hash_cache
-from records import AnswerCache, InputError, clean_result, exclusive_lock, load_questions, write_atomic
-from registry import ModelSpec, RegistryError, load_registry
-from settings_log import record_settings
+from lib import arguments
+from lib.conversations import start_conversation, write_fastchat
+from lib.hashes import hash_cache
+from lib.records import AnswerCache, clean_result, exclusive_lock, load_questions, write_atomic
+from lib.stages import run_models
+from lib.registry import ModelSpec, RegistryError, load_registry
+from lib.settings_log import record_settings
 
 
 def model_lock(out_dir: Path, name: str):
@@ -103,7 +104,7 @@ def _answer(spec, conversations, cache, quiet, save) -> None:
     answer is cached the moment it is made. A failed turn ends its conversation for this run."""
     from tqdm import tqdm
 
-    from backends import load_backend
+    from backends.load import load_backend
 
     backend = load_backend(spec)
     todo = sum(c.n_turns - len(c.answers) for c in conversations if c.waiting)
@@ -152,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="llama.cpp: questions decoded together, overriding models.toml's "
                              "parallel (0 = automatic)")
     args = parser.parse_args(argv)
-    try:
+    questions: list[dict] = []
+
+    def prepare() -> list[ModelSpec]:
         registry = load_registry(args.models_toml)
         names = args.models or registry.default_models
         if not names:
@@ -160,38 +163,30 @@ def main(argv: list[str] | None = None) -> int:
         specs = [registry.get(name) for name in names]
         if args.parallel is not None:  # how fast, not what is answered: the settings id is unchanged
             specs = [dataclasses.replace(spec, parallel=args.parallel) for spec in specs]
-        questions = load_questions(args.questions)
-    except (RegistryError, InputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    failures = 0
-    for spec in specs:
-        try:
-            counts = run_model(spec, questions, Path(args.out), args.quiet)
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: answers so far are kept in {args.out}/cache/{spec.name}.jsonl; "
-                  "run again to continue", file=sys.stderr)
-            return 130
-        except OSError as err:  # a full disk, a read-only OUT: answers already written are kept
-            where = f"cannot use {err.filename}: {err.strerror}" if err.filename else str(err)
-            print(f"error: model '{spec.name}': {where}; free some space or choose a writable OUT=..., "
-                  "then run again (answers already written are kept)", file=sys.stderr)
-            failures += 1
-            forget_stamp(Path(args.out), spec.name)
-            continue
-        except Exception as err:  # a model that cannot load must not stop the others
-            print(f"error: model '{spec.name}': {err}", file=sys.stderr)
-            failures += 1
-            forget_stamp(Path(args.out), spec.name)
-            continue
+        questions.extend(load_questions(args.questions))
+        return specs
+
+    def each(spec: ModelSpec) -> bool:
+        counts = run_model(spec, questions, Path(args.out), args.quiet)
         turns = (f" ({counts['turns_answered']} turns answered, {counts['turns_reused']} reused)"
                  if "turns_answered" in counts else "")
         print(f"{counts['model']}: {counts['answered']} answered, {counts['reused']} reused, "
               f"{counts['failed']} failed{turns} -> {args.out}/{spec.name}.json", file=sys.stderr)
         if counts["failed"]:
             forget_stamp(Path(args.out), spec.name)
-        failures += counts["failed"] > 0 and counts["answered"] + counts["reused"] == 0
-    return 1 if failures else 0
+        return not (counts["failed"] > 0 and counts["answered"] + counts["reused"] == 0)
+
+    def describe(spec: ModelSpec, err: BaseException) -> str:
+        if isinstance(err, OSError):  # a full disk, a read-only OUT: answers already written are kept
+            where = f"cannot use {err.filename}: {err.strerror}" if err.filename else str(err)
+            return (f"model '{spec.name}': {where}; free some space or choose a writable OUT=..., "
+                    "then run again (answers already written are kept)")
+        return f"model '{spec.name}': {err}"  # a model that cannot load must not stop the others
+
+    return run_models("infer", prepare, each, failures=(Exception,), describe=describe,
+                      after_failure=lambda spec: forget_stamp(Path(args.out), spec.name),
+                      interrupted=lambda spec: f"answers so far are kept in {args.out}/cache/{spec.name}.jsonl; "
+                                               "run again to continue")
 
 
 def forget_stamp(out_dir: Path, name: str) -> None:

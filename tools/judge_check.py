@@ -22,22 +22,19 @@ Not handled: judging style or length; this only shows whether a judge can tell r
 from __future__ import annotations
 
 import os
-import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import arguments
-from records import InputError, jsonl_items, read_text, write_json_atomic
-from registry import load_registry
+from lib import arguments
+from board.protocols import CHECKED, DEFAULT
+from judges.identity import check_path  # noqa: F401  (also judge_check's API: tests, the board's reader)
+from lib.records import InputError, jsonl_items, read_text, write_json_atomic
+from lib.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PAIRS = ROOT / "data" / "judge_check.jsonl"
 GOOD_ACCURACY, GOOD_CONSISTENCY = 80.0, 60.0
-
-
-def check_path(out_dir: Path, judge_name: str) -> Path:
-    return Path(out_dir) / "judge" / "checks" / (re.sub(r"[^\w.-]", "_", judge_name) + ".json")
 
 
 def load_check_pairs(path: Path) -> list[dict]:
@@ -55,7 +52,7 @@ def load_check_pairs(path: Path) -> list[dict]:
 
 def run_check(judge, items: list[dict], out_dir: Path) -> dict:
     """Judge each item both orders; the right answer plays the 'model', the wrong one the reference."""
-    from judges import Pair, judge_pairs
+    from judges.pairs import Pair, judge_pairs
 
     pairs = [Pair("right", item["instruction"], item["right"], item["wrong"], i) for i, item in enumerate(items)]
     results, stats = judge_pairs(judge, pairs, out_dir, progress=lambda m: print(m, file=sys.stderr, flush=True))
@@ -96,7 +93,7 @@ def accuracy_interval(p_right: list[float]) -> tuple[float | None, float | None]
 
     import pandas as pd
 
-    from board.stats import bootstrap_ci
+    from board.pairwise.stats import bootstrap_ci
 
     scores = [1.0 if p > 0.5 + 1e-9 else 0.5 if abs(p - 0.5) <= 1e-9 else 0.0 for p in p_right]
     low, high = bootstrap_ci(pd.Series(scores) + 1)  # as preferences: 2 = right, 1 = wrong
@@ -156,13 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", default=DEFAULT_PAIRS, type=Path,
                         help="JSONL of labelled pairs {instruction, right, wrong} (default: the 12 built-in)")
     parser.add_argument("--limit", type=int, help="only the first N pairs")
-    parser.add_argument("--protocol", choices=["pairwise", "grade"], default="pairwise",
-                        help="grade: rate each answer alone 1-10 (tools/grade_check.py)")
+    parser.add_argument("--protocol", choices=CHECKED, default=DEFAULT,
+                        help="grade: rate each answer alone 1-10 (tools/board/graded/check.py)")
     args = parser.parse_args(argv)
     # matplotlib (the chart; alpaca_eval imports it too) would create ~/.config/matplotlib: its
     # config and font cache go under OUT instead, unless the user chose a folder.
     os.environ.setdefault("MPLCONFIGDIR", str(Path(args.out).resolve() / "judge" / "matplotlib"))
-    from judges import resolve_judge, run_reporting_errors
+    from judges.resolve import resolve_judge, run_reporting_errors
 
     def work() -> int:
         registry, items = load_registry(args.models_toml), load_check_pairs(args.pairs)[:args.limit]
@@ -170,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in dict.fromkeys(args.judge):
             judge = resolve_judge(name, registry, args.out)
             if args.protocol == "grade":
-                from grade_check import grade_report, run_grade_check
+                from board.graded.check import grade_report, run_grade_check
                 check = {**run_grade_check(judge, items, args.out, min(512, judge.spec.max_tokens or 512)
                                            if hasattr(judge, "spec") and judge.kind != "openai" else 2048),
                          "pairs_file": str(args.pairs)}

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from records import InputError, merge_outputs, write_json_atomic
+from lib.records import InputError, merge_outputs, write_json_atomic
 
 
 def main(argv: list[str] | None = None) -> int:

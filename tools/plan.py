@@ -26,9 +26,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import arguments
+from lib import arguments
 from backends import gpu_fit, hf_fit
-from registry import RegistryError, load_registry
+from lib.registry import RegistryError, load_registry
 
 GIB = 1 << 30
 # Consumer cards' memory as nvidia-smi reports it (MiB): RTX 4060, 3060, 4060 Ti 16 GB, 4090.

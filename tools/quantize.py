@@ -30,7 +30,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from registry import ModelSpec, RegistryError, load_registry
+from lib.stages import run_models
+from lib.registry import ModelSpec, load_registry
 
 # The parts of the sdist the converter needs: the script, its model classes and its gguf library.
 CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "LICENSE")
@@ -216,29 +217,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--optional", action="store_true", help="skip names models.toml does not declare")
     parser.add_argument("--fetch-converter", action="store_true", help="only fetch llama.cpp's converter")
     args = parser.parse_args(argv)
-    try:
+
+    def prepare() -> list[ModelSpec] | int:
         if args.fetch_converter:
             print(converter_dir())
             return 0
         registry = load_registry(args.models_toml)
         names = [n for n in dict.fromkeys(args.models) if n in registry.models or not args.optional]
-        specs = [registry.get(name) for name in names]
-    except (RegistryError, QuantizeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    status = 0
-    for spec in specs:
-        try:
-            if build(spec, args.keep_f16) == "built":
-                print(f"{spec.name}: {spec.path}", file=sys.stderr)
-        except (QuantizeError, OSError) as err:
-            print(f"error: {err}" if isinstance(err, QuantizeError) else f"error: model '{spec.name}': {err}",
-                  file=sys.stderr)
-            status = 1
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: run make quantize MODELS={spec.name} again", file=sys.stderr)
-            return 130
-    return status
+        return [registry.get(name) for name in names]
+
+    def each(spec: ModelSpec) -> None:
+        if build(spec, args.keep_f16) == "built":
+            print(f"{spec.name}: {spec.path}", file=sys.stderr)
+
+    return run_models("quantize", prepare, each, failures=(QuantizeError, OSError), setup_errors=(QuantizeError,),
+                      describe=lambda spec, err: str(err) if isinstance(err, QuantizeError) else
+                      f"model '{spec.name}': {err}",
+                      interrupted=lambda spec: f"run make quantize MODELS={spec.name} again")
 
 
 if __name__ == "__main__":

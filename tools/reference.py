@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchsets import set_info
-from records import InputError, load_questions, merge_outputs, question_key, read_json, write_json_atomic
+from lib.benchsets import set_info
+from lib.records import InputError, load_questions, merge_outputs, question_key, read_json, write_json_atomic
 
 
 def set_reference(questions_path: Path) -> list[dict]:

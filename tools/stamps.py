@@ -19,9 +19,9 @@ import os
 import sys
 from pathlib import Path
 
-import arguments
-from hashes import hash_cache
-from registry import Registry, RegistryError, load_registry, redact_url
+from lib import arguments
+from lib.hashes import hash_cache
+from lib.registry import Registry, RegistryError, load_registry, redact_url
 
 
 def write_stamp(registry: Registry, name: str, questions: Path, stamp: Path) -> bool:

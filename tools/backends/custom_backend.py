@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from backends import GENERATION_KEYS, chat_messages, generation, user_message
+from lib.messages import GENERATION_KEYS, chat_messages, generation, user_message
 
 CUSTOM_DIR = Path(__file__).resolve().parent.parent / "custom"
 CHUNK = 16

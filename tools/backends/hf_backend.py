@@ -44,7 +44,8 @@ from types import SimpleNamespace
 if __package__ in (None, ""):  # started as a worker script: make `backends` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends import GENERATION_KEYS, chat_messages, generation, hf_batch, hf_fit, hf_quant  # noqa: E402
+from lib.messages import GENERATION_KEYS, chat_messages, generation  # noqa: E402
+from backends import hf_batch, hf_fit, hf_quant  # noqa: E402
 
 DEFAULT_PARALLEL = 8  # automatic N without a config.json to size from (a GGUF file)
 # What the worker needs of a ModelSpec (paths as strings on the wire).
@@ -190,7 +191,7 @@ class LocalModel:
         if self.spec.model_chat:  # another model's chat() builds its own prompt
             return None, []
         if self.chat is None:  # the messages as plain text, only the template's markup as control tokens
-            from chat_tokens import for_hf
+            from lib.chat_tokens import for_hf
             self.chat = for_hf(self.tokenizer)
         return None, list(self.chat.ids(messages))
 

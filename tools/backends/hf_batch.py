@@ -11,7 +11,7 @@ transformers may be as old as 4.27, ChatGLM-6B's pin): nothing here needs a newe
 - `cut(ids, width, eos, pad)`: a row's new tokens up to its first end-of-sequence token, without
   the padding generate adds after a row is done; `cut_at_stops(text, stops)`.
 - `chatglm_prompt(messages)`: the prompt ChatGLM-6B's chat(query, history) builds, from
-  backends.chat_messages (system prompt put before the first user turn: chat() has no system turn).
+  lib.messages.chat_messages (system prompt put before the first user turn: chat() has no system turn).
 - `is_memory_error(err)`: out of memory on the GPU or the CPU, or over LLMEVAL_KV_BUDGET.
 Not handled: dropping a finished row from a running batch (generate keeps every row until the
 last one ends or max_new_tokens; a finished row then costs its padding's work).

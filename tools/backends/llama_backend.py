@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backends import GENERATION_KEYS, chat_messages, generation
+from lib.messages import GENERATION_KEYS, chat_messages, generation
 
 CTX_ROUND = 256  # llama.cpp pads a sequence's context to this many tokens anyway
 
@@ -48,7 +48,7 @@ class LlamaBackend:
 
         from backends import gpu_fit
         from backends.llama_engine import BatchedEngine
-        from chat_tokens import for_llama
+        from lib.chat_tokens import for_llama
 
         if not spec.path.is_file():
             raise FileNotFoundError(f"weights not found at {spec.path}; run: make models")

@@ -29,9 +29,9 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from backends import chat_messages, generation
+from lib.messages import chat_messages, generation
 from backends.openai_client import ChatClient, ReplyError
-from registry import redact_url
+from lib.registry import redact_url
 
 MAX_RETRIES = 6  # with openai_client.py's backoff (0.5 s doubling, at most 8 s): about half a minute
 

@@ -3,7 +3,7 @@
     entries, warnings = provenance(registry, outputs, reference, unpaired, out_dir)
 
 Each model's entry takes its settings from the answers themselves: their `settings_id`, looked up in
-OUT/cache/NAME.settings.json (tools/settings_log.py, written by infer), not from models.toml as it
+OUT/cache/NAME.settings.json (tools/lib/settings_log.py, written by infer), not from models.toml as it
 is now. The warnings (shown on the board, printed by make board, kept in the manifest) name the
 counts: models whose models.toml entry (or weights) changed since they answered, model answers
 left out because the reference has no answer to their question, and ranked generators that
@@ -16,14 +16,14 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from hashes import file_sha256, hash_cache
-from settings_log import recorded_settings
+from lib.hashes import file_sha256, hash_cache
+from lib.settings_log import recorded_settings
 
 
 def safe_settings(raw: dict) -> dict:
     """A models.toml entry without anything that could be a secret (API keys live in the
     environment; URLs lose any user:password part)."""
-    from judges import scrub
+    from judges.identity import scrub
 
     return scrub(raw)
 

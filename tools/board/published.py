@@ -1,8 +1,9 @@
 """Published leaderboards beside ours: AlpacaEval 2.0, AlpacaEval 1.0 and Arena-Hard-Auto v0.1.
 
     section = published_section(set_info["published"], board_rows, judge_name)   # or None
+    sections = published_sections(set_info, board_rows, judge_name)   # for the views: [] or [section]
 
-A set's sidecar (tools/benchsets.py) names its published table: {"path": "alpaca_eval:<csv
+A set's sidecar (tools/lib/benchsets.py) names its published table: {"path": "alpaca_eval:<csv
 inside the installed alpaca_eval package>" or "data/published/<file>.csv", "judge": "...",
 "comparable_with": "<JUDGE value>"}. The section shows the well-known rows of that table and
 the rows nearest to each of our models (by LC win rate where the table has it, else its score),
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from records import InputError
+from lib.records import InputError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 NEAREST = 2  # published rows shown above and below each of our models
@@ -124,6 +125,17 @@ def published_section(spec: dict | None, board: pd.DataFrame, judge_name: str,
             f"ours only when JUDGE={comparable}" + (" (it is: this board used it)." if same else
                                                      f"; this board's judge is {judge_name}, so they are not."))
     return f"Published leaderboard (judge: {judge})", display(merged, key), note
+
+
+def published_sections(info: dict | None, board: pd.DataFrame, judge_name: str,
+                       ours: pd.DataFrame | None = None) -> list[tuple[str, pd.DataFrame, str, str]]:
+    """[(title, table, note, html id)] for the views: the set's published table beside ours (none
+    without one; a table that cannot be read says so in its section)."""
+    try:
+        section = published_section((info or {}).get("published"), board, judge_name, ours)
+    except InputError as err:
+        section = ("Published leaderboard", pd.DataFrame(), f"not shown: {err}")
+    return [] if section is None else [(*section, "published")]
 
 
 def _fmt(value, digits=1) -> str:

@@ -21,12 +21,13 @@ import os
 import time
 from pathlib import Path
 
-from judges import Judge, JudgeError
+from judges.base import Judge
+from judges.cache import JudgeError
 from judges.identity import mask, public_url, scrub, sha256_text
 from judges.pairs import as_pref
 from judges.cache import valid_preference
 from judges.prompt import PLACEHOLDER, alpaca_eval_configs_dir, neutralise
-from records import InputError
+from lib.records import InputError
 
 CHUNKS_PER_PROC = 2  # calls handed to alpaca_eval at once, per request it keeps in flight
 DEFAULT_PROCS = 5  # alpaca_eval's constants.OPENAI_MAX_CONCURRENCY

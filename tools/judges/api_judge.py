@@ -20,10 +20,11 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from judges import Judge, JudgeError
+from judges.base import Judge
+from judges.cache import JudgeError
 from judges.identity import public_url, sha256_text
 from judges.prompt import make_messages, parse_logprob_reply, prompt_template
-from records import InputError
+from lib.records import InputError
 
 PROTOCOL = "logprob-v1"  # unchanged since the first API judge: its cached verdicts stay valid
 TOP_LOGPROBS = 20

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from judges.identity import mask, sha256_text
-from records import append_jsonl, exclusive_lock, read_jsonl_lines
+from lib.records import append_jsonl, exclusive_lock, read_jsonl_lines
 
 # What could have been read as chat markup or a template placeholder (<|im_end|>, <eos>, [INST],
 # {output_2}): calls with it are keyed apart (Call.key).

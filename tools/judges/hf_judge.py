@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import inspect
 
-from judges import LocalJudge
+from judges.base import LocalJudge
 from judges.prompt import fit, make_messages, prompt_template, verdict_from_logits
-from records import InputError
+from lib.records import InputError
 
 BATCH = 8  # prompts per forward pass when the model's `parallel` is 0
 
@@ -50,7 +50,7 @@ class HFJudge(LocalJudge):
         (instructions, question, answers) as plain text (chat_tokens.py)."""
         model = self._load()
         if getattr(self, "chat", None) is None:
-            from chat_tokens import for_hf
+            from lib.chat_tokens import for_hf
             self.chat = for_hf(model.tokenizer)
         return self.chat.ids(make_messages(call, template))
 
@@ -91,7 +91,7 @@ class HFJudge(LocalJudge):
 
         def prompt_tokens(messages):  # the template's markup as control tokens, content as text
             if getattr(self, "chat", None) is None:
-                from chat_tokens import for_hf
+                from lib.chat_tokens import for_hf
                 self.chat = for_hf(tok)
             return self.chat.ids(messages)
 

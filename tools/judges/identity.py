@@ -1,10 +1,12 @@
 """What a judge is, written without secrets: hashes of texts and files, scrubbed settings, masked errors.
 
-A judge's identity (tools/judges/__init__.py) decides which cached verdicts it may reuse, and is
+A judge's identity (tools/judges/base.py) decides which cached verdicts it may reuse, and is
 written to manifest.json and the judge-check files, so nothing here may keep a credential:
 `scrub` drops settings named like one and the user:password part of URLs; `mask` replaces the
 values of API keys found in the environment (a server may echo the Authorization header in an
-error body) by ***. Does not handle: secrets under other names than those of SECRET_NAME.
+error body) by ***. `check_path` is where `make judge-check` keeps a judge's last check, by name
+(the board quotes it when its identity matches). Does not handle: secrets under other names than
+those of SECRET_NAME.
 """
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ import hashlib
 import os
 import re
 import urllib.parse
+from pathlib import Path
 
-from hashes import file_sha256  # noqa: F401  (judges' API: weights hashed once per path, size, mtime)
+from lib.hashes import file_sha256  # noqa: F401  (judges' API: weights hashed once per path, size, mtime)
 
 # Settings named like a credential (api_key, openai_api_keys, hf_token, ...; not max_tokens).
 SECRET_NAME = re.compile(r"(?i)(^|_)(keys?|token|secrets?|password|auth)$")
@@ -49,3 +52,9 @@ def mask(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     for secret in sorted(set(found), key=len, reverse=True):
         text = text.replace(secret, "***")
     return re.sub(r"(://)[^/@\s]+@", r"\1", text)
+
+
+def check_path(out_dir: Path, judge_name: str) -> Path:
+    """OUT/judge/checks/NAME.json: the last judge-check of this judge (tools/judge_check.py writes
+    it, the board reads it)."""
+    return Path(out_dir) / "judge" / "checks" / (re.sub(r"[^\w.-]", "_", judge_name) + ".json")

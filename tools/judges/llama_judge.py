@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 
-from judges import LocalJudge
+from judges.base import LocalJudge
 from judges.prompt import fit, make_messages, prompt_template, verdict_from_logits
 
 MAX_PARALLEL = 16
