@@ -24,6 +24,7 @@ def labelled_rate(path: Path, weights: str, benchmark: str) -> dict | None:
         return None  # no bench, an older one, or a damaged file: no estimate, never an error
     if not rows:
         return None
-    row = next((r for r in rows if r["set"] == benchmark), rows[0])
+    name = benchmark.replace("-", "_")  # a call's protocol: "mt_bench/single-v1", "arena-hard-v0.1"
+    row = next((r for r in rows if name.startswith(r["set"])), rows[0])
     return {"set": row["set"], "calls_per_s": row["one_decode"]["calls_per_s"], "max_tokens": row["max_tokens"],
             "machine": labelled.get("machine", "this machine"), "date": labelled.get("date", "")}
