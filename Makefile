@@ -25,6 +25,9 @@ CARDS       ?=
 QUANTS      ?=
 BENCH_MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 BENCH_ARGS  ?=
+# make bench-judge's labelled rows: MT-Bench questions and Arena-Hard prompts, the explanation cap
+BENCH_LABEL_LIMIT  ?= 8
+BENCH_LABEL_TOKENS ?= 128
 LIMIT       ?=
 
 # A value with a character the shell acts on would run as shell code in $(shell ...) below and in
@@ -252,10 +255,15 @@ bench: models | $(OUT)/.llmeval ## tokens/s of transformers, llama-cpp-python, o
 
 # Judge prompts from real answers: the two embedded models on data/questions_zh_en.txt (made once,
 # cached like any answers, under OUT/bench-judge).
-bench-judge: models | $(OUT)/.llmeval ## judging speed: in-process local judge vs llama_cpp.server, API judge concurrency 16 vs 1 -> OUT/bench_judge.json
+bench-judge: models | $(OUT)/.llmeval ## judging speed: in-process local judge vs llama_cpp.server, API judge concurrency 16 vs 1, explained labelled calls (MT-Bench, Arena-Hard) one decode vs two-pass vs llama.cpp -> OUT/bench_judge.json
 	$(MAKE) --no-print-directory infer MODELS="smollm2_135m gemma3_270m" QUESTIONS=data/questions_zh_en.txt \
 	  OUT=$(OUT)/bench-judge MODELS_TOML=$(MODELS_TOML)
 	$(PY) bench/bench_judge.py --answers $(OUT)/bench-judge --out $(OUT)
+	$(MAKE) --no-print-directory data QUESTIONS=mt_bench LIMIT=$(BENCH_LABEL_LIMIT) OUT=$(OUT)
+	$(MAKE) --no-print-directory data QUESTIONS=arena_hard LIMIT=$(BENCH_LABEL_LIMIT) OUT=$(OUT)
+	bin=$$(bash bench/build_native.sh) && $(PY) bench/bench_labels.py --native-bin "$$bin" --out $(OUT) \
+	  --mt-bench $(OUT)/sets/mt_bench-limit$(BENCH_LABEL_LIMIT).jsonl \
+	  --arena-hard $(OUT)/sets/arena_hard-limit$(BENCH_LABEL_LIMIT).jsonl --max-tokens $(BENCH_LABEL_TOKENS)
 
 # What marks OUT as ours: every rule that writes into OUT has it as an order-only prerequisite.
 $(OUT)/.llmeval:

@@ -19,6 +19,12 @@
 # Logs and bench.json go to $OUT. Needs .gpu/ from `bash ../shared/gpu/prepare.sh 0.3.36`
 # (run from the project root, here), carried to the device:
 #   run(command="bash bench/gpu_check.sh", carry=[".gpu"], timeout_s=600)
+# Then, when .gpu/sets/ holds the sets (`bash bench/gpu_check.sh prepare-labels` here, once), the
+# labelled rows of make bench-judge on the same 7B-shaped model: MT-Bench single grading (LIMIT 16
+# questions x 2 answers written by the model itself) and Arena-Hard v0.1 games (16 prompts x 2
+# orders), explanations up to 128 tokens, one decode vs two-pass vs llama.cpp's own tools. Its
+# random weights write to the cap, so the figures are an upper bound on the time. Prepared, never
+# run: no GPU was lent to the session that wrote it.
 set -euxo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu_check_out}
@@ -30,6 +36,14 @@ if [ "${1:-}" = prepare ]; then  # here, not on the device: ChatGLM-6B's pins as
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
         -d .gpu/hf-wheels transformers==4.27.1 huggingface-hub==0.25.2 sentencepiece==0.2.3 cpm_kernels==1.0.11
+    exit 0
+fi
+if [ "${1:-}" = prepare-labels ]; then  # here: the sets' files (make data's fetch) into .gpu/
+    for s in mt_bench arena_hard; do
+        LLMEVAL_DATA_DIR=.gpu/data ${PYTHON:-.venv/bin/python} tools/data.py $s --limit 16 --out .gpu
+    done
+    # the device sees the tree at another path: the sidecars name the files relative to it
+    sed -i "s#$PWD/##g" .gpu/sets/*.set.json
     exit 0
 fi
 if [ "${1:-}" = transformers ]; then
@@ -72,4 +86,13 @@ cat "$OUT/batched_bench.jsonl"
 export PYTHONPATH=/tmp/site:$PWD/tools
 python3 bench/bench.py --model /tmp/m-q4km.gguf --skip-transformers --parallel 1,8,32 \
     --llama-batched-bench "$OUT/batched_bench.jsonl" --out "$OUT" 2>&1 | tee "$OUT/bench.log"
+if [ -f .gpu/sets/mt_bench-limit16.jsonl ]; then
+    TEMPLATE=$'{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}assistant:'
+    python3 -c 'import json, sys; print(f"[models.synth]\npath = \"/tmp/m-q4km.gguf\"\nn_ctx = 4096\nchat_template = {json.dumps(sys.argv[1])}")' \
+        "$TEMPLATE" > /tmp/gpu_models.toml
+    python3 bench/bench_labels.py --judge-model /tmp/m-q4km.gguf --chat-template "$TEMPLATE" \
+        --models-toml /tmp/gpu_models.toml --answer-models synth --answer-tokens 128 --max-tokens 128 \
+        --mt-bench .gpu/sets/mt_bench-limit16.jsonl --arena-hard .gpu/sets/arena_hard-limit16.jsonl \
+        --native-bin /tmp/skb/bin --machine "one H200 (device run)" --out "$OUT" 2>&1 | tee "$OUT/bench_labels.log"
+fi
 echo "all done after $(( $(date +%s) - T0 )) s"

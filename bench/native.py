@@ -31,6 +31,16 @@ def _run(cmd: list[str], timeout: float) -> str:
     return done.stdout
 
 
+def plain_layout() -> bool:
+    """Ours keeps llama.cpp's plain weight layout on AMX CPUs (llama_backend.py): so does native."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from backends.llama_backend import _cpu_has_amx
+
+    return _cpu_has_amx()
+
+
 def flash_attn(offload: bool) -> str:
     """Ours: off on the CPU (answers equal one at a time), llama.cpp's auto on a GPU."""
     return "auto" if offload else "off"
@@ -43,7 +53,8 @@ def batched_bench(bin_dir: Path, model: Path, parallels: list[int], n_prompt: in
     out = _run([str(bin_dir / "llama-batched-bench"), "-m", str(model), "-c", str(ctx), "-b", "2048",
                 "-ub", "512", "-npp", str(n_prompt), "-ntg", str(n_gen),
                 "-npl", ",".join(str(n) for n in parallels), "-t", str(threads), "-tb", str(threads_batch),
-                "-ngl", str(99 if n_gpu_layers < 0 else n_gpu_layers), "-fa", flash_attn(offload), "--output-format", "jsonl"], timeout)
+                "-ngl", str(99 if n_gpu_layers < 0 else n_gpu_layers), "-fa", flash_attn(offload), "--output-format", "jsonl"]
+               + (["--no-repack"] if plain_layout() else []), timeout)
     rows = []
     for line in out.splitlines():
         if line.strip().startswith("{"):
@@ -61,7 +72,7 @@ def llama_bench_pp(bin_dir: Path, model: Path, threads_batch: int, n_gpu_layers:
                    n_prompt: int = 512, repetitions: int = 3, timeout: float = 1800) -> dict:
     out = _run([str(bin_dir / "llama-bench"), "-m", str(model), "-p", str(n_prompt), "-n", "0",
                 "-t", str(threads_batch), "-ngl", str(99 if n_gpu_layers < 0 else n_gpu_layers), "-fa", flash_attn(offload),
-                "-r", str(repetitions), "-o", "jsonl"], timeout)
+                "-r", str(repetitions), "-o", "jsonl"] + (["--repack", "0"] if plain_layout() else []), timeout)
     for line in out.splitlines():
         if line.strip().startswith("{"):
             r = json.loads(line)

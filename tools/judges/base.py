@@ -66,13 +66,23 @@ class LocalJudge(Judge):
             try:
                 model, encode = self._open()
                 # m and M: the board's pairwise prompt; a judge asked in its own format reads other labels
-                self.token_ids = verdict_token_ids(encode) if self.verdict_words else []
+                try:
+                    self.token_ids = verdict_token_ids(encode) if self.verdict_words else []
+                except ValueError as err:  # it can still grade (labels); pairwise verdicts say why not
+                    self.token_ids, self.no_verdict = None, f"judge '{self.name}': {err}"
             except (FileNotFoundError, ValueError, RuntimeError) as err:
                 if model is not None:
                     model.close()
                 raise JudgeError(f"judge '{self.name}': {err}") from None
             self.model = model
         return self.model
+
+    def _verdict_ids(self):
+        """The two verdict tokens' ids, loaded; JudgeError when its vocabulary has none (pairwise only)."""
+        self._load()
+        if self.token_ids is None:
+            raise JudgeError(self.no_verdict)
+        return self.token_ids
 
     def close(self) -> None:
         if self.model is not None:

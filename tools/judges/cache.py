@@ -103,11 +103,12 @@ class CallStats:
 
 
 def judge_calls(judge, calls: list[Call], out_dir: Path, progress=None, quiet: bool | None = None, *,
-                cache: VerdictCache | None = None, ask=None, judge_id: str | None = None):
+                cache: VerdictCache | None = None, ask=None, judge_id: str | None = None, estimate=None):
     """Verdicts for `calls` (a dict call -> cache record; failed calls are absent) and CallStats,
     asking the judge only for those not cached. `progress(message)` gets one-line summaries.
     `cache`, `ask` and `judge_id` serve other kinds of call (labels.py): their cache file, the
-    judge's method that answers them, and the identity their keys use.
+    judge's method that answers them, and the identity their keys use; `estimate(n)` the expected
+    time of n calls in words, or None, added to the line that counts them.
 
     Another run on this OUT may be asking the same judge: unless every call is cached, wait for
     the judge's lock, then read the cache again and ask only what that run left, so two runs never
@@ -115,12 +116,12 @@ def judge_calls(judge, calls: list[Call], out_dir: Path, progress=None, quiet: b
     cache = cache or VerdictCache(Path(out_dir) / "judge" / "verdicts.jsonl")
     judge_id = judge_id or judge.judge_id
     if all(cache.get(call.key(judge_id)) for call in calls):
-        return _judge_calls(judge, calls, out_dir, progress, quiet, cache, ask, judge_id)  # nothing to ask: no lock
+        return _judge_calls(judge, calls, out_dir, progress, quiet, cache, ask, judge_id, estimate)  # nothing to ask
     waiting = (f"waiting: another run (pid {{pid}}) is asking judge '{judge.name}' into {out_dir}; "
                "this one goes on when it is done, with its verdicts")
     with exclusive_lock(judge_lock_path(Path(out_dir), judge), waiting):
         fresh = type(cache)(cache.path)  # what the other run wrote meanwhile
-        return _judge_calls(judge, calls, out_dir, progress, quiet, fresh, ask, judge_id)
+        return _judge_calls(judge, calls, out_dir, progress, quiet, fresh, ask, judge_id, estimate)
 
 
 def judge_lock_path(out_dir: Path, judge) -> Path:
@@ -130,7 +131,7 @@ def judge_lock_path(out_dir: Path, judge) -> Path:
     return out_dir / "judge" / "locks" / f"{name}-{sha256_text(judge.judge_id)[:12]}.lock"
 
 
-def _judge_calls(judge, calls: list[Call], out_dir: Path, progress, quiet, cache, ask, judge_id):
+def _judge_calls(judge, calls: list[Call], out_dir: Path, progress, quiet, cache, ask, judge_id, estimate=None):
     """judge_calls, with the cache as read (under the judge's lock when there is work)."""
     from tqdm import tqdm
 
@@ -147,7 +148,8 @@ def _judge_calls(judge, calls: list[Call], out_dir: Path, progress, quiet, cache
     if not missing:
         return verdicts, stats
     say = progress or (lambda message: None)
-    say(f"judge '{judge.name}': {len(missing)} calls to make ({stats.reused} cached)")
+    expected = estimate(len(missing)) if estimate else None
+    say(f"judge '{judge.name}': {len(missing)} calls to make ({stats.reused} cached)" + (f"; {expected}" if expected else ""))
     started = time.monotonic()
     consecutive = 0
     if quiet is None:
@@ -155,9 +157,14 @@ def _judge_calls(judge, calls: list[Call], out_dir: Path, progress, quiet, cache
     bar = tqdm(total=len(missing), desc=f"judge {judge.name}", unit="call", file=sys.stderr,
                disable=quiet, mininterval=1.0)
     answers = (ask or judge.judge)(missing)
+    generated = 0
     try:
         for call, result in answers:
             bar.update(1)
+            generated += result.pop("_generated", 0)  # a local judge's explanation tokens (not cached)
+            if generated:
+                elapsed = max(time.monotonic() - started, 1e-9)
+                bar.set_postfix_str(f"{generated / elapsed:.1f} tok/s generated", refresh=False)
             if "error" in result:
                 stats.failed += 1
                 stats.unparsed += bool(result.get("unparsed"))

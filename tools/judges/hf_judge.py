@@ -10,9 +10,12 @@ the attention mask that make each row's numbers those of the prompt alone (up to
 and only the last position's logits are computed. A batch that fails (out of memory, a model whose
 forward takes no position ids) is judged one prompt at a time. Answers too long for n_ctx are cut to
 fit (marked `truncated`).
-`label(calls)` answers labelled calls (judges/labels.py): each explanation generated greedily with
-generate(), then every prefix of the options' token paths scored in the same left-padded
-batches (judges/local_labels.py), the log-sum-exp over the vocabulary kept for the chain.
+`label(calls)` answers labelled calls (judges/labels.py) in one decode each: the explanation
+generated greedily with generate(), the label read from the past key values it returned (cut
+back to what the label's context shares with them, the context's tail run after them), then all
+prefixes of the options' token paths in one forward pass over copies of that cache; each call
+yielded as its label is read. LLMEVAL_LABEL_PATH=two-pass keeps the old path (every context run
+again in left-padded batches, judges/local_labels.py).
 Does not handle: models with `requirements` (their own virtual environment) or `model_chat`;
 sharing prompt prefixes (use a GGUF judge for that).
 """
@@ -52,7 +55,7 @@ class HFJudge(LocalJudge):
         return self.chat.ids(make_messages(call, template))
 
     def judge(self, calls):
-        self._load()
+        self._verdict_ids()
         template = prompt_template()
         prompts = []  # (call, token ids, truncated)
         for call in calls:
@@ -120,9 +123,61 @@ class HFJudge(LocalJudge):
                     yield index, {"logits": [float(row[t]) for t in token_ids],
                                   "logsumexp": float(torch.logsumexp(row.double(), dim=-1))}
 
+        def stream(jobs):
+            from judges.labels import RESERVE
+
+            for k, ids, max_tokens, plan in jobs:
+                try:
+                    yield k, self._label_one(ids, max_tokens, plan, self.spec.n_ctx - RESERVE)
+                except (RuntimeError, ValueError, TypeError, IndexError) as err:
+                    yield k, {"error": f"{type(err).__name__}: {err}"}
+
         yield from label_locally(calls, room=self.spec.n_ctx, prompt_tokens=prompt_tokens,
                                  encode=lambda text: tok.encode(text, add_special_tokens=False),
-                                 generate=generate, score_nodes=score_nodes)
+                                 generate=generate, score_nodes=score_nodes, stream=stream)
+
+    def _label_one(self, ids: list[int], max_tokens: int, plan, limit: int) -> dict:
+        """One labelled call on the past key values its explanation left (label() above)."""
+        model = self.model
+        torch, tok, device = model.torch, model.tokenizer, model.model.device
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        past, gen, text = None, [], ""
+        with torch.no_grad():
+            if max_tokens > 0:
+                out = model.model.generate(input_ids=torch.tensor([ids], device=device),
+                                           attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=device),
+                                           max_new_tokens=max(1, min(max_tokens, limit - len(ids))),
+                                           do_sample=False, pad_token_id=pad, return_dict_in_generate=True)
+                gen = out.sequences[0][len(ids):].tolist()
+                past = out.past_key_values
+                text = tok.decode(gen, skip_special_tokens=True).strip()
+            context, children = plan(text)
+            keep = 0
+            if past is not None:
+                have = (ids + gen)[:past.get_seq_length()]
+                keep = min(_common(have, context), len(context) - 1)
+                try:
+                    past.crop(keep)
+                except (AttributeError, ValueError, RuntimeError):  # a cache that cannot be cut: run it all
+                    past, keep = None, 0
+            tail = torch.tensor([context[keep:]], device=device)
+            kwargs = {"past_key_values": past} if past is not None else {}
+            out = model.model(input_ids=tail, use_cache=True, **kwargs)
+            rows = {(): _logprobs(torch, out.logits[0, -1], children[()])}
+            nodes = [node for node in sorted(children) if node]
+            if nodes:
+                cache = out.past_key_values
+                cache.batch_repeat_interleave(len(nodes))
+                width = max(len(node) for node in nodes)
+                n = len(context)
+                mask = torch.tensor([[1] * (n + len(node)) + [0] * (width - len(node)) for node in nodes], device=device)
+                tokens = torch.tensor([list(node) + [pad] * (width - len(node)) for node in nodes], device=device)
+                positions = torch.arange(n, n + width, device=device).expand(len(nodes), width)
+                logits = model.model(input_ids=tokens, attention_mask=mask, position_ids=positions,
+                                     past_key_values=cache, use_cache=True).logits
+                for j, node in enumerate(nodes):
+                    rows[node] = _logprobs(torch, logits[j, len(node) - 1], children[node])
+        return {"judgment": text, "rows": rows, "tokens": len(gen)}
 
     def _last_logits(self, batch: list[list[int]]) -> list[tuple[float, float]]:
         """The two verdict tokens' logits at each prompt's last position, in one forward pass."""
@@ -145,3 +200,17 @@ class HFJudge(LocalJudge):
             last = model.model(**kwargs).logits[:, -1].float()
         self.last_stats["forward_passes"] = self.last_stats.get("forward_passes", 0) + 1
         return list(last)
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    k = 0
+    while k < n and a[k] == b[k]:
+        k += 1
+    return k
+
+
+def _logprobs(torch, row, tokens) -> dict[int, float]:
+    """log P(token) = logit - log-sum-exp over the vocabulary (float64, as the two-pass path)."""
+    lse = float(torch.logsumexp(row.double(), dim=-1))
+    return {t: float(row[t].float()) - lse for t in tokens}

@@ -359,7 +359,26 @@ def label_calls(judge, calls: list[LabelledCall], out_dir: Path, progress=None, 
                          "(llama.cpp, transformers or openai)")
     path = Path(out_dir) / "judge" / "labels.jsonl"
     return judge_calls(judge, calls, out_dir, progress, quiet, cache=LabelCache(path), ask=judge.label,
-                       judge_id=label_judge_id(judge))
+                       judge_id=label_judge_id(judge), estimate=lambda n: expected_time(judge, calls, n, out_dir))
+
+
+def expected_time(judge, calls: list[LabelledCall], n: int, out_dir: Path) -> str | None:
+    """"about N min at the rate make bench-judge measured ...": from OUT/bench_judge.json's rows
+    for labelled calls with this judge's weights (the row of the same benchmark when there is
+    one); None when nothing was measured for it."""
+    from judges.bench_rates import labelled_rate
+
+    spec = getattr(judge, "spec", None)
+    if spec is None or getattr(spec, "path", None) is None or not calls:
+        return None
+    row = labelled_rate(Path(out_dir) / "bench_judge.json", Path(spec.path).name, calls[0].protocol.split("/")[0])
+    if row is None:
+        return None
+    seconds = n / row["calls_per_s"]
+    when = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+    return (f"about {when} at the {row['calls_per_s']:.2f} calls/s make bench-judge measured for {row['set']} "
+            f"({row['machine']}, {row['date']}, explanations up to {row['max_tokens']} tokens; these allow "
+            f"{max(c.max_tokens for c in calls)})")
 
 
 __all__ = ["LabelledCall", "RATINGS", "fastchat_rating", "label_calls", "CallStats"]

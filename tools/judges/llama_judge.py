@@ -11,9 +11,11 @@ the logits of `m` and `M` at each prompt's last position: P(first better) = soft
 two, exact, with no grammar, no top-20 cut, no server and no port. Answers too long for the
 judge's n_ctx are cut to fit (the verdict is marked `truncated`). Sequences decoded together: the
 model's `parallel` (0 = automatic, at most 16).
-`label(calls)` answers labelled calls (judges/labels.py: a rating 1-10, Arena-Hard's verdicts):
-the explanations generated greedily on the batched engine (llama_engine.py), then each option's
-probability read at the label position with llama_score.py (judges/local_labels.py).
+`label(calls)` answers labelled calls (judges/labels.py: a rating 1-10, Arena-Hard's verdicts) in
+one decode each (backends/llama_label.py): the explanation written greedily, the label read from
+the KV cells it left, shared prompt starts decoded once, each call yielded as its label is read.
+LLMEVAL_LABEL_PATH=two-pass keeps the old path (explanations on llama_engine.py, then every
+context decoded again by llama_score.py) for comparison (judges/local_labels.py).
 Does not handle: verdict words that are more than one token in the judge's vocabulary (an error
 naming the judge; labelled calls chain the tokens of longer options instead).
 """
@@ -25,6 +27,7 @@ from judges.base import LocalJudge
 from judges.prompt import fit, make_messages, prompt_template, verdict_from_logits
 
 MAX_PARALLEL = 16
+CTX_ROUND = 256
 
 
 class LlamaJudge(LocalJudge):
@@ -45,6 +48,7 @@ class LlamaJudge(LocalJudge):
         from backends.llama_score import context_size, score
 
         backend = self._load()
+        self._verdict_ids()
         template = prompt_template()
         budget = self.spec.n_ctx - 1
         prompts, shown = [], {}
@@ -93,6 +97,17 @@ class LlamaJudge(LocalJudge):
             yield from engine.run(prompts, Settings(max_tokens=max_tokens, temperature=0.0), min(n, len(prompts)),
                                   n_ctx_seq)
 
+        def stream(jobs):
+            from backends.llama_label import label_jobs
+            from judges.labels import RESERVE
+
+            room = self.spec.n_ctx
+            need = max(len(tokens) + max_tokens for _, tokens, max_tokens, _ in jobs) + 2 * RESERVE
+            n_ctx_seq = min(room, -(-need // CTX_ROUND) * CTX_ROUND)
+            n = self.spec.parallel or min(MAX_PARALLEL, engine.auto_parallel(len(jobs), n_ctx_seq))
+            yield from label_jobs(engine, jobs, n, n_ctx_seq, room - RESERVE, stats=stats)
+            stats["parallel"] = n
+
         def score_nodes(prompts, token_ids, n_calls):
             n_ctx_seq = context_size([p for _, p in prompts], self.spec.n_ctx)
             # a slot per call at most: each slot then decodes its calls' text once, their paths after it
@@ -100,6 +115,8 @@ class LlamaJudge(LocalJudge):
             yield from score(engine, prompts, token_ids, n, n_ctx_seq, normalize=True)
 
         started = time.perf_counter()
+        stats: dict = {}
+        self.last_stats = stats
         yield from label_locally(calls, room=self.spec.n_ctx, prompt_tokens=self.tokens, encode=encode,
-                                 generate=generate, score_nodes=score_nodes)
-        self.last_stats = {"seconds": time.perf_counter() - started}
+                                 generate=generate, score_nodes=score_nodes, stream=stream)
+        stats["seconds"] = time.perf_counter() - started
