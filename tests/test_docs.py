@@ -2,8 +2,7 @@
 and variable `make help` names is documented in README.md or docs/*.md, every `make ...` line of
 their bash blocks parses (`make -n`: a dry run, nothing is built, fetched or answered), and their
 relative links resolve. Fast (seconds): it never runs a recipe. Whether the documented lines also
-*work* is test_makefile.py's test_every_documented_make_line_runs_for_real (minutes). docs/notes/
-(drafts not yet folded in) is not read."""
+*work* is test_makefile.py's test_every_documented_make_line_runs_for_real (minutes)."""
 import os
 import re
 import shlex

@@ -140,6 +140,20 @@ DOCUMENTED = {
     'make infer MODELS="chatglm_6b baichuan_7b"': None,  # tests/test_guide_models.py, on twins
     'make board MODELS="chatglm_6b baichuan_7b" REFERENCE=gpt35 JUDGE=chatgpt_fn': None,  # likewise
     'make board MODELS="chatglm_6b baichuan_7b qwen25_7b" REFERENCE=gpt35 JUDGE=qwen25_7b': None,  # 20 GB, a key
+    # Human-labelled sets (docs/judges.md): tests/test_judge_sets.py judges llmbar_natural, pandalm and
+    # mt_bench_human (PROTOCOL=grade) with the embedded judge on a LIMIT of the real files, LLMBar's
+    # prompts byte for byte, and checks what make passes on (PAIRS, LIMIT, PROTOCOL=llmbar).
+    "make judge-check PAIRS=NAME": None,  # a placeholder for the lines below
+    "make judge-check PAIRS=llmbar_natural": None,
+    "make judge-check JUDGE=qwen25_7b PAIRS=llmbar_natural": None,  # 4.7 GB from the Hub
+    "make judge-check JUDGE=smollm2_135m PAIRS=pandalm LIMIT=40": None,  # 80 calls: about an hour here
+    'make judge-check JUDGE="a b c" PAIRS=llmbar_adversarial PROTOCOL=llmbar': None,
+    "make judge-check PAIRS=mt_bench_human PROTOCOL=grade": None,
+    # Open judges (commented out in models.toml, ~5 GB each from the Hub): tests/test_open_judges.py
+    # loads their entries uncommented on twins and checks each format's prompt and verdict.
+    "make judge-weights JUDGE=skywork_critic_8b": None,
+    "make judge-check JUDGE=skywork_critic_8b PAIRS=llmbar_natural": None,
+    "make board JUDGE=skywork_critic_8b": None,
 }
 
 

@@ -6,7 +6,7 @@ are uncommented with the twin's file in place of the Hub location. For each form
 equals the format's text with a known pair, the chat template renders it as the real model's does,
 and the verdict is P(A), P(B) read from the logits where the format puts it, checked against the
 twin's own logits computed apart (llama_cpp.Llama, one token at a time).
-What this cannot show: the real judges' agreement with people (docs/notes/openjudges.md).
+What this cannot show: the real judges' agreement with people (docs/judges.md, "Open judge models").
 """
 import math
 import re
