@@ -32,7 +32,7 @@ MARKER = ".llmeval"
 # What the project writes at the top of OUT (folders end in "/"); glob patterns.
 OUTPUTS = (
     "cache/", "judge/", "stamps/", "sets/", "fastchat/", "arena_hard/", "alpaca_eval/", "alignbench/", "grades/",
-    "bench-judge/", "output.json", "reference.json", "manifest.json", "board*", "bench.json",
+    "bench-judge/", "bench-labels/", "output.json", "reference.json", "manifest.json", "board*", "bench.json",
     "bench_judge.json", ".*.tmp", MARKER,
 )
 # The project's own folders: OUT must not be one of them or inside one (out/ is for outputs).

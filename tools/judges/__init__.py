@@ -24,8 +24,9 @@ verdicts) are labels.py's: `label_calls(judge, calls, out_dir)`, answered by `ju
 judge without the prompt's verdict syntax or section markers (verdict_text.py). The pairwise
 prompt and its parsing (logprobs, else the m/M the reply wrote) are in prompt.py; LLMBar's own
 comparison prompts (make judge-check PROTOCOL=llmbar) in llmbar.py; calls, the verdict cache and
-the asking loop in cache.py; pairs in both
-orders and their combination in pairs.py; identities without secrets in identity.py. Verdicts are
+the asking loop in cache.py; pairs in both orders and their combination in pairs.py; identities
+without secrets in identity.py; the labelled-call rates `make bench-judge` measured, for the
+expected time on the count line, in bench_rates.py. Verdicts are
 keyed by the judge's `identity` (weights hash, or API model and endpoint, or annotator config,
 plus the protocol): bump a protocol when its verdicts change.
 Not handled: several judges voting (a caller may resolve several), custom-function judges.
