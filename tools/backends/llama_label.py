@@ -40,6 +40,8 @@ import time
 import llama_cpp
 import numpy as np
 
+from backends.llama_score import common_prefix
+
 MIN_SHARE = 8  # shorter shared starts are not worth a KV copy
 
 
@@ -59,14 +61,6 @@ class _Slot:
         self.rows: dict = {}
         self.started = time.perf_counter()
         self.phase = "gen"
-
-
-def _common(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    k = 0
-    while k < n and a[k] == b[k]:
-        k += 1
-    return k
 
 
 def _logprobs(row: np.ndarray, tokens) -> dict[int, float]:
@@ -138,11 +132,11 @@ def label_jobs(engine, jobs, n_parallel: int, n_ctx_seq: int, gen_limit: int, n_
         slot = slots[i] = _Slot(job)
         prompt = slot.prompt
         stats["prompt_tokens"] += len(prompt)
-        own = _common(cells[i], prompt)
+        own = common_prefix(cells[i], prompt)
         best, src = own, i
         for j in range(n_parallel):
             if j != i and cells[j]:
-                c = _common(cells[j], prompt)
+                c = common_prefix(cells[j], prompt)
                 if c > best:
                     best, src = c, j
         if src != i and best >= MIN_SHARE:
@@ -194,7 +188,7 @@ def label_jobs(engine, jobs, n_parallel: int, n_ctx_seq: int, gen_limit: int, n_
         # CPU kernels round a sequence's single-token steps differently from a chunk of tokens
         # (logits up to ~0.5 apart on SmolLM2), and the two-pass path reads the label after a chunk.
         reach = len(slot.prompt) if slot.max_tokens > 0 and not reuse else len(context)
-        keep = cut(i, max(0, min(_common(cells[i], context), reach, len(context) - 2)))
+        keep = cut(i, max(0, min(common_prefix(cells[i], context), reach, len(context) - 2)))
         stats["context_decoded"] += len(context) - keep
         row = solo(i, context[keep:])
         if row is None:
@@ -209,7 +203,7 @@ def label_jobs(engine, jobs, n_parallel: int, n_ctx_seq: int, gen_limit: int, n_
             return finish(i)
         node = slot.nodes[slot.node_i]
         base = len(slot.context)
-        shared = _common(cells[i][base:], list(node[:-1]))
+        shared = common_prefix(cells[i][base:], list(node[:-1]))
         if cut(i, base + shared) < base + shared:  # this model's cells cannot be cut: the context again
             if solo(i, slot.context + list(node[:-1])[:shared]) is None:
                 return finish(i, "llama_decode failed on the label's context (out of memory?)")

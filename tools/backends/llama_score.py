@@ -37,7 +37,7 @@ class _Slot:
         self.fed = 0  # tokens of `current` in the KV cells
 
 
-def _common(a: list[int], b: list[int]) -> int:
+def common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     k = 0
     while k < n and a[k] == b[k]:
@@ -75,7 +75,7 @@ def score(engine, prompts: list[tuple[int, list[int]]], token_ids: list[int], n_
     head = todo[0][1]
     n_head = min(len(t) for _, t in todo) - 1  # each prompt keeps its last token: its logits
     for _, tokens in todo[1:]:
-        n_head = min(n_head, _common(head, tokens))
+        n_head = min(n_head, common_prefix(head, tokens))
     # (one prompt alone is decoded whole: nothing to share, and its numbers stay those of one pass)
     head = head[:n_head] if n_head >= 8 and len(todo) > 1 else []
     ctx, n_parallel, head = engine._context(n_parallel, n_ctx_seq, n_batch, head)
@@ -108,10 +108,10 @@ def score(engine, prompts: list[tuple[int, list[int]]], token_ids: list[int], n_
                 if slot.current is None and slot.queue:
                     slot.current = slot.queue.pop()
                     tokens = slot.current[1]
-                    keep = min(_common(slot.kv, tokens), len(tokens) - 1)
+                    keep = min(common_prefix(slot.kv, tokens), len(tokens) - 1)
                     if keep < len(slot.kv) and not llama_cpp.llama_memory_seq_rm(mem, i, keep, -1):
                         reset(i)  # this model's KV cannot be cut mid-way: start over
-                        keep = min(_common(slot.kv, tokens), len(tokens) - 1)
+                        keep = min(common_prefix(slot.kv, tokens), len(tokens) - 1)
                     slot.kv = slot.kv[:keep]
                     slot.fed = keep
             busy = [(i, s) for i, s in enumerate(slots) if s.current is not None]
