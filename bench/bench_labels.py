@@ -11,7 +11,8 @@ Rows, with real prompts from the fetched sets (make data):
 - arena_hard: Arena-Hard v0.1 games, the model's answer against gpt-4-0314's, both orders.
 Each row: calls, calls/s, prompt tokens, generated tokens, tokens saved by sharing, for the
 one-decode path (backends/llama_label.py) and the two-pass one (LLMEVAL_LABEL_PATH=two-pass),
-the speed-up, whether both gave the same labels (largest probability difference), and the
+the speed-up, whether both gave the same labels (largest probability difference), the same for
+LLMEVAL_LABEL_PATH=reuse (the explanation's cells kept, not decoded again as a chunk), and the
 native equivalent: prompt tokens at llama-bench's pp512 plus generated tokens at
 llama-batched-bench's S_TG for the same number of sequences (bench/build_native.sh builds them;
 run here, in the same call), as a ratio (native seconds / our seconds: 1.0 = llama.cpp's speed).
@@ -98,6 +99,17 @@ def run_path(judge, calls, path: str) -> dict:
     return {"seconds": seconds, "results": got, "stats": dict(judge.last_stats)}
 
 
+def agreement(calls, got: dict, two_pass: dict) -> tuple[int, list[float]]:
+    """(calls with the same explanation and label as the two-pass path, largest probability differences)."""
+    same, diffs = 0, []
+    for c in calls:
+        a, b = got["results"].get(c, {}), two_pass["results"].get(c, {})
+        if "probs" in a and "probs" in b:
+            diffs.append(max(abs(a["probs"][o] - b["probs"][o]) for o in c.options))
+            same += a["label"] == b["label"] and a["judgment"] == b["judgment"]
+    return same, diffs
+
+
 def native_rates(bin_dir: Path, model: Path, parallel: int, n_prompt: int, n_gen: int) -> dict:
     from native import NativeError, batched_bench, llama_bench_pp
 
@@ -115,13 +127,9 @@ def bench_row(name: str, judge, calls, max_tokens: int, bin_dir: Path | None, mo
     prompt_tokens = sum(len(judge.tokens(c.messages())) for c in calls)
     new = run_path(judge, calls, "")
     old = run_path(judge, calls, "two-pass")
+    reuse = run_path(judge, calls, "reuse")  # the explanation's own cells kept: faster, not exact
     os.environ.pop("LLMEVAL_LABEL_PATH", None)
-    diffs, same = [], 0
-    for c in calls:
-        a, b = new["results"].get(c, {}), old["results"].get(c, {})
-        if "probs" in a and "probs" in b:
-            diffs.append(max(abs(a["probs"][o] - b["probs"][o]) for o in c.options))
-            same += a["label"] == b["label"] and a["judgment"] == b["judgment"]
+    (same, diffs), (reuse_same, reuse_diffs) = agreement(calls, new, old), agreement(calls, reuse, old)
     stats = new["stats"]
     generated = stats.get("generated", 0)
     row = {"set": name, "calls": len(calls), "max_tokens": max_tokens, "prompt_tokens": prompt_tokens,
@@ -133,7 +141,10 @@ def bench_row(name: str, judge, calls, max_tokens: int, bin_dir: Path | None, mo
                           "path_tokens": stats.get("path_tokens")},
            "two_pass": {"seconds": round(old["seconds"], 2), "calls_per_s": round(len(calls) / old["seconds"], 4)},
            "speed_up": round(old["seconds"] / new["seconds"], 2),
-           "same_judgment_and_label": f"{same}/{len(calls)}", "probs_max_abs_diff": max(diffs) if diffs else None}
+           "same_judgment_and_label": f"{same}/{len(calls)}", "probs_max_abs_diff": max(diffs) if diffs else None,
+           "reuse": {"seconds": round(reuse["seconds"], 2), "calls_per_s": round(len(calls) / reuse["seconds"], 4),
+                     "same_judgment_and_label": f"{reuse_same}/{len(calls)}",
+                     "probs_max_abs_diff": max(reuse_diffs) if reuse_diffs else None}}
     if bin_dir is not None:
         native = native_rates(bin_dir, model, stats.get("parallel") or 1, max(prompt_tokens // len(calls), 1),
                               max(generated // len(calls), 1))
@@ -142,6 +153,7 @@ def bench_row(name: str, judge, calls, max_tokens: int, bin_dir: Path | None, mo
             native["seconds"] = round(seconds, 2)
             row["ratio_to_native"] = round(seconds / new["seconds"], 3)
             row["two_pass_ratio_to_native"] = round(seconds / old["seconds"], 3)
+            row["reuse"]["ratio_to_native"] = round(seconds / reuse["seconds"], 3)
         row["native"] = native
     return row
 
@@ -190,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             calls = (mt_bench_calls(path, answers, args.max_tokens) if name == "mt_bench"
                      else arena_calls(path, next(iter(answers.values())), args.max_tokens))
             judge._load()
-            print(f"{name}: {len(calls)} labelled calls, both paths...", file=sys.stderr, flush=True)
+            print(f"{name}: {len(calls)} labelled calls, three paths...", file=sys.stderr, flush=True)
             rows.append(bench_row(name, judge, calls, args.max_tokens, args.native_bin, args.judge_model))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         judge.close()

@@ -27,7 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lib.records import sha256_of
+from lib.records import exclusive_lock, sha256_of
 from lib.stages import run_models
 from lib.registry import ModelSpec, hub_cache_dir, load_registry
 
@@ -179,6 +179,15 @@ def ensure_env(spec: ModelSpec) -> str:
     done = spec.venv / "requirements.done"
     if done.is_file() and done.read_text(encoding="utf-8") == wanted:
         return "present"
+    # Two runs at once (two `make download`, two test workers) would pip into one folder together.
+    with exclusive_lock(spec.venv.parent / f".{spec.venv.name}.lock",
+                        f"{spec.name}: waiting for process {{pid}}, which is installing {spec.venv}"):
+        if done.is_file() and done.read_text(encoding="utf-8") == wanted:
+            return "present"  # made while we waited
+        return _install_env(spec, wanted, done)
+
+
+def _install_env(spec: ModelSpec, wanted: str, done: Path) -> str:
     python = spec.venv / "bin" / "python"
     print(f"{spec.name}: installing its own environment {spec.venv} from {spec.requirements}", file=sys.stderr)
     steps = [] if python.exists() else [[sys.executable, "-m", "venv", str(spec.venv)]]
