@@ -236,11 +236,13 @@ $(OUT)/stamps/%.txt: FORCE | setup $(OUT)/.llmeval
 demo: ## set up, answer the tiny question set with the embedded models, judge, print the board
 	$(MAKE) --no-print-directory board
 
+# Two workers, a test file each, each on its own CPUs (tests/conftest.py): the tests' answering is
+# llama.cpp's one-thread generation, so one worker alone leaves a core of two idle.
 test: models ## run all the tests and list the 15 slowest (what CI runs; sets up .venv and the embedded models first)
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 test-fast: models ## the tests that run no board, build or make pipeline (pytest -m "not slow"): for iterating
-	$(PY) -m pytest -q -m "not slow" --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow" --durations=15 tests
 
 plan: need-models setup $(if $(SET),set-cost) ## per model and the judge: weights, KV per sequence, GPU free memory, layers on the GPU and N (FREE=12GiB, CARDS=8,12,16,24)
 	@$(PY) tools/plan.py $(MODELS_) $(if $(JUDGE_),--judge $(JUDGE_)) --models-toml $(MODELS_TOML) \

@@ -32,6 +32,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_threads() -> dict:
+    """A server model's n_threads and n_threads_batch as the in-process engine picks them, on the
+    CPUs this process may use (the server's own defaults count the machine's)."""
+    from backends.llama_engine import usable_cpus
+
+    cpus = usable_cpus()
+    return {"n_threads": max(cpus // 2, 1), "n_threads_batch": cpus}
+
+
 @contextlib.contextmanager
 def judge_server(spec, log_path: Path, n_ctx: int | None = None, timeout: float = 120.0):
     if not spec.path.is_file():
@@ -40,9 +49,11 @@ def judge_server(spec, log_path: Path, n_ctx: int | None = None, timeout: float 
     n_gpu_layers, _ = sized_layers(spec.path, spec.name, n_ctx or spec.n_ctx, 1, spec.n_gpu_layers)
     if spec.chat_template:
         raise ValueError(f"'{spec.name}': llama_cpp.server cannot take a chat_template override")
+    threads = [w for k, v in server_threads().items() for w in (f"--{k}", str(v))]
+
     def args(port: int) -> list[str]:
         return ["--model", str(spec.path), "--model_alias", spec.name, "--host", "127.0.0.1", "--port", str(port),
-                "--n_ctx", str(n_ctx or spec.n_ctx), "--n_gpu_layers", str(n_gpu_layers)]
+                "--n_ctx", str(n_ctx or spec.n_ctx), "--n_gpu_layers", str(n_gpu_layers), *threads]
     with llama_cpp_server(args, log_path, timeout) as base_url:
         yield base_url
 

@@ -17,6 +17,22 @@ for _name in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"):
     os.environ.pop(_name, None)
 sys.path.insert(0, str(ROOT / "bench"))  # llama_server.py: a local OpenAI-compatible server for tests
 
+
+def _pin_xdist_worker() -> None:
+    """Under `make test` (pytest-xdist, two workers), each worker and everything it starts runs on
+    its own share of the CPUs: llama.cpp sizes its threads from the CPUs a process may use
+    (backends/llama_engine.usable_cpus), so two workers never spin on each other's cores."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    share = cpus[int(worker[2:]) % count::count]
+    if share and len(cpus) >= count:
+        os.sched_setaffinity(0, share)
+
+
+_pin_xdist_worker()
+
 import pytest  # noqa: E402
 
 
@@ -192,3 +208,15 @@ def bench_set(bench_data_url, tmp_path):
     def build(name: str, limit: int | None = None, out: Path | None = None) -> Path:
         return data.build(name, limit, out or tmp_path / "out")
     return build
+
+
+# The files that take minutes, started first (make test: `--dist loadfile --no-loadscope-reorder`
+# hands files to the two workers in this order), so that no long file starts last and runs alone.
+LONGEST_FIRST = ("test_makefile.py", "test_guide_models.py", "test_faults.py", "test_arena_boards.py",
+                 "test_security.py", "test_grade_board.py", "test_judge.py", "test_llama_batched.py",
+                 "test_alpaca_eval_official.py", "test_load.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

@@ -20,13 +20,14 @@ pytestmark = [slow, needs_smollm2]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from llama_server import llama_cpp_server
+    from llama_server import llama_cpp_server, server_threads
 
     tmp = tmp_path_factory.mktemp("server")
 
     def config(port):
         (tmp / "config.json").write_text(json.dumps({"host": "127.0.0.1", "port": port, "models": [
-            {"model": str(SMOLLM2), "model_alias": "gpt-4-1106-preview", "n_ctx": 8192, "verbose": False}]}))
+            {"model": str(SMOLLM2), "model_alias": "gpt-4-1106-preview", "n_ctx": 8192, "verbose": False,
+             **server_threads()}]}))
         return ["--config_file", str(tmp / "config.json")]
 
     with llama_cpp_server(config, tmp / "server.log", timeout=300) as url:

@@ -108,13 +108,13 @@ DUMMY_KEY = "sk-dummy-guide-board-key-never-written"
 @pytest.fixture(scope="module")
 def openai_server(tmp_path_factory):
     """`python -m llama_cpp.server` on 127.0.0.1 with the embedded SmolLM2 under the guide's names."""
-    from llama_server import llama_cpp_server
+    from llama_server import llama_cpp_server, server_threads
 
     tmp = tmp_path_factory.mktemp("openai-server")
 
     def config(port: int) -> list[str]:
         models = [{"model": str(SMOLLM2), "model_alias": name, "n_ctx": 8192, "verbose": False,
-                   **({"chat_format": fmt} if fmt else {})} for name, fmt in GUIDE_NAMES.items()]
+                   **server_threads(), **({"chat_format": fmt} if fmt else {})} for name, fmt in GUIDE_NAMES.items()]
         (tmp / "config.json").write_text(json.dumps({"host": "127.0.0.1", "port": port, "models": models}),
                                          encoding="utf-8")
         return ["--config_file", str(tmp / "config.json")]

@@ -168,7 +168,7 @@ def quantize_file(source: Path, output: Path, quant: str) -> None:
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")
-    params.nthread = os.cpu_count() or 1
+    params.nthread = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     partial = output.with_name(output.name + ".partial")
     code = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), params)
     if code != 0 or not partial.is_file():

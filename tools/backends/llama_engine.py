@@ -79,6 +79,13 @@ class _Slot:
         self.started = time.perf_counter()
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the system has one (Linux)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 class BatchedEngine:
     def __init__(self, model, n_gpu_layers: int, n_threads: int | None = None):
         """`model` is a llama_cpp._internals.LlamaModel (owned by the caller)."""
@@ -86,8 +93,9 @@ class BatchedEngine:
         self.model = model.model
         self.vocab = model.vocab
         self.offload = n_gpu_layers != 0 and llama_cpp.llama_supports_gpu_offload()
-        # llama-cpp-python's defaults, so the two paths compare on the same threads.
-        cpus = os.cpu_count() or 1
+        # llama-cpp-python's defaults, so the two paths compare on the same threads; counted on the
+        # CPUs this process may use (taskset, a container's cpuset), not the machine's.
+        cpus = usable_cpus()
         self.n_threads = n_threads or max(cpus // 2, 1)
         self.n_threads_batch = n_threads or cpus
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
