@@ -117,6 +117,7 @@ DOCUMENTED = {
     # Graded boards: tests/test_grade_board.py runs the graded stage on a LIMIT of real questions
     # with the embedded judge (explanations cut short: each rating writes one, minutes here).
     "make board QUESTIONS=mt_bench LIMIT=8": None,
+    "make board QUESTIONS=mt_bench LIMIT=4": None,  # docs/speed.md's measured run: 3 minutes here
     "make board QUESTIONS=mt_bench": None,
     "make board QUESTIONS=alignbench LIMIT=16 FAST=1": None,
     "make board PROTOCOL=grade QUESTIONS=data/llm_benchmark_tiny.txt": None,
