@@ -166,9 +166,11 @@ def quantize_file(source: Path, output: Path, quant: str) -> None:
     """f16 GGUF -> `quant` with llama.cpp's own quantizer, written beside and renamed when whole."""
     import llama_cpp
 
+    from backends.llama_engine import usable_cpus
+
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")
-    params.nthread = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    params.nthread = usable_cpus()
     partial = output.with_name(output.name + ".partial")
     code = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), params)
     if code != 0 or not partial.is_file():
