@@ -130,6 +130,31 @@ def test_gguf_shape_agrees_with_llama_cpp(path):
     assert shape.file_bytes > size and min(shape.layer_bytes) > 0
 
 
+@needs_smollm2
+def test_gguf_header_reads_as_the_gguf_package_reads_it(tmp_path):
+    """backends/gguf_file.py against gguf.GGUFReader: every key (string arrays by their length) and
+    every tensor's shape, type, size and offset; a file cut inside its header is a ValueError."""
+    from gguf import GGUFReader
+
+    from backends.gguf_file import StringArray, read_gguf
+
+    meta, tensors = read_gguf(SMOLLM2)
+    reader = GGUFReader(str(SMOLLM2))
+    fields = {k: f for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+    assert set(meta) == set(fields) and isinstance(meta["tokenizer.ggml.tokens"], StringArray)
+    for key, field in fields.items():
+        ours, theirs = meta[key], field.contents()
+        if isinstance(ours, StringArray):
+            ours, theirs = len(ours), len(theirs)
+        assert ours == (pytest.approx(theirs) if isinstance(theirs, float) else theirs), key
+    assert [(t.name, tuple(int(d) for d in t.shape), int(t.tensor_type), int(t.n_bytes), int(t.data_offset))
+            for t in reader.tensors] == [(t.name, t.shape, t.ggml_type, t.n_bytes, t.data_offset) for t in tensors]
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(SMOLLM2.read_bytes()[:100_000])  # inside the vocabulary
+    with pytest.raises(ValueError, match="cut short"):
+        read_gguf(cut)
+
+
 def test_ggml_device_memory_through_the_bundled_llama_cpp():
     import llama_cpp
     devices = gpu_fit.ggml_devices()

@@ -49,14 +49,15 @@ def twin_available() -> bool:
     return all((CHATGLM_SOURCE / name).is_file() for name in CHATGLM_FILES)
 
 
-def _train_sentencepiece(prefix: Path, user_symbols: list[str], vocab_size: int, model_type: str) -> Path:
+def _train_sentencepiece(prefix: Path, user_symbols: list[str], vocab_size: int, model_type: str,
+                         max_piece: int = 16) -> Path:
     import sentencepiece as spm
 
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(CORPUS), model_prefix=str(prefix), vocab_size=vocab_size,
         model_type=model_type, byte_fallback=True, character_coverage=1.0, hard_vocab_limit=False,
         unk_id=0, bos_id=1, eos_id=2, pad_id=3, pad_piece="<pad>", user_defined_symbols=user_symbols,
-        minloglevel=2, num_threads=1)
+        max_sentencepiece_length=max_piece, minloglevel=2, num_threads=1)
     return prefix.with_suffix(".model")
 
 
@@ -159,7 +160,9 @@ def build_baichuan(folder: Path, seed: int = 0) -> Path:
     import torch
 
     folder.mkdir(parents=True, exist_ok=True)
-    sp_path = _train_sentencepiece(folder / "tokenizer", [], 600, "bpe")
+    # Pieces of at most two characters: random weights answer max_tokens pieces, and whole-sentence
+    # pieces ("为什么天空是蓝色的") made a 512-token answer thousands of tokens long for the judge.
+    sp_path = _train_sentencepiece(folder / "tokenizer", [], 600, "bpe", max_piece=2)
     (folder / "tokenizer.vocab").unlink(missing_ok=True)
     vocab = spm.SentencePieceProcessor(model_file=str(sp_path)).vocab_size()
     # Upstream: hidden 4096, intermediate 11008, 32 layers, 32 heads, vocab 64000. Hidden 256 keeps

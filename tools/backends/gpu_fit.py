@@ -4,8 +4,8 @@
 model's sizes (weights per layer, KV cache per token, llama.cpp's compute buffer) it picks the
 layers on the GPU (all when they fit with a minimal cache, else as many as fit, the rest on
 the CPU) and N, the sequences the remaining memory holds (capped at 32, as on the CPU).
-`ModelShape.from_gguf` reads the sizes from a GGUF's metadata and tensor table (the `gguf`
-package: no model load); `ModelShape.from_published` estimates them from a model card's shape,
+`ModelShape.from_gguf` reads the sizes from a GGUF's metadata and tensor table (gguf_file.py:
+no model load); `ModelShape.from_published` estimates them from a model card's shape,
 for models not on disk. `device_memory()` asks llama.cpp's ggml backend for the GPU's free
 memory (nvidia-smi, then torch, as fallbacks).
 
@@ -57,13 +57,12 @@ class ModelShape:
     @classmethod
     def from_gguf(cls, path: Path, name: str | None = None) -> ModelShape:
         """Sizes from the GGUF's tensor table and metadata (nothing is loaded or computed)."""
-        from gguf import GGUFReader
+        from backends.gguf_file import read_gguf
 
-        reader = GGUFReader(str(path))
+        fields, tensors = read_gguf(path)
 
         def meta(key, default=None):
-            field = reader.fields.get(key)
-            return field.contents() if field is not None else default
+            return fields.get(key, default)
 
         arch = meta("general.architecture")
         n_layer = int(meta(f"{arch}.block_count"))
@@ -76,15 +75,14 @@ class ModelShape:
         kv = tuple(2 * kvh * (k + v) for kvh, k, v in zip(n_head_kv, head_k, head_v))
         layers = [0] * n_layer
         output = embd = 0
-        for t in reader.tensors:
+        for t in tensors:
             if t.name.startswith("blk."):
                 layers[int(t.name.split(".")[1])] += int(t.n_bytes)
             elif t.name == "output.weight":
                 output = int(t.n_bytes)
             elif t.name == "token_embd.weight":
                 embd = int(t.n_bytes)
-        tokens = reader.fields.get("tokenizer.ggml.tokens")
-        n_vocab = int(meta(f"{arch}.vocab_size", 0) or (len(tokens.data) if tokens is not None else 0))
+        n_vocab = int(meta(f"{arch}.vocab_size", 0) or len(meta("tokenizer.ggml.tokens", ())))
         return cls(name=name or Path(path).stem, file_bytes=Path(path).stat().st_size,
                    layer_bytes=tuple(layers),
                    output_bytes=output or embd,  # tied embeddings: llama.cpp copies them to the GPU

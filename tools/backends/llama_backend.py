@@ -160,10 +160,9 @@ def gguf_problem(path: Path) -> str | None:
                 ".gguf file, or at a Hugging Face folder to convert")
     size = Path(path).stat().st_size
     try:
-        import gguf
+        from backends.gguf_file import read_gguf
 
-        reader = gguf.GGUFReader(path)
-        need = max((t.data_offset + t.n_bytes for t in reader.tensors), default=0)
+        need = max((t.data_offset + t.n_bytes for t in read_gguf(path)[1]), default=0)
     except Exception:  # the header or tensor table itself is cut
         need = None
     if need is None or need > size:
