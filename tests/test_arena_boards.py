@@ -1,5 +1,5 @@
-"""`make board QUESTIONS=alpaca_eval LIMIT=6` and `QUESTIONS=arena_hard LIMIT=6` end to end with the
-embedded models and judge, the sets fetched from a local server of ../shared/benchmarks: the set's
+"""`make board QUESTIONS=alpaca_eval LIMIT=20` and `QUESTIONS=arena_hard FAST=1`, the README's lines
+(tests/test_makefile.py leaves them to this file), end to end at LIMIT=3 with the embedded models and judge, the sets fetched from a local server of ../shared/benchmarks: the set's
 own reference (no reference model runs), AlpacaEval 2.0's published board beside ours (labelled
 not comparable with a local judge), Arena-Hard's two games per prompt with labels read from the
 judge's logits (none dropped), its score section and published table, its answer and judgment
@@ -16,6 +16,7 @@ from board.arena_hard.score import LABELS
 
 from conftest import ROOT, needs_smollm2, project_registry, slow
 MODELS = "smollm2_135m gemma3_270m"
+LIMIT = 3  # each judge call reads a published answer of a few thousand characters: seconds a call here
 pytestmark = [slow, needs_smollm2]
 
 
@@ -34,13 +35,14 @@ def rows(path: Path) -> dict[str, dict]:
 
 def test_alpaca_eval_board_with_the_published_one(bench_data_url, tmp_path):
     out = tmp_path / "out"
-    result = make_board(out, "QUESTIONS=alpaca_eval", "LIMIT=6")
+    result = make_board(out, "QUESTIONS=alpaca_eval", f"LIMIT={LIMIT}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "reference.py --set" in result.stdout  # the set's own reference, copied
     assert "infer.py gpt4_1106_preview" not in result.stdout and not (out / "gpt4_1106_preview.json").exists()
     reference = json.loads((out / "reference.json").read_text(encoding="utf-8"))
-    assert len(reference) == 6 and {r["generator"] for r in reference} == {"gpt4_1106_preview"}
+    assert len(reference) == LIMIT and {r["generator"] for r in reference} == {"gpt4_1106_preview"}
     board = rows(out / "board.csv")
-    assert set(board) == set(MODELS.split()) and all(int(float(r["n_total"])) == 6 for r in board.values())
+    assert set(board) == set(MODELS.split()) and all(int(float(r["n_total"])) == LIMIT for r in board.values())
     md = (out / "board.md").read_text(encoding="utf-8")
     assert "Published leaderboard (judge: weighted_alpaca_eval_gpt4_turbo (gpt-4-1106-preview))" in md
     assert "only when JUDGE=weighted_alpaca_eval_gpt4_turbo; this board's judge is smollm2_135m, so they are not" in md
@@ -56,15 +58,16 @@ def test_arena_hard_board_scores_as_arena_hard(bench_data_url, tmp_path):
     # FAST=1: the labels read without the judge's explanation, for the suite's time (24 explanations
     # of up to 256 tokens over Arena-Hard's long prompts take many minutes on 2 cores); the explained
     # read is tested in tests/test_arena_labels.py.
-    result = make_board(out, "QUESTIONS=arena_hard", "LIMIT=6", "FAST=1")
+    result = make_board(out, "QUESTIONS=arena_hard", f"LIMIT={LIMIT}", "FAST=1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "board: 2 models ->" in result.stdout + result.stderr  # the two models against the set's baseline
     assert not (out / "gpt-4-0314.json").exists()  # the baseline's answers come from the set
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["about"]["protocol"] == "arena_hard" and manifest["about"]["arena_hard"]["dropped"] == 0
     judged = out / "arena_hard" / "model_judgment" / "smollm2_135m"
     for model in MODELS.split():
         lines = [json.loads(line) for line in (judged / f"{model}.jsonl").open(encoding="utf-8")]
-        assert len(lines) == 6 and all(g["score"] in LABELS for line in lines for g in line["games"])
+        assert len(lines) == LIMIT and all(g["score"] in LABELS for line in lines for g in line["games"])
         assert all("<|The Start of Assistant A's Answer|>" in line["games"][0]["user_prompt"] for line in lines)
     answers = sorted(p.name for p in (out / "arena_hard" / "model_answer").iterdir())
     assert answers == sorted(f"{m}.jsonl" for m in [*MODELS.split(), "gpt-4-0314"])

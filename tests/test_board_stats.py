@@ -9,7 +9,7 @@ from alpaca_eval.metrics import get_winrate
 
 from board.provenance import safe_settings
 from board.pairwise.stats import (BOARD_COLUMNS, board_table, bootstrap_ci, by_dataset, judge_consistency,
-                         length_controlled_win_rate, warnings_for)
+                         length_controlled_win_rate, warnings_for, win_rate_stats)
 from judges.pairs import combine
 
 
@@ -46,6 +46,20 @@ def test_win_rate_columns_match_alpaca_eval():
     assert board.loc["m", "n_judge_calls"] == 80 and board.loc["m", "n_failed"] == 0
     low, high = board.loc["m", "win_rate_ci_low"], board.loc["m", "win_rate_ci_high"]
     assert 0 <= low < board.loc["m", "win_rate"] < high <= 100
+
+
+@pytest.mark.parametrize("prefs", [
+    [1.0, 2.0, 1.5, 0.0, 1.75, 1.25, 1.5000001, 1.4999999, 2.0, 1.0],  # ties as 1.5 and as 0, soft verdicts
+    [1.0, float("nan"), 2.0, 0.7, 2.3, 2.6, -0.4, 1.5],  # NaN and values outside [1, 2]
+    [2.0, 2.0, 2.0], [1.5], [0.0, 0.0],  # one-sided, a lone tie, no pair left
+])
+def test_win_rate_stats_is_get_winrate(prefs):
+    # written out so a board need not import alpaca_eval (3 s): every key, every edge, as get_winrate
+    ours = win_rate_stats(pd.Series(prefs))
+    theirs = get_winrate(pd.DataFrame({"preference": prefs}))
+    assert set(ours) == set(theirs)
+    for key, value in theirs.items():
+        assert ours[key] == pytest.approx(value, nan_ok=True), key
 
 
 def test_bootstrap_is_reproducible_and_degenerate_cases():

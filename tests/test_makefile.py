@@ -108,9 +108,10 @@ DOCUMENTED = {
     "make board QUESTIONS=mt_bench VERSUS=all":
         f'make board QUESTIONS=mt_bench LIMIT=1 VERSUS=all MODELS="{" ".join(EMBEDDED)}"',
     "make plan QUESTIONS=arena_hard": "make plan QUESTIONS=arena_hard",
-    "make board QUESTIONS=alpaca_eval LIMIT=20": "make board QUESTIONS=alpaca_eval LIMIT=2",  # no reference model
-    "make board QUESTIONS=arena_hard FAST=1": "make board QUESTIONS=arena_hard LIMIT=2 FAST=1",
-    "make board QUESTIONS=arena_hard PROTOCOL=pairwise": "make board QUESTIONS=arena_hard LIMIT=2 PROTOCOL=pairwise",
+    # Each judge call reads a published answer (seconds here): these two run in tests/test_arena_boards.py.
+    "make board QUESTIONS=alpaca_eval LIMIT=20": None,
+    "make board QUESTIONS=arena_hard FAST=1": None,
+    "make board QUESTIONS=arena_hard PROTOCOL=pairwise": "make board QUESTIONS=arena_hard LIMIT=1 PROTOCOL=pairwise",
     "make plan MODELS=chatglm_6b CARDS=8,12,16,24 QUANTS=fp16,int8,int4":
         "make plan MODELS=chatglm_6b CARDS=8,12,16,24 QUANTS=fp16,int8,int4",  # its published config
     "make clean": "make clean",
@@ -205,12 +206,11 @@ def test_every_documented_make_line_runs_for_real(tmp_path, bench_data_url):
         assert judge in (out / "board.md").read_text(encoding="utf-8")
     assert "qwen3_14b" in results[PLAN_CARDS] and "24 GB card" in results[PLAN_CARDS]
     assert "500 questions (500 turns) x 3 models = 1500 answers" in results["make plan QUESTIONS=arena_hard"]
-    assert "reference.py --set" in results["make board QUESTIONS=alpaca_eval LIMIT=20"]
     assert "int4" in results["make plan MODELS=chatglm_6b CARDS=8,12,16,24 QUANTS=fp16,int8,int4"]
     assert "4 ratings to give (mt_bench" in results["make board QUESTIONS=mt_bench VERSUS=all"]
     assert "and 2 pairwise matches, two games each" in results["make board QUESTIONS=mt_bench VERSUS=all"]
-    for line in ("make board QUESTIONS=arena_hard FAST=1", "make board QUESTIONS=arena_hard PROTOCOL=pairwise"):
-        assert "board: 3 models ->" in results[line], results[line]  # the three models against the set's baseline
+    line = "make board QUESTIONS=arena_hard PROTOCOL=pairwise"
+    assert "board: 3 models ->" in results[line], results[line]  # the three models against the set's baseline
     about = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["about"]  # the last board's
     assert about["protocol"] == "pairwise" and about["set"]["name"] == "arena_hard", about
     # make clean, last: it removes everything the lines above wrote, and says so.

@@ -39,9 +39,12 @@ def published_path(spec: dict) -> Path:
     """The CSV a sidecar's `published.path` names."""
     path = str(spec.get("path") or "")
     if path.startswith("alpaca_eval:"):
-        import alpaca_eval
+        from lib.benchsets import alpaca_eval_dir
 
-        return Path(alpaca_eval.__file__).parent / path.split(":", 1)[1]
+        package = alpaca_eval_dir()
+        if package is None:
+            raise InputError("alpaca_eval is not installed: run make setup")
+        return package / path.split(":", 1)[1]
     return Path(path) if Path(path).is_absolute() else ROOT / path
 
 

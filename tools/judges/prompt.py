@@ -19,6 +19,8 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from lib.records import InputError
+
 CUT_MARK = "\n[... cut to fit the judge's context]"
 VERDICT_TOKENS = ("m", "M")
 CHATML_MARKERS = ("<|im_start|>", "<|im_end|>")  # what alpaca_eval's prompt_to_chatml splits on
@@ -27,9 +29,12 @@ PLACEHOLDER = re.compile(r"{([^ \s]+?)}")  # alpaca_eval's make_prompts
 
 
 def alpaca_eval_configs_dir() -> Path:
-    import alpaca_eval
+    from lib.benchsets import alpaca_eval_dir
 
-    return Path(alpaca_eval.__file__).parent / "evaluators_configs"
+    package = alpaca_eval_dir()
+    if package is None:
+        raise InputError("alpaca_eval is not installed: run make setup")
+    return package / "evaluators_configs"
 
 
 def prompt_template() -> str:

@@ -148,6 +148,15 @@ def set_info(questions_path: str | Path) -> dict | None:
         raise InputError(f"{path}: not valid JSON; run make data again") from None
 
 
+def alpaca_eval_dir() -> Path | None:
+    """The installed alpaca_eval package's folder (its prompts, configs and published boards),
+    found without importing it: the import costs 3 s. None if it is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("alpaca_eval")
+    return Path(spec.origin).parent if spec is not None and spec.origin else None
+
+
 def published_path(published: dict | None) -> Path | None:
     """The published table's CSV: data/published/... in the project, or "alpaca_eval:<path>"
     inside the installed alpaca_eval package (found without importing it); None if absent."""
@@ -155,12 +164,10 @@ def published_path(published: dict | None) -> Path | None:
         return None
     where = published["path"]
     if where.startswith("alpaca_eval:"):
-        import importlib.util
-
-        spec = importlib.util.find_spec("alpaca_eval")
-        if spec is None or spec.origin is None:
+        package = alpaca_eval_dir()
+        if package is None:
             return None
-        path = Path(spec.origin).parent / where.split(":", 1)[1]
+        path = package / where.split(":", 1)[1]
     else:
         path = ROOT / where
     return path if path.is_file() else None

@@ -4,8 +4,10 @@ A preference follows alpaca_eval: 1 = the reference's answer is better, 2 = the 
 tie, anything in between for a soft verdict. Per model:
 
 - alpaca_eval's own columns (win_rate, standard_error, n_wins, n_wins_base, n_draws, n_total,
-  discrete_win_rate) from alpaca_eval.metrics.get_winrate itself, and avg_length (characters
-  of the model's answers) as alpaca_eval computes it;
+  discrete_win_rate), computed as alpaca_eval.metrics.get_winrate computes them (written out here,
+  because importing alpaca_eval costs every board 3 s; tests/test_board_stats.py checks them
+  against get_winrate itself), and avg_length (characters of the model's answers) as alpaca_eval
+  computes it;
 - win_rate_ci_low / win_rate_ci_high: a percentile bootstrap 95% interval of the win rate over
   questions (scipy.stats.bootstrap, fixed seed);
 - lc_win_rate, lc_standard_error: AlpacaEval 2's length-controlled win rate, fit jointly over
@@ -22,12 +24,9 @@ paired bootstrap in tools/board/pairwise/compare.py, not from two intervals that
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
-
-warnings.filterwarnings("ignore", message="pkg_resources is deprecated")  # alpaca_eval imports it
 
 ALPACA_COLUMNS = ["win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total",
                   "discrete_win_rate", "avg_length"]
@@ -48,10 +47,19 @@ LENGTH_GAP = 10.0
 
 
 def win_rate_stats(preferences: pd.Series) -> dict:
-    """alpaca_eval's head-to-head numbers, by alpaca_eval itself."""
-    from alpaca_eval.metrics import get_winrate
-
-    return get_winrate(pd.DataFrame({"preference": preferences.astype(float)}))
+    """alpaca_eval's head-to-head numbers (get_winrate: its absolute scoring rule, and its zero-one
+    rule for discrete_win_rate): 0 reads as a tie (1.5), and anything outside [1, 2] (NaN too) is
+    left out of all but n_draws."""
+    raw = pd.Series(preferences, dtype=float)
+    prefs = raw.replace({0.0: 1.5})
+    n_draws = (prefs == 1.5).sum()
+    wins = prefs[(prefs >= 1) & (prefs <= 2)] - 1
+    # zero-one: a tie stays a tie, any other verdict is rounded to the side it leans to
+    discrete = raw.replace({1.5: 0.0}).round().replace({0.0: 1.5})
+    discrete = discrete[(discrete >= 1) & (discrete <= 2)] - 1
+    return {"win_rate": wins.mean() * 100, "standard_error": wins.sem() * 100,
+            "n_wins": (wins > 0.5).sum(), "n_wins_base": (wins < 0.5).sum(), "n_draws": n_draws,
+            "n_total": len(wins), "discrete_win_rate": discrete.mean() * 100}
 
 
 def bootstrap_ci(preferences: pd.Series) -> tuple[float, float]:
