@@ -311,7 +311,7 @@ def test_a_verdict_does_not_depend_on_what_is_judged_beside_it(judged):
     from judge_check import load_check_pairs
 
     _, judge, _, _ = judged
-    pairs = load_check_pairs(ROOT / "data" / "judge_check.jsonl")[:4]
+    pairs = load_check_pairs(ROOT / "data" / "judge_check.jsonl")[:3]  # 6 calls, each judged 3 ways
     calls = [c for p in pairs for c in (Call(p["instruction"], p["right"], p["wrong"]),
                                         Call(p["instruction"], p["wrong"], p["right"]))]
     together = dict(judge.judge(calls))

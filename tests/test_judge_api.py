@@ -98,8 +98,10 @@ def test_an_unreachable_judge_fails_judge_check_with_the_cause(tmp_path):
     from llama_server import free_port
 
     registry_for(tmp_path, f"http://user:{FAKE_KEY}@127.0.0.1:{free_port()}/v1", concurrency=8)
+    # 4 pairs, both orders: 8 calls, one wave of 8 in flight, so the test waits out the client's
+    # backoff (about half a minute) once, not once per wave
     run = run_tool("judge_check.py", ["--judge", "api", "--models-toml", str(tmp_path / "models.toml"),
-                                      "--out", str(tmp_path / "out")], {})
+                                      "--out", str(tmp_path / "out"), "--limit", "4"], {})
     assert run.returncode == 1
     error = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "failed every call" in error[0] and "cannot reach the judge" in error[0], run.stderr
