@@ -30,6 +30,13 @@ BENCH_LABEL_LIMIT  ?= 8
 BENCH_LABEL_TOKENS ?= 128
 LIMIT       ?=
 
+# The system python3 (3.11+: tomllib) for make's own helpers, resolved once and handed to sub-makes:
+# through a pyenv shim each call costs a tenth of a second more, and every make parse makes four.
+ifeq ($(origin SYSTEM_PYTHON),undefined)
+SYSTEM_PYTHON := $(or $(shell python3 -c 'import sys; print(sys.executable)' 2>/dev/null),python3)
+endif
+export SYSTEM_PYTHON
+
 # A value with a character the shell acts on would run as shell code in $(shell ...) below and in
 # the recipes: refused first, on the raw values ($(value): nothing in them is expanded to check).
 LPAREN := (
@@ -37,7 +44,7 @@ RPAREN := )
 HASH := \#
 SHELL_CHARS := ' " ` $$ ; & | < > \ * ? [ ] { } ! $(HASH) $(LPAREN) $(RPAREN)
 CHECKED_VARS := OUT MODELS JUDGE REFERENCE QUESTIONS MODELS_TOML LIMIT VERSUS PROTOCOL FAST PAIRS PARALLEL \
-  CUDA VENV FREE CARDS QUANTS BENCH_MODEL
+  CUDA VENV FREE CARDS QUANTS BENCH_MODEL SYSTEM_PYTHON
 shell_chars_in = $(strip $(foreach c,$(SHELL_CHARS),$(findstring $(c),$(value $(1)))))
 UNSAFE_VARS := $(strip $(foreach v,$(CHECKED_VARS),$(if $(call shell_chars_in,$(v)),$(v))))
 ifneq ($(UNSAFE_VARS),)
@@ -67,7 +74,7 @@ ifneq ($(words $(QUESTIONS)) $(words $(OUT)) $(words $(MODELS_TOML)),1 1 1)
 $(error QUESTIONS="$(QUESTIONS)" OUT="$(OUT)" MODELS_TOML="$(MODELS_TOML)": each must be one path without spaces (make cannot use them); rename it or link it: ln -s "my dir" my_dir)
 endif
 # OUT is written into and emptied by `make clean`: never /, the project, $HOME or another clone (tools/outdir.py).
-OUT_REFUSED := $(shell python3 tools/outdir.py check '$(OUT)' 2>&1)
+OUT_REFUSED := $(shell $(SYSTEM_PYTHON) tools/outdir.py check '$(OUT)' 2>&1)
 ifneq ($(OUT_REFUSED),)
 $(error $(OUT_REFUSED))
 endif
@@ -76,7 +83,7 @@ endif
 # QUESTIONS=mt_bench becomes the normalized file tools/data.py writes, OUT/sets/NAME[-limitN].jsonl,
 # for every stage. A set that brings its own reference (alpaca_eval, arena_hard) is the reference
 # unless REFERENCE= names a model. Read with the system python3, as models.toml is below.
-SET_INFO := $(shell python3 tools/lib/benchsets.py make-info '$(QUESTIONS)' 2>&1 || true)
+SET_INFO := $(shell $(SYSTEM_PYTHON) tools/lib/benchsets.py make-info '$(QUESTIONS)' 2>&1 || true)
 ifeq ($(firstword $(SET_INFO)),ERROR)
 $(error error: $(wordlist 2,999,$(SET_INFO)))
 endif
@@ -95,7 +102,7 @@ TOOLS := $(wildcard tools/*.py tools/lib/*.py tools/backends/*.py tools/judges/*
 # system python3 (3.11+ for tomllib; registry.py needs only the standard library, and .venv may not
 # exist yet): "M:a M:b R:ref J:judge", or "ERROR why" when models.toml is missing or broken. A
 # registry may have no [defaults]: only the targets that need a value ask for it (need-*, below).
-REGISTRY := $(shell python3 tools/lib/registry.py defaults --models-toml '$(MODELS_TOML)' 2>&1 || true)
+REGISTRY := $(shell $(SYSTEM_PYTHON) tools/lib/registry.py defaults --models-toml '$(MODELS_TOML)' 2>&1 || true)
 REGISTRY_ERROR := $(if $(filter ERROR,$(firstword $(REGISTRY))),$(wordlist 2,999,$(REGISTRY)))
 defaults = $(if $(REGISTRY_ERROR),,$(patsubst $(1):%,%,$(filter $(1):%,$(REGISTRY))))
 MODELS_ := $(or $(strip $(MODELS)),$(call defaults,M))
@@ -111,10 +118,10 @@ help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 	@echo "Variables (now):"
 	@echo "  MODELS=\"$(MODELS_)\"  QUESTIONS=$(QUESTIONS)  REFERENCE=$(or $(REFERENCE_),$(REFERENCE_SET) (the set's))  JUDGE=$(JUDGE_)"
-	@echo "  QUESTIONS=name: a set of data/benchmarks.toml ($$(python3 tools/lib/benchsets.py names 2>/dev/null)); LIMIT=$(LIMIT) (N: a stratified fixed-seed sample of N questions)"
+	@echo "  QUESTIONS=name: a set of data/benchmarks.toml ($$($(SYSTEM_PYTHON) tools/lib/benchsets.py names 2>/dev/null)); LIMIT=$(LIMIT) (N: a stratified fixed-seed sample of N questions)"
 	@echo "  OUT=$(OUT)  MODELS_TOML=$(MODELS_TOML)  CUDA=$(CUDA) (1 builds llama.cpp with CUDA)"
 	@echo "  PARALLEL=$(PARALLEL) (questions decoded together by llama.cpp; empty = models.toml's parallel)"
-	@echo "  PROTOCOL=$(PROTOCOL_) ($$(python3 tools/board/protocols.py --names); default: what the question set declares)  FAST=$(FAST) (1: arena_hard and grade, a local judge's label without the explanation)"
+	@echo "  PROTOCOL=$(PROTOCOL_) ($$($(SYSTEM_PYTHON) tools/board/protocols.py --names); default: what the question set declares)  FAST=$(FAST) (1: arena_hard and grade, a local judge's label without the explanation)"
 	@echo "  JUDGE=\"a b c\" (several judges, their mean)  VERSUS=$(VERSUS) (all: models also judged against each other; MT-Bench: FastChat's pairwise mode)"
 	@echo "  PAIRS=$(PAIRS) (make judge-check: a human-labelled set of data/judge_sets.toml, e.g. llmbar_natural, pandalm [LIMIT=N], PROTOCOL=llmbar|grade; or your own labelled pairs, JSONL; empty = data/judge_check.jsonl)"
 	@echo "  BENCH_MODEL=$(BENCH_MODEL)  BENCH_ARGS=$(BENCH_ARGS) (bench/bench.py --help)"
@@ -164,11 +171,11 @@ $(QUESTIONS): | setup $(OUT)/.llmeval
 else
 # A missing QUESTIONS file is one clear line, not make's "No rule to make target".
 $(QUESTIONS):
-	@echo "error: questions file not found: $@ (set QUESTIONS=path/to/questions.txt, or a set: $$(python3 tools/lib/benchsets.py names 2>/dev/null))" >&2; exit 2
+	@echo "error: questions file not found: $@ (set QUESTIONS=path/to/questions.txt, or a set: $$($(SYSTEM_PYTHON) tools/lib/benchsets.py names 2>/dev/null))" >&2; exit 2
 endif
 
 data: | setup $(OUT)/.llmeval ## fetch a named set's files and write its questions: QUESTIONS=mt_bench [LIMIT=N] -> OUT/sets/
-	@if [ -z "$(SET)" ]; then echo "error: make data needs QUESTIONS=<a set of data/benchmarks.toml>, not $(QUESTIONS); sets: $$(python3 tools/lib/benchsets.py names 2>/dev/null)" >&2; exit 2; fi
+	@if [ -z "$(SET)" ]; then echo "error: make data needs QUESTIONS=<a set of data/benchmarks.toml>, not $(QUESTIONS); sets: $$($(SYSTEM_PYTHON) tools/lib/benchsets.py names 2>/dev/null)" >&2; exit 2; fi
 	$(PY) tools/data.py $(SET) $(if $(strip $(LIMIT)),--limit $(LIMIT)) --out $(OUT) --models $(words $(MODELS_))
 
 # What a board of a named set costs (answers, judge calls, rough API tokens): make plan and make
@@ -207,7 +214,7 @@ judge-check: check-judge | models judge-weights $(OUT)/.llmeval ## judge pairs w
 	  $(if $(FAST),--fast)
 
 # The protocol: PROTOCOL=, else what the question set declares, else pairwise (the table: tools/board/protocols.py).
-PROTOCOL_ := $(shell python3 tools/board/protocols.py '$(QUESTIONS)' '$(PROTOCOL)' '$(SET)' 2>&1 || echo pairwise)
+PROTOCOL_ := $(shell $(SYSTEM_PYTHON) tools/board/protocols.py '$(QUESTIONS)' '$(PROTOCOL)' '$(SET)' 2>&1 || echo pairwise)
 ifneq ($(filter ERROR,$(firstword $(PROTOCOL_))),)
 $(error $(wordlist 2,999,$(PROTOCOL_)))
 endif
@@ -269,10 +276,10 @@ bench-judge: models | $(OUT)/.llmeval ## judging speed: in-process local judge v
 
 # What marks OUT as ours: every rule that writes into OUT has it as an order-only prerequisite.
 $(OUT)/.llmeval:
-	@python3 tools/outdir.py mark '$(OUT)'
+	@$(SYSTEM_PYTHON) tools/outdir.py mark '$(OUT)'
 
 clean: ## remove what llmeval wrote in OUT (answers, cache, board) and say what; models and .venv stay
-	@python3 tools/outdir.py clean '$(OUT)'
+	@$(SYSTEM_PYTHON) tools/outdir.py clean '$(OUT)'
 
 # A target that needs MODELS / REFERENCE / JUDGE and has none: one line saying what to set (or why
 # models.toml could not be read), and a failure, never "Nothing to be done".

@@ -97,6 +97,13 @@ def build_chatglm(folder: Path, seed: int = 0) -> Path:
     model = _chatglm_model(folder, config)
     # Unit scale: at a trained model's init scale (0.02) this tiny twin repeats <sop> forever.
     _init_random(model, seed, std=1.0)
+    # Runs of spaces (<|blank_N|>, up to 80 a token) never win: random weights picked them often,
+    # and a 512-token answer of 10,000 spaces made every judge call read thousands of tokens.
+    # Both matrices: transformers ties lm_head to the input embeddings when it loads the repo.
+    blanks = [sp.piece_to_id(f"<|blank_{i}|>") for i in range(2, 81)]
+    with torch.no_grad():
+        model.lm_head.weight[blanks] = 0.0
+        model.transformer.word_embeddings.weight[blanks] = 0.0
     state = {k: v.to(torch.float16) if v.is_floating_point() and "inv_freq" not in k else v
              for k, v in model.state_dict().items()}
     names = list(state)
