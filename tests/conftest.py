@@ -212,9 +212,9 @@ def bench_set(bench_data_url, tmp_path):
 
 # The files that take minutes, started first (make test: `--dist loadfile --no-loadscope-reorder`
 # hands files to the two workers in this order), so that no long file starts last and runs alone.
-LONGEST_FIRST = ("test_makefile.py", "test_guide_models.py", "test_faults.py", "test_arena_boards.py",
-                 "test_security.py", "test_grade_board.py", "test_judge.py", "test_llama_batched.py",
-                 "test_alpaca_eval_official.py", "test_load.py")
+LONGEST_FIRST = ("test_faults.py", "test_makefile.py", "test_guide_models.py", "test_arena_boards.py",
+                 "test_judge.py", "test_security.py", "test_grade_board.py", "test_load.py",
+                 "test_llama_batched.py", "test_alpaca_eval_official.py")
 
 
 def pytest_collection_modifyitems(items):

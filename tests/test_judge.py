@@ -222,13 +222,23 @@ def load_registry_stub():
     return Stub()
 
 
-def test_a_transformers_judge_gives_the_llama_cpp_verdict(judged, tmp_path):
+@pytest.fixture(scope="module")
+def hf_judge(tmp_path_factory):
+    """The same GGUF loaded by transformers (dequantized, fp32), 4 prompts to a forward pass: loaded
+    once for the tests below (transformers reads a GGUF three times over, about 20 s here)."""
+    folder = tmp_path_factory.mktemp("hf")
+    (folder / "models.toml").write_text(f'[models.hf]\npath = "{SMOLLM2}"\nbackend = "transformers"\n'
+                                        'n_ctx = 2048\nparallel = 4\n', encoding="utf-8")
+    hf = resolve_judge("hf", load_registry(folder / "models.toml"), folder)
+    yield hf
+    hf.close()
+
+
+def test_a_transformers_judge_gives_the_llama_cpp_verdict(judged, hf_judge, tmp_path):
     """The same GGUF loaded by transformers (dequantized, fp32) judges from the same two logits:
     the verdict matches llama.cpp's up to the quantized arithmetic."""
     out, judge, results, _ = judged
-    (tmp_path / "models.toml").write_text(f'[models.hf]\npath = "{SMOLLM2}"\nbackend = "transformers"\nn_ctx = 2048\n',
-                                          encoding="utf-8")
-    hf = resolve_judge("hf", load_registry(tmp_path / "models.toml"), tmp_path)
+    hf = hf_judge
     assert hf.kind == "transformers" and hf.protocol == judge.protocol and hf.judge_id != judge.judge_id
     call = PAIRS[0].calls()[0]
     verdicts, stats = judge_calls(hf, [call], tmp_path)
@@ -236,7 +246,7 @@ def test_a_transformers_judge_gives_the_llama_cpp_verdict(judged, tmp_path):
     assert verdicts[call]["preference"] == pytest.approx(results[0]["pref_model_first"], abs=0.05)
 
 
-def test_a_transformers_judge_batches_without_changing_a_verdict(tmp_path):
+def test_a_transformers_judge_batches_without_changing_a_verdict(hf_judge):
     """Prompts of different lengths, left-padded 4 to a forward pass: each verdict equals the one
     of its prompt alone (fp32 on the CPU: float rounding only)."""
     import dataclasses
@@ -244,9 +254,7 @@ def test_a_transformers_judge_batches_without_changing_a_verdict(tmp_path):
     from judge_check import load_check_pairs
     from judges.prompt import prompt_template
 
-    (tmp_path / "models.toml").write_text(f'[models.hf]\npath = "{SMOLLM2}"\nbackend = "transformers"\n'
-                                          'n_ctx = 2048\nparallel = 4\n', encoding="utf-8")
-    hf = resolve_judge("hf", load_registry(tmp_path / "models.toml"), tmp_path)
+    hf, spec = hf_judge, hf_judge.spec
     try:
         pairs = load_check_pairs(ROOT / "data" / "judge_check.jsonl")[:3]
         calls = [c for p in pairs for c in (Call(p["instruction"], p["right"], p["wrong"]),
@@ -258,7 +266,7 @@ def test_a_transformers_judge_batches_without_changing_a_verdict(tmp_path):
         alone = dict(hf.judge(calls))
         assert hf.last_stats["forward_passes"] == 6
     finally:
-        hf.close()
+        hf.spec = spec
     for call in calls:
         assert batched[call]["preference"] == pytest.approx(alone[call]["preference"], abs=1e-4)
         assert batched[call]["logits"]["m"] == pytest.approx(alone[call]["logits"]["m"], abs=1e-2)
