@@ -42,7 +42,7 @@ def test_win_rate_equals_alpaca_evals_make_leaderboard(bench_data_url, server, t
     result = subprocess.run(["make", "--no-print-directory", "board", f"OUT={out}", "MODELS=smollm2_135m",
                              f"MODELS_TOML={project_registry(tmp_path)}", "QUESTIONS=alpaca_eval", "LIMIT=3",
                              "JUDGE=weighted_alpaca_eval_gpt4_turbo"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with (out / "board.csv").open(encoding="utf-8") as f:
         ours = {row["model"]: row for row in csv.DictReader(f)}["smollm2_135m"]

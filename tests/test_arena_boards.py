@@ -25,7 +25,7 @@ def make_board(out: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     return subprocess.run(["make", "--no-print-directory", "board", f"OUT={out}", f"MODELS={MODELS}",
                            f"MODELS_TOML={project_registry(out.parent)}", *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
 def rows(path: Path) -> dict[str, dict]:
