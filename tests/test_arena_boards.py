@@ -1,9 +1,10 @@
 """`make board QUESTIONS=alpaca_eval LIMIT=20` and `QUESTIONS=arena_hard FAST=1`, the README's lines
-(tests/test_makefile.py leaves them to this file), end to end at LIMIT=3 with the embedded models and judge, the sets fetched from a local server of ../shared/benchmarks: the set's
-own reference (no reference model runs), AlpacaEval 2.0's published board beside ours (labelled
-not comparable with a local judge), Arena-Hard's two games per prompt with labels read from the
-judge's logits (none dropped), its score section and published table, its answer and judgment
-files, and Arena-Hard's own way of scoring those files giving our scores."""
+(tests/test_makefile.py leaves them to this file), end to end at LIMIT=3 with the embedded models
+and judge, the sets fetched from a local server of ../shared/benchmarks: the set's own reference
+(no reference model runs), AlpacaEval 2.0's published board beside ours (labelled not comparable
+with a local judge), Arena-Hard's two games per prompt with labels read from the judge's logits
+(none dropped), its score section and published table, its answer and judgment files, and
+Arena-Hard's own way of scoring those files giving our scores."""
 import csv
 import json
 import os

@@ -41,10 +41,7 @@ def published_path(spec: dict) -> Path:
     if path.startswith("alpaca_eval:"):
         from lib.benchsets import alpaca_eval_dir
 
-        package = alpaca_eval_dir()
-        if package is None:
-            raise InputError("alpaca_eval is not installed: run make setup")
-        return package / path.split(":", 1)[1]
+        return alpaca_eval_dir() / path.split(":", 1)[1]
     return Path(path) if Path(path).is_absolute() else ROOT / path
 
 

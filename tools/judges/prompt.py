@@ -19,8 +19,6 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from lib.records import InputError
-
 CUT_MARK = "\n[... cut to fit the judge's context]"
 VERDICT_TOKENS = ("m", "M")
 CHATML_MARKERS = ("<|im_start|>", "<|im_end|>")  # what alpaca_eval's prompt_to_chatml splits on
@@ -31,10 +29,7 @@ PLACEHOLDER = re.compile(r"{([^ \s]+?)}")  # alpaca_eval's make_prompts
 def alpaca_eval_configs_dir() -> Path:
     from lib.benchsets import alpaca_eval_dir
 
-    package = alpaca_eval_dir()
-    if package is None:
-        raise InputError("alpaca_eval is not installed: run make setup")
-    return package / "evaluators_configs"
+    return alpaca_eval_dir() / "evaluators_configs"
 
 
 def prompt_template() -> str:

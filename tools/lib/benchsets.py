@@ -148,13 +148,15 @@ def set_info(questions_path: str | Path) -> dict | None:
         raise InputError(f"{path}: not valid JSON; run make data again") from None
 
 
-def alpaca_eval_dir() -> Path | None:
+def alpaca_eval_dir() -> Path:
     """The installed alpaca_eval package's folder (its prompts, configs and published boards),
-    found without importing it: the import costs 3 s. None if it is not installed."""
+    found without importing it: the import costs 3 s. InputError if it is not installed."""
     import importlib.util
 
     spec = importlib.util.find_spec("alpaca_eval")
-    return Path(spec.origin).parent if spec is not None and spec.origin else None
+    if spec is None or not spec.origin:
+        raise InputError("alpaca_eval is not installed: run make setup")
+    return Path(spec.origin).parent
 
 
 def published_path(published: dict | None) -> Path | None:
@@ -164,10 +166,10 @@ def published_path(published: dict | None) -> Path | None:
         return None
     where = published["path"]
     if where.startswith("alpaca_eval:"):
-        package = alpaca_eval_dir()
-        if package is None:
+        try:
+            path = alpaca_eval_dir() / where.split(":", 1)[1]
+        except InputError:  # make's system python3 reads this too, without the .venv
             return None
-        path = package / where.split(":", 1)[1]
     else:
         path = ROOT / where
     return path if path.is_file() else None
